@@ -1,0 +1,124 @@
+"""Upstream's own model code, fetched on demand, as the reference dav2 is measured against.
+
+Nobody here wrote it: it is the `depth-anything-v2==0.1.0` wheel from PyPI (upstream's model files). It is
+never vendored into this repository; it is downloaded once into a cache folder. The wheel declares Python 3.12
+and torchvision, neither of which the model code needs, so it is unpacked rather than installed, and
+torchvision (used only for `Compose` in upstream's preprocessing helper) is stood in for by a tiny equivalent when
+it is missing.
+"""
+
+import os
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WHEEL = "depth-anything-v2==0.1.0"
+CACHE = Path(os.environ.get("DAV2_UPSTREAM_DIR", Path(__file__).resolve().parent.parent / ".cache" / "upstream"))
+
+# Upstream's table of decoder sizes per encoder (their run.py's model_configs).
+UPSTREAM_CONFIGS = {
+    "vits": {"encoder": "vits", "features": 64, "out_channels": [48, 96, 192, 384]},
+    "vitb": {"encoder": "vitb", "features": 128, "out_channels": [96, 192, 384, 768]},
+    "vitl": {"encoder": "vitl", "features": 256, "out_channels": [256, 512, 1024, 1024]},
+    "vitg": {"encoder": "vitg", "features": 384, "out_channels": [1536, 1536, 1536, 1536]},
+}
+
+
+def ensure_unpacked() -> Path:
+    package_dir = CACHE / "depth_anything_v2"
+    if (package_dir / "dpt.py").is_file():
+        return CACHE
+    CACHE.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.12", WHEEL, "-d", str(CACHE)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(CACHE.glob("depth_anything_v2-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise RuntimeError(f"could not fetch upstream's model code ({WHEEL}) from PyPI:\n{result.stderr}")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        wheel.extractall(CACHE)
+    return CACHE
+
+
+def _stand_in_for_torchvision() -> None:
+    try:
+        import torchvision.transforms  # noqa: F401
+        return
+    except Exception:  # noqa: BLE001 - absent, or present but broken beside this torch build
+        pass
+
+    class Compose:
+        def __init__(self, transforms):
+            self.transforms = transforms
+
+        def __call__(self, sample):
+            for transform in self.transforms:
+                sample = transform(sample)
+            return sample
+
+    torchvision = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+    transforms.Compose = Compose
+    torchvision.transforms = transforms
+    sys.modules["torchvision"] = torchvision
+    sys.modules["torchvision.transforms"] = transforms
+
+
+def upstream_dpt():
+    """The `depth_anything_v2.dpt` module of upstream's code."""
+    root = str(ensure_unpacked())
+    _stand_in_for_torchvision()
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import logging
+
+    logging.getLogger("dinov2").setLevel(logging.ERROR)  # its "xFormers not available" warnings
+    from depth_anything_v2 import dpt
+
+    return dpt
+
+
+def upstream_model(encoder: str = "vits", *, seed: int = 0, max_depth: float | None = None) -> nn.Module:
+    """Upstream's model with seeded random weights; `max_depth` makes it upstream's metric variant.
+
+    Upstream's metric model (metric_depth/depth_anything_v2/dpt.py) is the relative one with a Sigmoid in place
+    of the last ReLU and the output multiplied by max_depth; the PyPI wheel ships only the relative file, so the
+    metric variant is derived from it in exactly those two places.
+    """
+    dpt = upstream_dpt()
+    torch.manual_seed(seed)
+    model = dpt.DepthAnythingV2(**UPSTREAM_CONFIGS[encoder])
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for param in model.parameters():
+            # move every tensor off its default init so no weight is trivially 0 or 1
+            param.add_(torch.randn(param.shape, generator=generator) * 0.02)
+        # random weights can push the final ReLU's input below zero everywhere, a flat map that would prove
+        # nothing; a positive last bias keeps depth varying
+        model.depth_head.scratch.output_conv2[2].bias.fill_(0.5)
+    if max_depth is not None:
+        model.depth_head.scratch.output_conv2[3] = nn.Sigmoid()
+        model = _MetricWrapper(model, max_depth)
+    return model.eval()
+
+
+class _MetricWrapper(nn.Module):
+    def __init__(self, relative: nn.Module, max_depth: float):
+        super().__init__()
+        self.inner = relative
+        self.max_depth = max_depth
+
+    def forward(self, x):
+        return self.inner(x) * self.max_depth
+
+    @torch.no_grad()
+    def infer_image(self, raw_image, input_size=518):
+        return self.inner.infer_image(raw_image, input_size) * self.max_depth
+
+    def state_dict(self, *args, **kwargs):
+        return self.inner.state_dict(*args, **kwargs)

@@ -1,0 +1,153 @@
+"""The `dav2` command line: parse, validate, hand over to the runner.
+
+Nothing here imports torch, so `dav2 --help` answers instantly; the runner is imported inside each command.
+"""
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, UserError
+
+DEPTH_MEANING = """\b
+Relative models (vits, vitb, vitl) output inverse depth: larger = NEARER, no unit.
+Metric models output depth in meters: larger = FARTHER.
+Every picture format draws near as bright, for both kinds; raw formats (npy, exr,
+tiff) store the model's values untouched."""
+
+EXIT_CODES = """\b
+Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
+2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+
+FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "png")
+CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray")
+
+
+def run_job(job, *args) -> None:
+    """Run a runner job and turn its outcome into the documented exit code, without tracebacks for users."""
+    try:
+        code = job(*args)
+    except UserError as exc:
+        click.echo(f"dav2: error: {exc}", err=True)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        click.echo("dav2: interrupted", err=True)
+        code = EXIT_SIGINT
+    sys.exit(code)
+
+
+def depth_options(command):
+    """The model and rendering options every command shares."""
+    options = [
+        click.option("-m", "--model", default="vits", show_default=True, metavar="NAME|PATH",
+                     help="Model name (see `dav2 models`) or a checkpoint: upstream .pth, HuggingFace folder "
+                          "or .safetensors."),
+        click.option("--input-size", type=click.IntRange(28, 4200), default=504, show_default=True,
+                     help="Shorter side the model sees; sides are rounded to multiples of 28 "
+                          "(upstream's default 518 becomes 532; 504 is the nearest below)."),
+        click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
+                     help="Where to run the model."),
+        click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16")), default="auto",
+                     show_default=True, help="Compute precision; output is always float32."),
+        click.option("--max-depth", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Metric checkpoints: override max depth in meters (default from the name: 20 for "
+                          "hypersim/indoor, 80 for vkitti/outdoor)."),
+        click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+                     help="color (8-bit colormapped PNG, default), gray (8-bit), gray16 (16-bit PNG, full "
+                          "0-65535 range), npy/exr/tiff (float32 raw values). png = color."),
+        click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="Spectral_r", show_default=True,
+                     help="Colormap for --format color."),
+        click.option("--invert", is_flag=True, help="Draw far as bright instead of near."),
+        click.option("--side-by-side", is_flag=True, help="Put the input picture left of the depth picture."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_options(fmt, **values):
+    from .runner import DepthOptions
+
+    return DepthOptions(fmt=fmt, **values)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=DEPTH_MEANING + "\n\n" + EXIT_CODES)
+@click.version_option(__version__, "-V", "--version", prog_name="dav2")
+def main():
+    """Depth maps from photos, image folders and videos with Depth-Anything V2."""
+
+
+@main.command(epilog="""\b
+Examples:
+  dav2 image photo.jpg                      # photo_depth.png beside it
+  dav2 image a.jpg b.jpg -o out/ --format npy
+  dav2 image photo.jpg -o depth.tiff        # float32 raw values
+  cat photo.jpg | dav2 image - -o - > depth.png
+""" + "\n" + DEPTH_MEANING + "\n\n" + EXIT_CODES)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", default=None, metavar="PATH|DIR|-",
+              help="Output file (one input; format from its extension), folder, or - for stdout. "
+                   "Default: <stem>_depth.<ext> beside each input.")
+@depth_options
+def image(inputs, output, fmt, **values):
+    """Depth maps for one or more images (INPUT `-` reads stdin)."""
+    from .runner import output_format, run_images
+
+    def job():
+        options = make_options(output_format(output, fmt, list(inputs)), **values)
+        return run_images(list(inputs), output, options)
+
+    run_job(job)
+
+
+MODELS_EPILOG = """\b
+Names download upstream's .pth files once into the cache folder (`dav2 models path`:
+$DAV2_HOME, else $XDG_CACHE_HOME/dav2, else ~/.cache/dav2). A file put there by hand
+under upstream's name is used as is; models already in the HuggingFace cache (-hf repos)
+are used where they are. Offline (no network, DAV2_OFFLINE=1 or HF_HUB_OFFLINE=1), the
+error names the file, its URL and where to put it. Mirror: DAV2_HF_ENDPOINT or HF_ENDPOINT.
+"""
+
+
+@main.group(invoke_without_command=True, epilog=MODELS_EPILOG)
+@click.pass_context
+def models(ctx):
+    """List the model names with size, licence, kind and cached path."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .catalog import list_models
+
+    rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
+    for model in list_models():
+        kind = f"metric {model['max_depth']:g} m" if model["kind"] == "metric" else "relative"
+        rows.append((model["name"], ",".join(model["aliases"]), kind, model["size"], model["licence"],
+                     str(model["cached"]) if model["cached"] else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]))
+
+
+@models.command("download")
+@click.argument("name")
+def models_download(name):
+    """Fetch model NAME into the cache unless it is already on disk; print its path."""
+    from .catalog import find_spec, resolve  # here, not at the top: `dav2 --help` skips urllib's import cost
+
+    if find_spec(name) is None:
+        raise click.BadParameter(f"{name!r} is not a model name (see `dav2 models`)", param_hint="NAME")
+
+    def job():
+        click.echo(resolve(name))
+        return EXIT_OK
+
+    run_job(job)
+
+
+@models.command("path")
+def models_path():
+    """Print the cache folder that model names download into."""
+    from .catalog import dav2_home
+
+    click.echo(dav2_home())

@@ -1,0 +1,40 @@
+"""The architecture as data: everything the model needs to know, derived from a checkpoint's tensors."""
+
+from dataclasses import dataclass
+
+ENCODER_BY_WIDTH = {384: "vits", 768: "vitb", 1024: "vitl", 1536: "vitg"}
+
+# Blocks whose outputs feed the decoder, by encoder depth. vitl's first tap is 4, not 5: upstream's choice,
+# and the weights were trained with it.
+TAPS_BY_BLOCKS = {12: (2, 5, 8, 11), 24: (4, 11, 17, 23), 40: (9, 19, 29, 39)}
+
+HEAD_DIM = 64  # every DINOv2 size uses 64-wide heads, so the head count follows from the width
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int
+    blocks: int
+    mlp_hidden: int
+    swiglu: bool
+    reassembly_channels: tuple[int, int, int, int]
+    fusion_channels: int
+    metric: bool = False
+    max_depth: float | None = None
+    patch_size: int = 14
+
+    @property
+    def encoder(self) -> str:
+        return ENCODER_BY_WIDTH.get(self.width, f"vit-{self.width}")
+
+    @property
+    def heads(self) -> int:
+        return self.width // HEAD_DIM
+
+    @property
+    def taps(self) -> tuple[int, int, int, int]:
+        return TAPS_BY_BLOCKS[self.blocks]
+
+    @property
+    def kind(self) -> str:
+        return "metric" if self.metric else "relative"

@@ -1,0 +1,126 @@
+"""The DINOv2 image encoder (no registers), tapped at four blocks for the DPT decoder.
+
+Two details decide whether the output equals upstream's, so they are spelled out here:
+- the 37x37 position-embedding table is resized with bicubic interpolation by the *scale factor*
+  (grid + 0.1) / 37, antialias off, in float32, exactly as DINOv2 does; asking for the exact output size instead
+  moves the result. At the native 37x37 grid the table is used untouched. The resized table only depends on the
+  grid, so it is cached per grid (videos and folders reuse it for every frame).
+- each tapped output goes through the final LayerNorm and loses its cls token (DA-V2 ignores the readout).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled size on the intended grid
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, width * 3)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+        b, n, c = tokens_bnc.shape
+        qkv_3bhnd = self.qkv(tokens_bnc).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        # the fused kernel equals upstream's explicit softmax(q k^T / sqrt(d)) v to ~1e-6 and never materialises
+        # the heads x N x N score matrix
+        out_bhnd = F.scaled_dot_product_attention(qkv_3bhnd[0], qkv_3bhnd[1], qkv_3bhnd[2])
+        return self.proj(out_bhnd.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    """GELU MLP of vits/vitb/vitl."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(tokens_bnc)))
+
+
+class SwiGluMlp(nn.Module):
+    """SwiGLU MLP of the (unofficial) vitg checkpoints: w12 holds both gate halves side by side."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(width, 2 * hidden)
+        self.w3 = nn.Linear(hidden, width)
+
+    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+        gate, value = self.w12(tokens_bnc).chunk(2, dim=-1)
+        return self.w3(F.silu(gate) * value)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(width))
+
+    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+        return tokens_bnc * self.gamma
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_hidden: int, swiglu: bool):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, eps=1e-6)
+        self.attn = Attention(width, heads)
+        self.ls1 = LayerScale(width)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = SwiGluMlp(width, mlp_hidden) if swiglu else Mlp(width, mlp_hidden)
+        self.ls2 = LayerScale(width)
+
+    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+        tokens_bnc = tokens_bnc + self.ls1(self.attn(self.norm1(tokens_bnc)))
+        return tokens_bnc + self.ls2(self.mlp(self.norm2(tokens_bnc)))
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, width: int, heads: int, blocks: int, mlp_hidden: int, swiglu: bool,
+                 taps: tuple[int, ...], table_grid: int = 37):
+        super().__init__()
+        self.taps = tuple(taps)
+        self.table_grid = table_grid
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + table_grid * table_grid, width))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_hidden, swiglu) for _ in range(blocks))
+        self.out_norm = nn.LayerNorm(width, eps=1e-6)
+        self._pos_cache: dict = {}
+
+    def position_embedding(self, grid_hw: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        table = self.pos_embed
+        # keyed on the parameter's version too, so loading new weights can never reuse a stale table
+        key = (grid_hw, dtype, table.device, table._version)
+        cached = self._pos_cache.get(key)
+        if cached is not None:
+            return cached
+        if grid_hw == (self.table_grid, self.table_grid):
+            pos_1nc = table
+        else:
+            table_f32 = table.float()
+            g = self.table_grid
+            patch_1chw = table_f32[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)
+            scale_hw = ((grid_hw[0] + POS_OFFSET) / g, (grid_hw[1] + POS_OFFSET) / g)
+            patch_1chw = F.interpolate(patch_1chw, scale_factor=scale_hw, mode="bicubic", antialias=False)
+            patch_1nc = patch_1chw.permute(0, 2, 3, 1).reshape(1, grid_hw[0] * grid_hw[1], -1)
+            pos_1nc = torch.cat((table_f32[:, :1], patch_1nc), dim=1)
+        pos_1nc = pos_1nc.detach().to(dtype)
+        self._pos_cache = {key: pos_1nc}  # one grid at a time: a folder of mixed sizes must not grow memory
+        return pos_1nc
+
+    def forward(self, patch_tokens_bnc: torch.Tensor, grid_hw: tuple[int, int]) -> list[torch.Tensor]:
+        cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1).to(patch_tokens_bnc.dtype)
+        tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc), dim=1)
+        tokens_bnc = tokens_bnc + self.position_embedding(grid_hw, tokens_bnc.dtype)
+        stage_outputs = []
+        for index, block in enumerate(self.blocks[: self.taps[-1] + 1]):
+            tokens_bnc = block(tokens_bnc)
+            if index in self.taps:
+                stage_outputs.append(self.out_norm(tokens_bnc)[:, 1:])
+        return stage_outputs

@@ -1,0 +1,57 @@
+"""Sizing and normalisation: upstream's preprocessing, with every side a multiple of 28.
+
+Upstream (`infer_image`) scales the image so its shorter side reaches `input_size`, rounds each side to a
+multiple of 14 (numpy's round-half-to-even, then up if that fell below `input_size`), resizes with bicubic
+interpolation and normalises with ImageNet statistics. We use the same arithmetic with multiples of 28, so the
+patch grid is always even and the decoder's 2x steps are exact; wherever upstream's grid is already even the
+sizes, and therefore the outputs, are identical. 518 (upstream's default) is not a multiple of 28, so our
+default is 504, the nearest even grid below it (36 patches on the short side; 518 → 532 if asked for).
+"""
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SIZE_MULTIPLE = 28  # two 14-pixel patches: an even patch grid
+DEFAULT_INPUT_SIZE = 504
+IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+MAX_INPUT_SIZE = 4200  # 150 patches on the short side; beyond this attention memory explodes for no gain
+
+
+def model_size(image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE) -> tuple[int, int]:
+    """The (height, width) the model sees for an image of `image_hw`."""
+    height, width = image_hw
+    scale = max(input_size / height, input_size / width)  # the shorter side reaches input_size
+
+    def to_multiple(side: float) -> int:
+        rounded = int(np.round(side / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        return rounded if rounded >= input_size else int(np.ceil(side / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+    return to_multiple(scale * height), to_multiple(scale * width)
+
+
+def to_model_input(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """BGR image (uint8 or uint16, HxWx3) → normalised float32 RGB, CHW, at `size_hw`.
+
+    Bicubic resizing is linear, so resizing the raw values and then scaling by 1/255 equals upstream's
+    scale-then-resize up to float rounding, while touching the full-size image only once.
+    """
+    full_scale = 65535.0 if image_bgr.dtype == np.uint16 else 255.0
+    image_f32 = image_bgr.astype(np.float32)
+    if image_f32.shape[:2] != tuple(size_hw):
+        image_f32 = cv2.resize(image_f32, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_CUBIC)
+    scale_rgb = 1.0 / (full_scale * IMAGENET_STD_RGB)
+    offset_rgb = IMAGENET_MEAN_RGB / IMAGENET_STD_RGB
+    normalised_hwc = image_f32[:, :, ::-1] * scale_rgb - offset_rgb
+    return np.ascontiguousarray(normalised_hwc.transpose(2, 0, 1), dtype=np.float32)
+
+
+def to_image_size(depth_bhw: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """Model-resolution depth → the image's own size (upstream: bilinear, align_corners=True)."""
+    if tuple(depth_bhw.shape[1:]) == tuple(image_hw):
+        return depth_bhw
+    return F.interpolate(depth_bhw[:, None], size=image_hw, mode="bilinear", align_corners=True)[:, 0]

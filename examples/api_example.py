@@ -1,0 +1,28 @@
+"""Depth for one photo with the Python API, saved raw and as a picture.
+
+    python examples/api_example.py depth_anything_v2_vits.pth photo.jpg
+"""
+
+import sys
+
+import cv2
+import numpy as np
+
+import dav2_cli
+
+
+def main(checkpoint: str, photo: str) -> None:
+    model = dav2_cli.load_model(checkpoint, device="auto", dtype="auto")
+    image = cv2.imread(photo)
+    if image is None:
+        sys.exit(f"cannot read {photo}")
+    depth = dav2_cli.predict(model, image, input_size=504)  # float32, the photo's own size
+    np.save("depth.npy", depth)
+    # relative models: larger = nearer, so a plain min-max stretch already draws near as bright
+    picture = ((depth - depth.min()) / max(float(depth.max() - depth.min()), 1e-12) * 255).astype(np.uint8)
+    cv2.imwrite("depth.png", picture)
+    print(f"depth {depth.shape} in [{depth.min():.4f}, {depth.max():.4f}] → depth.npy, depth.png")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

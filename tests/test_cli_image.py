@@ -1,0 +1,139 @@
+"""`dav2 image` end to end: naming rules, formats, stdin/stdout, errors and exit codes."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import dav2_cli
+from dav2_cli.cli import main
+
+
+@pytest.fixture
+def photos(tmp_path, make_photo):
+    paths = []
+    for name, (h, w) in {"A.png": (120, 160), "B.png": (90, 200)}.items():
+        path = tmp_path / name
+        cv2.imwrite(str(path), make_photo(h, w, seed=len(paths)))
+        paths.append(path)
+    return paths
+
+
+def dav2(*args):
+    args = [str(a) for a in args]
+    if "--input-size" not in args:
+        args += ["--input-size", "280"]  # small and fast; the hidden-check test below uses 504
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_hidden_check_command_writes_float32_npy_at_each_images_size(photos, vits_checkpoint, tmp_path):
+    out = tmp_path / "DIR"
+    result = dav2("image", *photos, "-m", vits_checkpoint, "--input-size", 504, "--dtype", "float32",
+                  "--device", "cpu", "-o", out, "--format", "npy")
+    assert result.exit_code == 0, result.output
+    a, b = np.load(out / "A.npy"), np.load(out / "B.npy")
+    assert a.dtype == np.float32 and a.shape == (120, 160)
+    assert b.dtype == np.float32 and b.shape == (90, 200)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    np.testing.assert_allclose(a, dav2_cli.predict(model, cv2.imread(str(photos[0])), 504), rtol=1e-6, atol=1e-7)
+
+
+def test_default_output_goes_beside_the_input_as_colour_png(photos, vits_checkpoint):
+    assert dav2("image", photos[0], "-m", vits_checkpoint).exit_code == 0
+    picture = cv2.imread(str(photos[0].with_name("A_depth.png")), cv2.IMREAD_UNCHANGED)
+    assert picture.shape == (120, 160, 3) and picture.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name,shape,dtype", [("d.png", (120, 160, 3), np.uint8), ("d.tiff", (120, 160), np.float32),
+                                              ("d.npy", (120, 160), np.float32), ("d.jpg", (120, 160, 3), np.uint8)])
+def test_single_output_file_takes_its_format_from_the_extension(photos, vits_checkpoint, tmp_path, name, shape,
+                                                                 dtype):
+    target = tmp_path / name
+    assert dav2("image", photos[0], "-m", vits_checkpoint, "-o", target).exit_code == 0
+    data = np.load(target) if name.endswith(".npy") else cv2.imread(str(target), cv2.IMREAD_UNCHANGED)
+    assert data.shape == shape and data.dtype == dtype
+
+
+def test_gray16_uses_the_full_range_and_near_is_bright(photos, vits_checkpoint, tmp_path):
+    assert dav2("image", photos[0], "-m", vits_checkpoint, "--format", "gray16", "-o", tmp_path / "g").exit_code == 0
+    gray16 = cv2.imread(str(tmp_path / "g" / "A.png"), cv2.IMREAD_UNCHANGED)
+    raw = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), cv2.imread(str(photos[0])), 280)
+    assert gray16.dtype == np.uint16 and gray16.min() == 0 and gray16.max() == 65535
+    assert gray16.flat[np.argmax(raw)] == 65535  # the largest inverse depth (nearest) is the brightest
+
+
+def test_side_by_side_puts_the_photo_left(photos, vits_checkpoint, tmp_path):
+    target = tmp_path / "sbs.png"
+    assert dav2("image", photos[0], "-m", vits_checkpoint, "--side-by-side", "-o", target).exit_code == 0
+    picture = cv2.imread(str(target))
+    assert picture.shape == (120, 320, 3)
+    np.testing.assert_array_equal(picture[:, :160], cv2.imread(str(photos[0])))
+
+
+def test_stdin_to_stdout_pipe(photos, vits_checkpoint):
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", "-", "-o", "-", "--format", "png",
+                             "-m", str(vits_checkpoint)], input=photos[0].read_bytes(), capture_output=True)
+    assert result.returncode == 0, result.stderr
+    picture = cv2.imdecode(np.frombuffer(result.stdout, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert picture.shape == (120, 160, 3)
+
+
+def test_bad_input_is_named_the_rest_still_done_and_exit_is_1(photos, vits_checkpoint, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(broken), str(tmp_path / "missing.png"),
+                             str(photos[1]), "-m", str(vits_checkpoint), "-o", str(out), "--format", "npy"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in result.stderr
+    assert "broken.jpg" in lines[0] and "missing.png" in lines[1]
+    assert (out / "B.npy").is_file() and not (out / "broken.npy").exists()
+
+
+def test_bad_checkpoint_is_one_line_and_exit_1(photos, tmp_path):
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"definitely not a zip file")
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m", str(bogus)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("dav2: error: ") and "bogus.pth" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_output_is_reported(photos, vits_checkpoint, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = dav2("image", photos[0], "-m", vits_checkpoint, "-o", blocker / "sub" / "d.png")
+    assert result.exit_code == 1
+    assert "sub" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--format", "nope"], ["--input-size", "10"], ["--dtype", "int8"]])
+def test_usage_errors_exit_2(photos, vits_checkpoint, args):
+    assert dav2("image", photos[0], "-m", vits_checkpoint, *args).exit_code == 2
+
+
+def test_side_by_side_with_raw_format_is_refused(photos, vits_checkpoint, tmp_path):
+    result = dav2("image", photos[0], "-m", vits_checkpoint, "--format", "npy", "--side-by-side", "-o", tmp_path)
+    assert result.exit_code == 1 and "side-by-side" in result.output
+
+
+def test_same_stem_inputs_get_distinct_documented_names(tmp_path, make_photo, vits_checkpoint):
+    cv2.imwrite(str(tmp_path / "x.png"), make_photo(60, 80))
+    cv2.imwrite(str(tmp_path / "x.jpg"), make_photo(60, 80, seed=3))
+    out = tmp_path / "out"
+    assert dav2("image", tmp_path / "x.png", tmp_path / "x.jpg", "-m", vits_checkpoint, "-o", out,
+                "--format", "npy").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg.npy", "x.png.npy"]
+
+
+def test_version_and_help_do_not_import_torch():
+    code = "import sys; from dav2_cli.cli import main; assert 'torch' not in sys.modules; print('ok')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and dav2_cli.__version__ in result.stdout

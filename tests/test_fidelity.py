@@ -1,0 +1,109 @@
+"""dav2's float32 depth equals upstream's `infer_image` wherever upstream's patch grid is even.
+
+The reference is upstream's own model code (PyPI `depth-anything-v2==0.1.0`) with seeded random weights saved in
+upstream's key layout; dav2 loads that file through its normal checkpoint path. Real weights cannot be
+downloaded on the test machines, so random weights stand in; the comparison exercises every layer either way.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import dav2_cli
+from benchmarks.upstream import upstream_model
+from dav2_cli import prep
+
+TOLERANCE = 1e-4  # of the depth range
+
+
+def upstream_grid(image_hw, input_size):
+    """The patch grid upstream's sizing (multiples of 14) gives this image."""
+    height, width = image_hw
+    scale = max(input_size / height, input_size / width)
+
+    def side(x):
+        y = int(np.round(x / 14) * 14)
+        return y if y >= input_size else int(np.ceil(x / 14) * 14)
+
+    return side(scale * height) // 14, side(scale * width) // 14
+
+
+def relative_error(ours, reference):
+    return float(np.abs(ours - reference).max() / (reference.max() - reference.min()))
+
+
+# (height, width, input_size): landscape, portrait, small images that get upscaled, a square, all chosen so that
+# upstream's own grid is even (checked below) and the comparison is like for like.
+CASES = [(600, 800, 504), (800, 600, 504), (100, 150, 280), (150, 100, 280), (90, 200, 280), (333, 333, 280),
+         (480, 640, 336)]
+
+
+@pytest.mark.parametrize("height,width,input_size", CASES)
+def test_sizes_match_upstream_where_its_grid_is_even(height, width, input_size):
+    grid = upstream_grid((height, width), input_size)
+    assert grid[0] % 2 == 0 and grid[1] % 2 == 0
+    ours = prep.model_size((height, width), input_size)
+    assert (ours[0] // 14, ours[1] // 14) == grid
+
+
+@pytest.mark.parametrize("height,width,input_size", CASES)
+def test_relative_vits_equals_upstream(upstream_vits, vits_checkpoint, make_photo, height, width, input_size):
+    image = make_photo(height, width, seed=height + width)
+    model = dav2_cli.load_model(vits_checkpoint, device="cpu", dtype="float32")
+    ours = dav2_cli.predict(model, image, input_size=input_size)
+    reference = upstream_vits.infer_image(image, input_size)
+    assert ours.dtype == np.float32 and ours.shape == (height, width)
+    assert reference.max() - reference.min() > 0
+    assert relative_error(ours, reference) < TOLERANCE
+
+
+@pytest.mark.parametrize("height,width,input_size", CASES[:3])
+def test_metric_vits_equals_upstream(upstream_vits_metric, vits_metric_checkpoint, make_photo, height, width,
+                                     input_size):
+    image = make_photo(height, width, seed=7)
+    model = dav2_cli.load_model(vits_metric_checkpoint, device="cpu", dtype="float32")
+    assert model.config.metric and model.config.max_depth == 20.0
+    ours = dav2_cli.predict(model, image, input_size=input_size)
+    reference = upstream_vits_metric.infer_image(image, input_size)
+    assert 0 < reference.min() and reference.max() <= 20.0
+    assert relative_error(ours, reference) < TOLERANCE
+
+
+def test_metric_max_depth_override_scales_output(upstream_vits_metric, vits_metric_checkpoint, make_photo):
+    image = make_photo(120, 160)
+    default = dav2_cli.predict(dav2_cli.load_model(vits_metric_checkpoint, "cpu", "float32"), image, 280)
+    doubled = dav2_cli.predict(dav2_cli.load_model(vits_metric_checkpoint, "cpu", "float32", max_depth=40.0),
+                               image, 280)
+    np.testing.assert_allclose(doubled, 2 * default, rtol=1e-5)
+
+
+@pytest.mark.parametrize("height,width,input_size", [(600, 800, 504), (200, 120, 280)])
+def test_relative_vitb_equals_upstream(tmp_path, make_photo, height, width, input_size):
+    reference_model = upstream_model("vitb", seed=1)
+    path = tmp_path / "depth_anything_v2_vitb.pth"
+    torch.save(reference_model.state_dict(), path)
+    model = dav2_cli.load_model(path, device="cpu", dtype="float32")
+    assert model.config.encoder == "vitb" and model.config.heads == 12
+    image = make_photo(height, width, seed=11)
+    ours = dav2_cli.predict(model, image, input_size=input_size)
+    assert relative_error(ours, reference_model.infer_image(image, input_size)) < TOLERANCE
+
+
+def test_model_forward_equals_upstream_forward_on_odd_grid_too(upstream_vits, vits_checkpoint):
+    """The module itself accepts any multiple of 14, including upstream's default 518x518 (37x37 grid)."""
+    model = dav2_cli.load_model(vits_checkpoint, device="cpu", dtype="float32")
+    x = torch.randn(2, 3, 518, 392, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(x)
+        reference = upstream_vits(x)
+    assert ours.shape == (2, 518, 392) and ours.dtype == torch.float32
+    assert float((ours - reference).abs().max() / (reference.max() - reference.min())) < TOLERANCE
+
+
+def test_bfloat16_model_still_returns_float32_close_to_float32(vits_checkpoint, make_photo):
+    image = make_photo(120, 160)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 280)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")
+    fast = dav2_cli.predict(model, image, 280)
+    assert fast.dtype == np.float32
+    assert np.abs(fast - exact).mean() / (exact.max() - exact.min()) < 0.01
