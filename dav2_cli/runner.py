@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import render
 from .errors import EXIT_FAILED, EXIT_OK, UserError
+from .interrupts import GracefulStop
 from .media import STDIO, read_image, write_output
 
 
@@ -103,15 +104,21 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions) -> 
     model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
     metric = model.config.metric
     failed = 0
-    for source, destination in pairs:
-        try:
-            image = read_image(source)
-            depth = predict(model, image, options.input_size)
-            suffix = Path(destination).suffix.lower() if destination != STDIO else None
-            data = render.encode(depth, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
-                                 metric=metric, image_bgr=image if options.side_by_side else None)
-            write_output(destination, data)
-        except UserError as exc:
-            failed += 1
-            report(str(exc))
+    with GracefulStop() as stop:
+        for source, destination in pairs:
+            if stop.requested:
+                break
+            try:
+                image = read_image(source)
+                depth = predict(model, image, options.input_size)
+                suffix = Path(destination).suffix.lower() if destination != STDIO else None
+                data = render.encode(depth, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
+                                     metric=metric, image_bgr=image if options.side_by_side else None)
+                write_output(destination, data)
+            except UserError as exc:
+                failed += 1
+                report(str(exc))
+    if stop.requested:
+        print("dav2: stopped by signal; finished outputs are complete", file=sys.stderr)
+        return stop.exit_code
     return EXIT_FAILED if failed else EXIT_OK
