@@ -1,0 +1,285 @@
+"""Model names → weight files on disk: the catalogue, the cache folder, and the one download a name may need.
+
+Names stand for upstream's own `.pth` files (the reference our depth must equal), cached flat in `dav2_home()`
+under upstream's file names, so a user can see, copy, or hand-place them. A model already in the HuggingFace
+cache (an `-hf` repo snapshot) is used where it is, found by path rules rather than by importing
+huggingface_hub.
+
+The downloader is a small urllib one, not huggingface_hub, on purpose: huggingface_hub would be another
+dependency and lays files out as blobs, symlinks and snapshot folders, whereas we want one plain file per model
+at a path we can print in an error message; and we want every failure (offline, proxy, 404, bad hash) as one
+line that says which file, where to get it and where to put it. What it needs from the Hub is small: LFS files
+announce their size and sha256 in `X-Linked-Size` / `X-Linked-Etag` before redirecting to the CDN, and the CDN
+honours HTTP Range, which is enough to verify and to resume.
+
+Nothing here imports torch: `dav2 models` lists and downloads without paying for it.
+"""
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+DEFAULT_MODEL = "vits"
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PROBE_TIMEOUT_S = 10  # the first request: an unreachable network must fail in seconds, not minutes
+TRANSFER_TIMEOUT_S = 30  # the server answered the probe, so allow a CDN's slower stalls mid-transfer
+CHUNK_BYTES = 1 << 20
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    aliases: tuple[str, ...]
+    encoder: str
+    kind: str  # "relative" (inverse depth, no unit) or "metric" (meters)
+    max_depth: float | None
+    repo: str  # upstream's HuggingFace repo holding `filename`
+    filename: str  # upstream's file name: weights.py reads relative/metric and the dataset off it
+    hf_repo: str  # the transformers-layout copy, used only when already in the HuggingFace cache
+    size: str
+    licence: str
+
+
+_SCALES = (("vits", "Small", "99 MB"), ("vitb", "Base", "390 MB"), ("vitl", "Large", "1.3 GB"))
+# Relative: upstream's README and model cards (only Small is Apache-2.0). Metric: each metric repo's model card
+# declares apache-2.0, Base and Large included.
+_RELATIVE_LICENCE = {"vits": "Apache-2.0", "vitb": "CC-BY-NC-4.0", "vitl": "CC-BY-NC-4.0"}
+
+
+def _catalogue() -> tuple[ModelSpec, ...]:
+    specs = []
+    for encoder, scale, size in _SCALES:
+        specs.append(ModelSpec(
+            name=encoder, aliases=(scale.lower(),), encoder=encoder, kind="relative", max_depth=None,
+            repo=f"depth-anything/Depth-Anything-V2-{scale}", filename=f"depth_anything_v2_{encoder}.pth",
+            hf_repo=f"depth-anything/Depth-Anything-V2-{scale}-hf", size=size, licence=_RELATIVE_LICENCE[encoder]))
+    for place, dataset, repo_dataset, max_depth in (("indoor", "hypersim", "Hypersim", 20.0),
+                                                    ("outdoor", "vkitti", "VKITTI", 80.0)):
+        for encoder, scale, size in _SCALES:
+            specs.append(ModelSpec(
+                name=f"metric-{place}-{encoder}", aliases=(f"metric-{place}-{scale.lower()}",), encoder=encoder,
+                kind="metric", max_depth=max_depth,
+                repo=f"depth-anything/Depth-Anything-V2-Metric-{repo_dataset}-{scale}",
+                filename=f"depth_anything_v2_metric_{dataset}_{encoder}.pth",
+                hf_repo=f"depth-anything/Depth-Anything-V2-Metric-{place.capitalize()}-{scale}-hf",
+                size=size, licence="Apache-2.0"))
+    return tuple(specs)
+
+
+CATALOGUE = _catalogue()
+_BY_NAME = {key: spec for spec in CATALOGUE for key in (spec.name, *spec.aliases)}
+
+
+def find_spec(name: str) -> ModelSpec | None:
+    return _BY_NAME.get(name.strip().lower())
+
+
+def _env_path(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value).expanduser() if value else None
+
+
+def dav2_home() -> Path:
+    """Where named models live: `$DAV2_HOME`, else `$XDG_CACHE_HOME/dav2`, else `~/.cache/dav2`."""
+    home = _env_path("DAV2_HOME")
+    if home:
+        return home
+    xdg = _env_path("XDG_CACHE_HOME")
+    return (xdg if xdg and xdg.is_absolute() else Path.home() / ".cache") / "dav2"  # XDG: relative is invalid
+
+
+def hf_hub_cache() -> Path:
+    """huggingface_hub's own rule: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`."""
+    hub = _env_path("HF_HUB_CACHE")
+    if hub:
+        return hub
+    hf_home = _env_path("HF_HOME")
+    if hf_home:
+        return hf_home / "hub"
+    return (_env_path("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def _hf_snapshot(repo: str) -> Path | None:
+    """A complete snapshot (config.json + model.safetensors) of `repo`, preferring the one `refs/main` names."""
+    folder = hf_hub_cache() / ("models--" + repo.replace("/", "--"))
+    snapshots = folder / "snapshots"
+    candidates = []
+    try:
+        candidates.append(snapshots / (folder / "refs" / "main").read_text().strip())
+    except OSError:
+        pass
+    try:
+        candidates += sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    for snapshot in candidates:
+        # is_file follows the cache's symlinks into blobs/, so a half-fetched blob does not count
+        if (snapshot / "config.json").is_file() and (snapshot / "model.safetensors").is_file():
+            return snapshot
+    return None
+
+
+def cached_path(spec: ModelSpec) -> Path | None:
+    """The model's weights if already on disk: our cache first, then a HuggingFace cache snapshot folder."""
+    ours = dav2_home() / spec.filename
+    if ours.is_file():
+        return ours
+    return _hf_snapshot(spec.hf_repo)
+
+
+def download_url(spec: ModelSpec) -> str:
+    endpoint = os.environ.get("DAV2_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    return f"{endpoint.rstrip('/')}/{spec.repo}/resolve/main/{spec.filename}"
+
+
+def _offline_variable() -> str | None:
+    for variable in ("DAV2_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in _TRUTHY:
+            return variable
+    return None
+
+
+def resolve(name_or_path, *, download: bool = True, progress: bool = True) -> Path:
+    """A checkpoint path for a file, a folder, or a model name (downloading it if it is nowhere on disk)."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    spec = find_spec(str(name_or_path))
+    if spec is None:
+        names = ", ".join(s.name for s in CATALOGUE)
+        raise UserError(f"{name_or_path}: no such file, and not a model name (names: {names})")
+    cached = cached_path(spec)
+    if cached:
+        return cached
+    target = dav2_home() / spec.filename
+    if not download:
+        raise UserError(_missing(spec, target, f"model {spec.name} is not downloaded"))
+    fetch(spec, target, progress=progress)
+    return target
+
+
+def list_models() -> list[dict]:
+    return [
+        {"name": spec.name, "aliases": list(spec.aliases), "encoder": spec.encoder, "kind": spec.kind,
+         "max_depth": spec.max_depth, "licence": spec.licence, "size": spec.size, "cached": cached_path(spec)}
+        for spec in CATALOGUE
+    ]
+
+
+def _missing(spec: ModelSpec, target: Path, problem: str) -> str:
+    return f"{problem}; get {spec.filename} from {download_url(spec)} and put it at {target}"
+
+
+def _network_reason(exc: Exception) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"network error: {exc.reason}"
+    return f"network error: {exc or type(exc).__name__}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """The Hub's first answer (a redirect to the CDN) carries the LFS size and hash; keep it, don't follow."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_HEADERS = {"User-Agent": "dav2"}
+
+
+def _probe(url: str) -> tuple[int | None, str | None]:
+    """(size, sha256) as the Hub announces them for an LFS file; either may be absent on other servers."""
+    request = urllib.request.Request(url, method="HEAD", headers=_HEADERS)
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=PROBE_TIMEOUT_S) as response:
+            headers, final = response.headers, True
+    except urllib.error.HTTPError as exc:
+        if not 300 <= exc.code < 400:
+            raise
+        headers, final = exc.headers, False
+    size = headers.get("X-Linked-Size") or (headers.get("Content-Length") if final else None)
+    etag = (headers.get("X-Linked-Etag") or "").removeprefix("W/").strip('"').lower()
+    sha256 = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None  # other servers' ETags are not file hashes
+    return (int(size) if size and size.isdigit() else None), sha256
+
+
+def fetch(spec: ModelSpec, target: Path, *, progress: bool = True) -> None:
+    """Download `spec` to `target` through `<target>.part`, resuming a leftover part and checking size and hash."""
+    url = download_url(spec)
+    variable = _offline_variable()
+    if variable:
+        raise UserError(_missing(spec, target, f"model {spec.name} is not downloaded and {variable} is set"))
+    part = target.with_name(target.name + ".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{target.parent}: cannot create the model folder ({exc.strerror or exc})") from None
+    try:
+        size, sha256 = _probe(url)
+        _transfer(url, part, size, spec.filename, progress)
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, truncated bodies
+        kept = ", the partial download is kept and the next try resumes it" if _nonempty(part) else ""
+        problem = f"cannot download model {spec.name} ({_network_reason(exc)}){kept}"
+        raise UserError(_missing(spec, target, problem)) from None
+    _verify(part, size, sha256, spec.filename)
+    os.replace(part, target)
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _transfer(url: str, part: Path, size: int | None, label: str, progress: bool) -> None:
+    offset = part.stat().st_size if part.is_file() and size is not None else 0  # resume only a known total
+    if size is not None and offset == size:
+        return
+    if size is not None and offset > size:
+        offset = 0
+    from tqdm import tqdm  # deferred: only a download draws a bar
+
+    request = urllib.request.Request(url, headers={**_HEADERS, **({"Range": f"bytes={offset}-"} if offset else {})})
+    with urllib.request.urlopen(request, timeout=TRANSFER_TIMEOUT_S) as response:
+        if response.status != 206:
+            offset = 0  # the server ignored Range and sends the whole file: start over
+        try:
+            out = open(part, "ab" if offset else "wb")
+        except OSError as exc:
+            raise UserError(f"{part}: cannot write ({exc.strerror or exc})") from None
+        with out, tqdm(total=size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                       file=sys.stderr, disable=not progress) as bar:
+            # read1: whatever has arrived, so a stall or a drop loses nothing already received
+            while chunk := response.read1(CHUNK_BYTES):
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise UserError(f"{part}: cannot write ({exc.strerror or exc})") from None
+                bar.update(len(chunk))
+
+
+def _verify(part: Path, size: int | None, sha256: str | None, label: str) -> None:
+    got_size = part.stat().st_size
+    if size is not None and got_size < size:
+        raise UserError(f"download of {label} stopped at {got_size} of {size} bytes; run again to resume")
+    if size is not None and got_size > size:
+        part.unlink()
+        raise UserError(f"download of {label} is {got_size} bytes, {size} expected; deleted it, run again")
+    if sha256 is None:
+        return
+    digest = hashlib.sha256()
+    with open(part, "rb") as data:
+        while chunk := data.read(CHUNK_BYTES):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        part.unlink()
+        raise UserError(f"download of {label} is corrupt (sha256 {digest.hexdigest()[:12]}..., expected "
+                        f"{sha256[:12]}...); deleted it, run again")
