@@ -1,15 +1,20 @@
-"""Reading images and writing results: files, stdin and stdout, never a half-written file.
+"""Reading images and writing results: files, stdin and stdout, folders, never a half-written file.
 
 Every file goes to a temporary name in its target folder and is renamed into place only when complete, so an
-interrupted run, a full disk or a crash never leaves a truncated depth map under a final name. Images are
-decoded from bytes (not by path) so files, stdin and unusual file names are handled alike, and so each failure
-can be reported as one line naming the file.
+interrupted run, a full disk or a crash never leaves a truncated depth map under a final name; temporary names
+still on disk when the process exits (a second Ctrl-C mid-write) are removed then. Images are decoded from
+bytes (not by path) so files, stdin and unusual file names are handled alike, each failure can be reported as
+one line naming the file, and the format is decided by content, never by the extension. Image dimensions are
+read from the header before decoding, so a small file that claims a gigantic image is refused instead of
+exhausting memory.
 """
 
+import atexit
 import errno
 import os
+import secrets
+import struct
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -19,16 +24,18 @@ from .errors import UserError
 
 STDIO = "-"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+TEMP_SUFFIX = ".part"
+
+# The decoded image, its float32 copy for resizing and the full-size depth map cost about 30 bytes a pixel, so
+# 200 megapixels (e.g. 16000x12500) stays near 6 GB at peak; every camera, even 150 MP medium format, is below.
+DEFAULT_MAX_MEGAPIXELS = 200
+
+_FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # every later write would fail the same way
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; results should get the permissions any new file of the user's would
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
+class OutputStopped(UserError):
+    """The output location refuses every write (disk full, quota, read-only): no point trying the next input."""
 
 
 def describe_os_error(path, exc: OSError) -> str:
@@ -45,6 +52,8 @@ def describe_os_error(path, exc: OSError) -> str:
         errno.EROFS: "read-only file system",
         errno.ELOOP: "too many levels of symbolic links",
     }
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return f"{path}: broken symbolic link (its target {os.readlink(path)} does not exist)"
     return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
 
 
@@ -56,15 +65,136 @@ def read_input_bytes(source) -> bytes:
             return handle.read()
     except OSError as exc:
         raise UserError(describe_os_error(source, exc)) from None
+    except ValueError:  # a NUL character, which no file name can hold (a damaged list file)
+        raise UserError(f"{source!r}: not a possible file name") from None
+
+
+def _be(data: bytes, offset: int, size: int) -> int:
+    return int.from_bytes(data[offset:offset + size], "big")
+
+
+def _le(data: bytes, offset: int, size: int) -> int:
+    return int.from_bytes(data[offset:offset + size], "little")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame segment, walking the segments before the scan data."""
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header seen
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return _be(data, position + 7, 2), _be(data, position + 5, 2)
+        position += 2 + _be(data, position + 2, 2)
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of the first page, from tags 256/257 of the first image file directory."""
+    order = "little" if data[:2] == b"II" else "big"
+
+    def number(offset: int, size: int) -> int:
+        return int.from_bytes(data[offset:offset + size], order)
+
+    big = number(2, 2) == 43  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+    ifd = number(8, 8) if big else number(4, 4)
+    count_size, entry_size, value_offset = (8, 20, 12) if big else (2, 12, 8)
+    entries = number(ifd, count_size)
+    first = ifd + count_size
+    sides = {}
+    for index in range(min(entries, (len(data) - first) // entry_size)):
+        entry = first + index * entry_size
+        tag, value_size = number(entry, 2), {3: 2, 4: 4, 16: 8}.get(number(entry + 2, 2))  # SHORT, LONG, LONG8
+        if tag in (256, 257) and value_size:
+            sides[tag] = number(entry + value_offset, value_size)
+    return (sides[256], sides[257]) if len(sides) == 2 else None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # extended format: the canvas size, 24 bits each, minus one
+        return _le(data, 24, 3) + 1, _le(data, 27, 3) + 1
+    if chunk == b"VP8L" and data[20:21] == b"\x2f":  # lossless: 14 bits each, minus one
+        bits = _le(data, 21, 4)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":  # lossy key frame: 14 bits each
+        return _le(data, 26, 2) & 0x3FFF, _le(data, 28, 2) & 0x3FFF
+    return None
+
+
+def image_header(data: bytes) -> tuple[str, tuple[int, int] | None]:
+    """(format name, (width, height) or None) from the first bytes, for the formats cameras and tools write.
+
+    Only the header is read; the size is None when the header is too damaged to tell. Unknown formats give
+    ("", None) and are left to OpenCV.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        size = (_be(data, 16, 4), _be(data, 20, 4)) if data[12:16] == b"IHDR" else None
+        return "PNG", size
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG", _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF", _tiff_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP", _webp_size(data)
+    if data.startswith(b"BM") and len(data) >= 26:
+        if _le(data, 14, 4) == 12:  # the old OS/2 header: 16-bit sides
+            return "BMP", (_le(data, 18, 2), _le(data, 20, 2))
+        width, height = struct.unpack_from("<ii", data, 18)
+        return "BMP", (abs(width), abs(height))
+    return "", None
+
+
+def max_megapixels() -> float:
+    """The size limit: DAV2_MAX_MEGAPIXELS when set (for machines with the memory), else the default."""
+    setting = os.environ.get("DAV2_MAX_MEGAPIXELS", "").strip()
+    if not setting:
+        return DEFAULT_MAX_MEGAPIXELS
+    try:
+        limit = float(setting)
+    except ValueError:
+        limit = float("nan")
+    if not limit > 0:
+        raise UserError(f"DAV2_MAX_MEGAPIXELS={setting}: expected a positive number of megapixels")
+    return limit
+
+
+def check_pixel_count(name, width: int, height: int) -> None:
+    limit, megapixels = max_megapixels(), width * height / 1e6
+    if megapixels > limit:
+        shown = f"{megapixels:.0f}" if megapixels >= 10 else f"{megapixels:.2g}"
+        raise UserError(f"{name}: {width}x{height} is {shown} megapixels, above the "
+                        f"{limit:g}-megapixel limit (downscale it, or raise DAV2_MAX_MEGAPIXELS)")
 
 
 def decode_image(data: bytes, name) -> np.ndarray:
-    """Encoded bytes → BGR uint8 or uint16 HxWx3, EXIF orientation applied, alpha dropped."""
+    """Encoded bytes → BGR uint8 or uint16 HxWx3, EXIF orientation applied, alpha dropped.
+
+    Any damage, whatever the bytes, ends in a UserError naming `name`; images above `max_megapixels()` are refused
+    from their header, before any pixel is decoded.
+    """
     if not data:
         raise UserError(f"{name}: empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    kind, size = image_header(data)
+    if size is not None:
+        check_pixel_count(name, *size)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # OpenCV's own size limit, or a decoder that gave up with an exception
+        image = None
     if image is None or image.size == 0:
-        raise UserError(f"{name}: not a readable image (unknown format or damaged data)")
+        damaged = f"damaged or truncated {kind} data" if kind else "unknown format or damaged data"
+        raise UserError(f"{name}: not a readable image ({damaged})")
+    check_pixel_count(name, image.shape[1], image.shape[0])  # formats whose header is not read above
     if image.dtype not in (np.uint8, np.uint16):
         # float or signed images: assume the usual 0..1 range and keep 16 bits of it
         image = (np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0) * 65535.0).astype(np.uint16)
@@ -75,25 +205,118 @@ def read_image(source) -> np.ndarray:
     return decode_image(read_input_bytes(source), "<stdin>" if str(source) == STDIO else source)
 
 
+def is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def scan_folder(root: Path, *, recursive: bool = True, exclude: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Image files under `root` as paths relative to it, sorted, and one message per folder that can't be listed.
+
+    Images are chosen by extension (any case); hidden files and folders are skipped, and so is `exclude` (the
+    output folder, when it lies inside `root`). Symbolic links to files count as the files; linked folders are
+    not entered, so a link loop cannot trap the scan.
+    """
+    excluded = os.path.realpath(exclude) if exclude is not None else None
+    problems: list[str] = []
+
+    def note(exc: OSError) -> None:
+        if os.path.realpath(exc.filename) != os.path.realpath(root):
+            problems.append(describe_os_error(exc.filename, exc))
+        else:
+            raise UserError(describe_os_error(root, exc))
+
+    def enter(folder: str, name: str) -> bool:
+        return recursive and not name.startswith(".") and \
+            (excluded is None or os.path.realpath(os.path.join(folder, name)) != excluded)
+
+    found = []
+    for folder, subfolders, files in os.walk(root, onerror=note, followlinks=False):
+        subfolders[:] = [name for name in subfolders if enter(folder, name)]  # os.walk descends into these only
+        base = Path(folder).relative_to(root)
+        found.extend(base / name for name in files if is_image_name(name))
+    return sorted(found, key=lambda rel: rel.parts), problems
+
+
+def read_path_list(list_file: Path) -> list[Path]:
+    """The image paths a text file names, one per line, relative to the file's folder; `#` lines are comments."""
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(describe_os_error(list_file, exc)) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{list_file}: not a UTF-8 text file of image paths") from None
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(list_file.parent / line)
+    return entries
+
+
+def prepare_output_folder(folder: Path) -> None:
+    """Create `folder` and prove a file can be written in it, so an impossible output fails once, up front."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{folder}: cannot write output there (exists and is not a folder)") from None
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder: {describe_os_error(exc.filename or folder, exc)}") \
+            from None
+    probe = folder / f".dav2-write-test.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:
+        os.close(os.open(probe, _OPEN_FLAGS, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        reason = describe_os_error(folder, exc).split(": ", 1)[1]
+        raise UserError(f"{folder}: cannot write output there ({reason})") from None
+
+
+# Temporary files in flight, removed at exit whatever interrupted their writer; one interpreter-wide set.
+_temp_files: set[str] = set()
+
+
+@atexit.register
+def remove_temp_files() -> None:
+    for name in list(_temp_files):
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+        _temp_files.discard(name)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
+
+    The temporary name is registered before the file exists and forgotten only after the rename, so an
+    interrupt at any point leaves nothing behind (`remove_temp_files`). Disk full, quota and read-only errors
+    raise `OutputStopped`, since the next write would fail the same way.
+    """
     path = Path(path)
+    temp_name = str(path.with_name(f".{path.name[:64]}.{secrets.token_hex(4)}{TEMP_SUFFIX}"))
+    _temp_files.add(temp_name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".part", dir=path.parent)
+        handle = os.open(temp_name, _OPEN_FLAGS, 0o666)  # the umask applies, as to any new file of the user's
     except OSError as exc:
-        raise UserError(describe_os_error(path.parent if exc.filename else path, exc)) from None
+        _temp_files.discard(temp_name)
+        raise _output_error(path.parent if exc.filename else path, exc) from None
     try:
         with os.fdopen(handle, "wb") as temp:
-            os.fchmod(temp.fileno(), FILE_MODE)
             temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
         os.replace(temp_name, path)
     except OSError as exc:
+        raise _output_error(path, exc) from None
+    finally:
         Path(temp_name).unlink(missing_ok=True)
-        raise UserError(describe_os_error(path, exc)) from None
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        _temp_files.discard(temp_name)
+
+
+def _output_error(path, exc: OSError) -> UserError:
+    kind = OutputStopped if exc.errno in _FATAL_ERRNOS else UserError
+    return kind(describe_os_error(path, exc))
 
 
 def write_output(destination, data: bytes) -> None:
