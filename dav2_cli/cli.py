@@ -210,3 +210,40 @@ def models_path():
     from .catalog import dav2_home
 
     click.echo(dav2_home())
+
+
+def image_size_option(ctx, param, value):
+    """WIDTHxHEIGHT → (height, width)."""
+    try:
+        width, height = (int(side) for side in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected WIDTHxHEIGHT, e.g. 756x504") from None
+    if not (14 <= width <= 16384 and 14 <= height <= 16384):
+        raise click.BadParameter(f"{value!r}: each side must be 14 to 16384 pixels")
+    return height, width
+
+
+@main.command(epilog="""\b
+Examples:
+  dav2 bench                                # random-init vits, 756x504, every precision here
+  dav2 bench -m vitb --image-size 1920x1080 --repeat 5
+""")
+@click.option("-m", "--model", default=None, metavar="NAME|PATH",
+              help="Model name or checkpoint. Default: random-init vits (no download; speed ignores the values).")
+@click.option("--input-size", type=click.IntRange(28, 4200), default=504, show_default=True,
+              help="Shorter side the model sees, as for the other commands.")
+@click.option("--image-size", default="756x504", show_default=True, callback=image_size_option,
+              metavar="WxH", help="Size of the synthetic test image.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Timed runs per variant (the median is shown).")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Untimed runs first (allocations, caches).")
+def bench(model, input_size, image_size, repeat, warmup):
+    """Speed of each precision this machine offers (ms/image, GFLOP/s, share of peak) and its error."""
+    from .bench import run_bench
+
+    def job():
+        run_bench(model, input_size, image_size, repeat, warmup, echo=click.echo)
+        return EXIT_OK
+
+    run_job(job)

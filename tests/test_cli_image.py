@@ -113,7 +113,7 @@ def test_unwritable_output_is_reported(photos, vits_checkpoint, tmp_path):
     assert "sub" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [["--format", "nope"], ["--input-size", "10"], ["--dtype", "int8"]])
+@pytest.mark.parametrize("args", [["--format", "nope"], ["--input-size", "10"], ["--dtype", "int4"]])
 def test_usage_errors_exit_2(photos, vits_checkpoint, args):
     assert dav2("image", photos[0], "-m", vits_checkpoint, *args).exit_code == 2
 

@@ -1,8 +1,10 @@
 """The whole Depth-Anything V2 model: patch embedding → image encoder → reassembly → fusion → head.
 
 Built from a `ModelConfig` read off the weights (see weights.py), never from flags, so a checkpoint always gets
-the architecture it was trained with. The module computes in whatever dtype its parameters are in, but its
-contract is float32 in and float32 out, so callers never see the compute dtype.
+the architecture it was trained with. The module computes in whatever dtype its parameters are in, or, when
+`autocast_dtype` is set, with float32 parameters under autocast (float16 GPUs: matmuls and convs in float16,
+norms, softmax and the residual stream in float32). Its contract is float32 in and float32 out either way, so
+callers never see the compute dtype.
 """
 
 import torch
@@ -17,6 +19,8 @@ from .reassembly import Reassembly
 
 
 class DepthAnythingV2(nn.Module):
+    autocast_dtype: torch.dtype | None = None
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -34,10 +38,16 @@ class DepthAnythingV2(nn.Module):
             raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
         if image_bchw.shape[2] % size_multiple or image_bchw.shape[3] % size_multiple:
             raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_bchw.shape[2:])}")
+        if self.autocast_dtype is None:
+            return self._depth(image_bchw)
+        with torch.autocast(image_bchw.device.type, dtype=self.autocast_dtype):
+            return self._depth(image_bchw)
+
+    def _depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
         compute_dtype = self.patch_embed.proj.weight.dtype
         patch_tokens_bnc, grid_hw = self.patch_embed(image_bchw.to(compute_dtype))
         stage_tokens = self.image_encoder(patch_tokens_bnc, grid_hw)
         pyramid = self.reassembly(stage_tokens, grid_hw)
         fused_bchw = self.fusion(pyramid)
-        depth_b1hw = self.head(fused_bchw, grid_hw, size_multiple)
+        depth_b1hw = self.head(fused_bchw, grid_hw, self.config.patch_size)
         return depth_b1hw[:, 0].float()

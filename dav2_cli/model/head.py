@@ -21,10 +21,12 @@ class DepthHead(nn.Module):
         self.out_conv = nn.Conv2d(hidden, 1, kernel_size=1)
 
     def forward(self, fused_bchw: torch.Tensor, grid_hw: tuple[int, int], patch_size: int) -> torch.Tensor:
-        x_bchw = self.proj(fused_bchw)
-        x_bchw = F.interpolate(x_bchw, size=(grid_hw[0] * patch_size, grid_hw[1] * patch_size),
+        x_bchw = F.interpolate(self.proj(fused_bchw), size=(grid_hw[0] * patch_size, grid_hw[1] * patch_size),
                                mode="bilinear", align_corners=True)
-        depth_b1hw = self.out_conv(F.relu(self.conv(x_bchw)))
+        # at full resolution every 32-channel tensor is tens of MB: rebinding x_bchw frees the upsampled one as
+        # soon as the conv is done and the ReLU works in place, so at most two are ever alive (peak memory)
+        x_bchw = F.relu_(self.conv(x_bchw))
+        depth_b1hw = self.out_conv(x_bchw)
         if self.metric:
             return torch.sigmoid(depth_b1hw) * self.max_depth
         return F.relu(depth_b1hw)

@@ -62,8 +62,9 @@ class LayerScale(nn.Module):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(width))
 
-    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
-        return tokens_bnc * self.gamma
+    def add_to(self, residual_bnc: torch.Tensor, update_bnc: torch.Tensor) -> torch.Tensor:
+        """residual + gamma * update in one pass over memory instead of two."""
+        return torch.addcmul(residual_bnc, update_bnc, self.gamma)
 
 
 class Block(nn.Module):
@@ -77,8 +78,8 @@ class Block(nn.Module):
         self.ls2 = LayerScale(width)
 
     def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
-        tokens_bnc = tokens_bnc + self.ls1(self.attn(self.norm1(tokens_bnc)))
-        return tokens_bnc + self.ls2(self.mlp(self.norm2(tokens_bnc)))
+        tokens_bnc = self.ls1.add_to(tokens_bnc, self.attn(self.norm1(tokens_bnc)))
+        return self.ls2.add_to(tokens_bnc, self.mlp(self.norm2(tokens_bnc)))
 
 
 class ImageEncoder(nn.Module):
@@ -95,8 +96,10 @@ class ImageEncoder(nn.Module):
 
     def position_embedding(self, grid_hw: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
         table = self.pos_embed
-        # keyed on the parameter's version too, so loading new weights can never reuse a stale table
-        key = (grid_hw, dtype, table.device, table._version)
+        # keyed on the parameter's version too, so loading new weights can never reuse a stale table (weights
+        # created under inference_mode carry no version counter, and cannot be changed outside it)
+        version = None if table.is_inference() else table._version
+        key = (grid_hw, dtype, table.device, table.data_ptr(), version)
         cached = self._pos_cache.get(key)
         if cached is not None:
             return cached
@@ -115,9 +118,12 @@ class ImageEncoder(nn.Module):
         return pos_1nc
 
     def forward(self, patch_tokens_bnc: torch.Tensor, grid_hw: tuple[int, int]) -> list[torch.Tensor]:
-        cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1).to(patch_tokens_bnc.dtype)
-        tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc), dim=1)
-        tokens_bnc = tokens_bnc + self.position_embedding(grid_hw, tokens_bnc.dtype)
+        # the residual stream keeps the parameters' dtype: float32 under float16 autocast, where DINOv2's large
+        # residual activations would otherwise approach float16's limit
+        stream_dtype = self.pos_embed.dtype
+        cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1)
+        tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc.to(stream_dtype)), dim=1)
+        tokens_bnc = tokens_bnc + self.position_embedding(grid_hw, stream_dtype)
         stage_outputs = []
         for index, block in enumerate(self.blocks[: self.taps[-1] + 1]):
             tokens_bnc = block(tokens_bnc)

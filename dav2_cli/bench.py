@@ -1,0 +1,182 @@
+"""`dav2 bench`: how fast each precision this machine offers runs the model, and how far each strays from float32.
+
+Which precision pays depends on instruction sets a spec sheet rarely states (an AVX2 CPU runs bf16 matmuls far
+slower than float32; an AMX one runs them several times faster), so the honest answer is a measurement on the
+user's own machine. Each row times `predict` end to end (resize in, model, resize out) on one synthetic
+photo-like image, reports the model's achieved GFLOP/s against a matrix-multiply peak measured here for the
+same precision, and the mean difference from CPU float32 on that image.
+"""
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import engine, prep
+from .model import DepthAnythingV2, ModelConfig
+from .model.int8 import Int8Linear, quantized_engine
+
+# Upstream's vits: the default model, random weights, so the bench needs no download (speed ignores the values).
+VITS = ModelConfig(width=384, blocks=12, mlp_hidden=1536, swiglu=False, reassembly_channels=(48, 96, 192, 384),
+                   fusion_channels=64)
+PEAK_SECONDS = 0.4  # per precision; long enough for a stable best-of, short enough to keep the bench quick
+
+
+@dataclass(frozen=True)
+class Variant:
+    device: str
+    precision: str
+    is_auto: bool  # what `--dtype auto` picks on this device
+
+    @property
+    def label(self) -> str:
+        return f"{self.device} {self.precision}" + (" (auto)" if self.is_auto else "")
+
+
+def available_variants() -> list[Variant]:
+    """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, and CUDA when present."""
+    cpu = torch.device("cpu")
+    cpu_auto = engine.auto_precision(cpu)
+    precisions = ["float32"]
+    if engine.cpu_has_native_bf16(engine.cpu_capabilities()):
+        precisions.append("bfloat16")
+    if quantized_engine() is not None:
+        precisions.append("int8")
+    variants = [Variant("cpu", p, p == cpu_auto) for p in precisions]
+    if torch.cuda.is_available():
+        cuda_auto = engine.auto_precision(torch.device("cuda"))
+        variants += [Variant("cuda", "float32", False), Variant("cuda", cuda_auto, True)]
+    return variants
+
+
+def random_model(config: ModelConfig = VITS, seed: int = 0) -> DepthAnythingV2:
+    """A float32 model with seeded random weights whose depth still varies across the image."""
+    with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws from the global generator
+        torch.manual_seed(seed)
+        model = DepthAnythingV2(config).requires_grad_(False).eval()
+    generator = torch.Generator().manual_seed(seed)
+    for param in model.parameters():
+        # PyTorch's default init leaves the class token, position table and biases at 0 and the final ReLU
+        # then sees nothing but negatives: a flat map, which would make the error column meaningless
+        param.add_(torch.randn(param.shape, generator=generator) * 0.02)
+    model.head.out_conv.bias.fill_(0.5)
+    return model
+
+
+def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth noise over a ramp, BGR uint8: photo-like enough that no layer sees a degenerate input."""
+    noise = np.random.default_rng(seed).random((height, width, 3)).astype(np.float32)
+    ramp = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
+    image = 0.6 * cv2.GaussianBlur(noise, (0, 0), max(1.0, min(height, width) / 40)) + 0.4 * ramp
+    return np.clip(image * 255, 0, 255).astype(np.uint8)
+
+
+def count_flops(config: ModelConfig, model_hw: tuple[int, int]) -> int:
+    """Multiply-adds x2 of one forward pass at `model_hw`, counted on the meta device (no compute, no memory)."""
+    with torch.device("meta"):
+        model = DepthAnythingV2(config).eval()
+        image_bchw = torch.empty(1, 3, *model_hw)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(image_bchw)
+    return counter.get_total_flops()
+
+
+def _best_rate(run, flops: float, device: torch.device) -> float:
+    run()
+    best, began = float("inf"), time.perf_counter()
+    while time.perf_counter() - began < PEAK_SECONDS:
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return flops / best
+
+
+@torch.inference_mode()
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """FLOP/s of a large matrix multiply in `precision` on `device`: the most the model's layers could reach."""
+    size = 4096 if device.type == "cuda" else 1536
+    flops = 2.0 * size ** 3
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    if precision == "int8":
+        linear = Int8Linear(torch.nn.Linear(size, size))
+        return _best_rate(lambda: linear(a[None]), flops, device)
+    dtype = engine.TORCH_DTYPES[precision]
+    a = a.to(device=device, dtype=dtype)
+    b = a.T.contiguous()
+    return _best_rate(lambda: a @ b, flops, device)
+
+
+def time_predict(model, image_bgr: np.ndarray, input_size: int, warmup: int, repeat: int):
+    """Median seconds of `engine.predict` over `repeat` runs after `warmup` ones, and the last depth map."""
+    for _ in range(warmup):
+        engine.predict(model, image_bgr, input_size)
+    seconds = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        depth_hw = engine.predict(model, image_bgr, input_size)
+        seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds), depth_hw
+
+
+def machine_line() -> str:
+    capabilities = engine.cpu_capabilities()
+    flags = [name for name in ("avx2", "avx512_f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+             if capabilities.get(name)]
+    cpu_name = capabilities.get("cpu_name") or platform.processor() or platform.machine()
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu_name}, {torch.get_num_threads()} torch threads, CPU flags: {' '.join(flags) or 'none of note'}"
+            f"{gpu}; torch {torch.__version__}")
+
+
+def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int], repeat: int, warmup: int,
+              echo=print) -> None:
+    """Time every available variant and print the table (see the module docstring)."""
+    if model_spec is None:
+        source, config = "random-init vits (no weights needed; speed does not depend on the values)", VITS
+        weights = random_model().state_dict()
+    else:
+        first = engine.load_model(model_spec, "cpu", "float32")
+        source, config, weights = first.source, first.config, None
+    model_hw = prep.model_size(image_hw, input_size)
+    flops = count_flops(config, model_hw)
+    grid_hw = (model_hw[0] // config.patch_size, model_hw[1] // config.patch_size)
+    echo(f"model: {source}")
+    echo(f"machine: {machine_line()}")
+    echo(f"image {image_hw[1]}x{image_hw[0]} -> model input {model_hw[1]}x{model_hw[0]} (patch grid "
+         f"{grid_hw[1]}x{grid_hw[0]}), {flops / 1e9:.1f} GFLOP per image; median of {repeat} after {warmup} "
+         f"warm-up, predict() end to end")
+    image_bgr = synthetic_photo(*image_hw)
+    rows = [("variant", "ms/image", "images/s", "GFLOP/s", "peak GFLOP/s", "of peak", "mean err vs cpu float32")]
+    reference = None
+    for variant in available_variants():
+        device = torch.device(variant.device)
+        if weights is None:
+            model = engine.load_model(model_spec, variant.device, variant.precision)
+        else:
+            model = DepthAnythingV2(config).requires_grad_(False).eval()
+            model.load_state_dict(weights)
+            model = engine.prepare_model(model, device, variant.precision)
+        seconds, depth_hw = time_predict(model, image_bgr, input_size, warmup, repeat)
+        del model
+        peak = matmul_peak(device, variant.precision)
+        if reference is None:  # the first variant is always cpu float32
+            reference, error = depth_hw, "0 (reference)"
+        else:
+            spread = float(reference.max() - reference.min())
+            error = f"{np.abs(depth_hw - reference).mean() / spread:.3%} of range" if spread > 0 else "n/a"
+        achieved = flops / seconds
+        rows.append((variant.label, f"{seconds * 1e3:.0f}", f"{1 / seconds:.2f}", f"{achieved / 1e9:.1f}",
+                     f"{peak / 1e9:.1f}", f"{achieved / peak:.0%}", error))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        echo("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                       for i, (cell, width) in enumerate(zip(row, widths))).rstrip())

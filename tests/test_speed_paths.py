@@ -1,0 +1,163 @@
+"""The fast paths stay close to float32, `--dtype auto` picks by hardware, and `dav2 bench` reports its table.
+
+Speed itself is a benchmark (benchmarks/speed.py, `dav2 bench`), never asserted here; what is asserted is that
+each faster path computes what the exact one does, within the bound it documents.
+"""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import dav2_cli
+from dav2_cli import bench, engine
+from dav2_cli.cli import main
+from dav2_cli.errors import UserError
+from dav2_cli.model.int8 import Int8Linear, quantized_engine
+
+needs_int8 = pytest.mark.skipif(quantized_engine() is None, reason="no x86 int8 kernels in this torch build")
+
+
+def range_error(ours, reference):
+    spread = reference.max() - reference.min()
+    assert spread > 0
+    difference = np.abs(ours - reference)
+    return float(difference.mean() / spread), float(difference.max() / spread)
+
+
+@needs_int8
+def test_int8_stays_within_one_percent_of_float32(vits_checkpoint, make_photo):
+    image = make_photo(120, 160, seed=4)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 280)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "int8")
+    fast = dav2_cli.predict(model, image, 280)
+    mean_error, max_error = range_error(fast, exact)
+    assert model.precision == "int8" and fast.dtype == np.float32
+    assert 0 < mean_error < 0.01  # lossy (so the int8 kernels really ran), yet within the documented bound
+    assert max_error < 0.05
+
+
+@needs_int8
+def test_int8_converts_only_the_encoders_linear_layers(vits_checkpoint):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "int8")
+    encoder_linears = [m for m in model.image_encoder.modules() if isinstance(m, (nn.Linear, Int8Linear))]
+    assert len(encoder_linears) == 4 * 12 and all(isinstance(m, Int8Linear) for m in encoder_linears)
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(m.weight.dtype == torch.float32 for m in convs)
+
+
+@needs_int8
+def test_int8_depth_of_an_image_does_not_depend_on_its_batch(vits_checkpoint, make_photo):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "int8")
+    photo = make_photo(112, 112, seed=1)
+    loud = np.random.default_rng(2).integers(0, 256, (112, 112, 3), dtype=np.uint8)  # wider activation range
+    alone = engine.predict_batch(model, [photo], 112)[0]
+    beside_loud = engine.predict_batch(model, [photo, loud], 112)[0]
+    np.testing.assert_allclose(beside_loud, alone, rtol=0, atol=1e-5 * np.ptp(alone))
+
+
+def test_float16_autocast_keeps_the_residual_stream_in_float32(vits_checkpoint, make_photo):
+    """The GPU float16 path, run on the CPU: matmuls in float16, the stream DINOv2 overflows in stays float32."""
+    image = make_photo(56, 84, seed=5)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 56)
+    model = engine.prepare_model(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), torch.device("cpu"),
+                                 "float16")
+    stream_dtypes, matmul_dtypes = set(), set()
+    model.image_encoder.blocks[0].register_forward_hook(lambda m, i, out: stream_dtypes.add(out.dtype))
+    model.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda m, i, out: matmul_dtypes.add(out.dtype))
+    fast = dav2_cli.predict(model, image, 56)
+    assert stream_dtypes == {torch.float32} and matmul_dtypes == {torch.float16}
+    assert fast.dtype == np.float32
+    assert range_error(fast, exact)[0] < 0.01
+
+
+def test_a_model_loaded_under_inference_mode_predicts(vits_checkpoint, make_photo):
+    image = make_photo(56, 56, seed=6)
+    expected = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 56)
+    with torch.inference_mode():
+        model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+        np.testing.assert_array_equal(dav2_cli.predict(model, image, 56), expected)
+
+
+def test_loading_a_model_holds_opencv_to_one_thread(vits_checkpoint):
+    cv2.setNumThreads(2)
+    dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    assert cv2.getNumThreads() == 1
+
+
+@pytest.mark.parametrize("capabilities,expected", [
+    ({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, "float32"),
+    ({"avx2": True, "avx512_f": True}, "float32"),
+    ({"avx512_f": True, "avx512_bf16": True}, "bfloat16"),
+    ({"amx_bf16": True}, "bfloat16"),
+    ({}, "float32"),
+])
+def test_auto_on_the_cpu_picks_bf16_only_where_native(monkeypatch, capabilities, expected):
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: capabilities)
+    assert engine.resolve_precision("auto", torch.device("cpu")) == expected
+
+
+@pytest.mark.parametrize("native_bf16,expected", [(True, "bfloat16"), (False, "float16")])
+def test_auto_on_cuda_prefers_native_bf16_then_float16(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(engine, "cuda_has_native_bf16", lambda: native_bf16)
+    assert engine.resolve_precision("auto", torch.device("cuda")) == expected
+
+
+@pytest.mark.parametrize("spec,device,message", [
+    ("float16", "cpu", "not supported on the CPU"),
+    ("int8", "cuda", "CPU only"),
+    ("int4", "cpu", "expected auto"),
+])
+def test_impossible_precisions_are_user_errors(spec, device, message):
+    with pytest.raises(UserError, match=message):
+        engine.resolve_precision(spec, torch.device(device))
+
+
+def test_int8_without_its_kernels_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(engine, "quantized_engine", lambda: None)
+    with pytest.raises(UserError, match="int8 needs an x86 CPU"):
+        engine.resolve_precision("int8", torch.device("cpu"))
+
+
+def test_flop_count_includes_attention_and_every_linear_layer():
+    grid_hw = (4, 6)
+    tokens, width, blocks = 1 + grid_hw[0] * grid_hw[1], bench.VITS.width, bench.VITS.blocks
+    linear = 2 * tokens * width * (3 * width + width + 2 * bench.VITS.mlp_hidden) * blocks
+    attention = 2 * 2 * tokens * tokens * width * blocks  # q k^T and (scores) v
+    counted = bench.count_flops(bench.VITS, (14 * grid_hw[0], 14 * grid_hw[1]))
+    assert counted >= linear + attention
+    assert counted < 2 * (linear + attention)  # and the decoder, at this tiny grid, costs less than the encoder
+
+
+def test_bench_prints_a_row_per_precision(monkeypatch):
+    monkeypatch.setattr(bench, "PEAK_SECONDS", 0.01)
+    result = CliRunner().invoke(main, ["bench", "--input-size", "56", "--image-size", "84x56", "--repeat", "1",
+                                       "--warmup", "0"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "random-init vits (no weights needed" in lines[0]
+    header = next(line for line in lines if line.startswith("variant"))
+    for column in ("ms/image", "images/s", "GFLOP/s", "peak GFLOP/s", "of peak", "mean err vs cpu float32"):
+        assert column in header
+    rows = {line.split("  ")[0].removesuffix(" (auto)"): line for line in lines[lines.index(header) + 1:]}
+    assert rows["cpu float32"].endswith("0 (reference)")
+    assert sum(row.startswith("cpu ") and "(auto)" in row for row in rows.values()) == 1
+    if quantized_engine() is not None:
+        assert rows["cpu int8"].endswith("% of range")
+
+
+def test_bench_random_model_is_the_same_in_every_process_and_leaves_the_global_generator_alone():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first, second = bench.random_model(seed=0).state_dict(), bench.random_model(seed=0).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(456)  # a different global state must not change the weights either
+    third = bench.random_model(seed=0).state_dict()
+    assert all(torch.equal(first[k], second[k]) and torch.equal(first[k], third[k]) for k in first)
+
+
+@pytest.mark.parametrize("size", ["756", "0x10", "axb"])
+def test_bench_rejects_a_bad_image_size(size):
+    assert CliRunner().invoke(main, ["bench", "--image-size", size]).exit_code == 2
