@@ -57,7 +57,7 @@ def test_relative_vits_equals_upstream(upstream_vits, vits_checkpoint, make_phot
     assert relative_error(ours, reference) < TOLERANCE
 
 
-@pytest.mark.parametrize("height,width,input_size", CASES[:3])
+@pytest.mark.parametrize("height,width,input_size", [CASES[0], CASES[2]])
 def test_metric_vits_equals_upstream(upstream_vits_metric, vits_metric_checkpoint, make_photo, height, width,
                                      input_size):
     image = make_photo(height, width, seed=7)
@@ -77,7 +77,7 @@ def test_metric_max_depth_override_scales_output(upstream_vits_metric, vits_metr
     np.testing.assert_allclose(doubled, 2 * default, rtol=1e-5)
 
 
-@pytest.mark.parametrize("height,width,input_size", [(600, 800, 504), (150, 100, 280)])
+@pytest.mark.parametrize("height,width,input_size", [(480, 640, 336), (150, 100, 280)])
 def test_relative_vitb_equals_upstream(tmp_path, make_photo, height, width, input_size):
     reference_model = upstream_model("vitb", seed=1)
     path = tmp_path / "depth_anything_v2_vitb.pth"
@@ -92,18 +92,18 @@ def test_relative_vitb_equals_upstream(tmp_path, make_photo, height, width, inpu
 def test_model_forward_equals_upstream_forward_on_odd_grid_too(upstream_vits, vits_checkpoint):
     """The module itself accepts any multiple of 14, including upstream's default 518x518 (37x37 grid)."""
     model = dav2_cli.load_model(vits_checkpoint, device="cpu", dtype="float32")
-    x = torch.randn(2, 3, 518, 392, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 3, 518, 392, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = model(x)
         reference = upstream_vits(x)
-    assert ours.shape == (2, 518, 392) and ours.dtype == torch.float32
+    assert ours.shape == (1, 518, 392) and ours.dtype == torch.float32
     assert float((ours - reference).abs().max() / (reference.max() - reference.min())) < TOLERANCE
 
 
 def test_bfloat16_model_still_returns_float32_close_to_float32(vits_checkpoint, make_photo):
-    image = make_photo(120, 160)
-    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 280)
+    image = make_photo(60, 80)  # small: bfloat16 is emulated, and slow, on CPUs without native support
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 112)
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")
-    fast = dav2_cli.predict(model, image, 280)
+    fast = dav2_cli.predict(model, image, 112)
     assert fast.dtype == np.float32
     assert np.abs(fast - exact).mean() / (exact.max() - exact.min()) < 0.01
