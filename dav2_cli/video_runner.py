@@ -1,0 +1,467 @@
+"""`dav2 video`: depth for every frame of a video, streamed, overlapped, and never a broken output file.
+
+A video can be far longer than memory, so frames flow through three threads joined by small bounded queues:
+one decodes and prepares frames for the model, the main thread runs the model on batches, one renders and
+encodes. At most a few batches exist at once whatever the video's length. The model is the slow stage, so decoding and encoding are hidden behind
+it: torch and OpenCV release the GIL in their kernels, so the threads genuinely overlap even on two cores.
+
+Everything that can go wrong keeps the user's work usable: a damaged file yields depth for what decodes and
+one line saying where it stopped; Ctrl-C or SIGTERM stops reading, finishes the frames in flight and closes a
+valid, shorter video (with audio cut to match); any other failure leaves no file under the output name.
+"""
+
+import json
+import math
+import queue
+import sys
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from . import prep, render
+from .errors import EXIT_FAILED, EXIT_OK, UserError
+from .interrupts import GracefulStop
+from .media import STDIO, write_atomic
+from .runner import DepthOptions, report
+from .video_io import SUPPORTED_EXTENSIONS, FrameReader, VideoInfo, VideoWriter, probe
+
+# On a 2-core CPU two frames per model call ran about 10% faster per frame than one, and four no faster than
+# two (vits, input sizes 280 and 504) while holding twice the frames in memory.
+DEFAULT_BATCH_SIZE = 2
+_POLL_S = 0.05  # how often a blocked stage looks whether the others have given up
+_END = object()  # end-of-stream marker passed down the queues
+
+VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
+GRAY16_EXTENSION = ".mkv"
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """What to take from the video and how to run the pipeline; times are seconds of the source."""
+
+    start: float = 0.0
+    end: float | None = None
+    max_frames: int | None = None
+    every: int = 1
+    fps: str | None = None  # rate for files that state none (or to override theirs), e.g. "30000/1001"
+    normalize: str | None = None  # None: ema for pictures, global for gray16
+    batch_size: int = DEFAULT_BATCH_SIZE
+    audio: bool = True
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Source frames `start, start+every, ...` below `end` (None: to the end of the file)."""
+
+    start: int
+    end: int | None
+    every: int
+
+    def count(self, frame_count: int | None) -> int | None:
+        """How many frames the selection yields from a file of `frame_count` frames (None: unknown)."""
+        limits = [limit for limit in (self.end, frame_count) if limit is not None]
+        if not limits:
+            return None
+        return max(0, -(-(min(limits) - self.start) // self.every))  # ceil division
+
+
+def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
+    """Seconds → frame indices: frame i is shown at i/fps, so --start keeps frames at or after it, --end
+    those before it. Decimal seconds are read exactly (0.1 s is 1/10, not a float just above it)."""
+    start = math.ceil(Fraction(str(video.start)) * fps)
+    end = None if video.end is None else math.ceil(Fraction(str(video.end)) * fps)
+    if end is not None and end <= start:
+        raise UserError(f"--end {video.end:g} s selects no frames after --start {video.start:g} s")
+    if video.max_frames is not None:
+        last_needed = start + (video.max_frames - 1) * video.every + 1
+        end = last_needed if end is None else min(end, last_needed)
+    return Selection(start, end, video.every)
+
+
+# ------------------------------------------------------------------------------------------ output planning
+
+
+def video_format(fmt: str | None) -> str:
+    """--format's canonical name; a colour depth video by default."""
+    return render.canonical_format(fmt) if fmt is not None else "color"
+
+
+def plan_output(source: Path, output: str | None, fmt: str) -> Path:
+    """Where the result goes, refusing combinations that cannot work, each in one line."""
+    if output == STDIO:
+        raise UserError("video output cannot go to stdout (-o -); give a file name")
+    if output is None:
+        if fmt in render.RAW_FORMATS:
+            return source.with_name(f"{source.stem}_depth")
+        return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
+    out = Path(output)
+    extension = out.suffix.lower()
+    if fmt in render.RAW_FORMATS:
+        if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
+            raise UserError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
+        return out
+    if fmt == "gray16" and extension != GRAY16_EXTENSION:
+        raise UserError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
+    if extension not in SUPPORTED_EXTENSIONS:
+        raise UserError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
+                        f"(or --format npy, exr or tiff with -o DIR for a folder of frames)")
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise UserError(f"{output}: is the input video; choose another output name")
+    return out
+
+
+def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> str:
+    """The normalisation mode to use, after refusing options that contradict --format."""
+    if options.side_by_side and fmt not in VIDEO_FORMATS:
+        raise UserError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
+    if fmt in render.RAW_FORMATS:
+        if video.normalize is not None:
+            raise UserError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
+        return "none"
+    if fmt == "gray16":
+        if video.normalize not in (None, "global"):
+            raise UserError("--format gray16 stores depth on one range for the whole video (two passes); "
+                            "it cannot use --normalize " + video.normalize)
+        if options.invert:
+            raise UserError("--format gray16 stores the depth values themselves (see its .json); "
+                            "--invert applies to pictures")
+        return "global"
+    return video.normalize or "ema"
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+
+def _put(channel: queue.Queue, item, cancel: threading.Event) -> bool:
+    """Put unless the pipeline is cancelled first; False when it was."""
+    while not cancel.is_set():
+        try:
+            channel.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
+def _get(channel: queue.Queue, cancel: threading.Event):
+    while True:
+        try:
+            return channel.get(timeout=_POLL_S)
+        except queue.Empty:
+            if cancel.is_set():
+                return _END
+
+
+def run_pipeline(model, reader: FrameReader, consume: Callable[[int, np.ndarray, np.ndarray], None], *,
+                 input_size: int, batch_size: int = DEFAULT_BATCH_SIZE, stop: GracefulStop | None = None) -> None:
+    """Depth for every frame `reader` yields, handed in order to `consume(index, frame_bgr, depth_hw)`.
+
+    `reader` is decoded (and each frame resized and normalised for the model) in one thread, which also
+    closes it; the model runs here on batches of `batch_size`; `consume` runs in a third thread. The queues
+    hold one batch each, so at most about four batches of frames are alive at any time, however long the
+    video. When `stop` is requested, reading stops and the frames already read are still finished. An
+    exception in any stage cancels the others and is raised here once all threads have ended. (OpenCV is
+    held to one thread by `engine.load_model`: these stages are the parallelism beside torch's.)
+    """
+    from .engine import predict_prepared
+
+    frames_in = queue.Queue(maxsize=batch_size)  # single frames: the next batch decodes while the model runs
+    depths_out = queue.Queue(maxsize=1)  # whole batches: one waits while the previous one is encoded
+    cancel = threading.Event()
+    failures: list[BaseException] = []
+
+    def decode():
+        try:
+            frame_hw = size_hw = None
+            while stop is None or not stop.requested:
+                item = next(reader, None)
+                if item is None:
+                    break
+                index, frame_bgr = item
+                if frame_hw is None:
+                    frame_hw = frame_bgr.shape[:2]
+                    size_hw = prep.model_size(frame_hw, input_size)
+                elif frame_bgr.shape[:2] != frame_hw:
+                    raise UserError(f"{reader.path}: frame {index} is "
+                                    f"{frame_bgr.shape[1]}x{frame_bgr.shape[0]} but the video began at "
+                                    f"{frame_hw[1]}x{frame_hw[0]}; videos that change size are not supported")
+                if not _put(frames_in, (index, frame_bgr, prep.to_model_input(frame_bgr, size_hw)), cancel):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            failures.append(exc)
+            cancel.set()
+        finally:
+            reader.close()
+            _put(frames_in, _END, cancel)
+
+    def encode():
+        try:
+            while (batch := _get(depths_out, cancel)) is not _END:
+                for index, frame_bgr, depth_hw in batch:
+                    if cancel.is_set():
+                        return
+                    consume(index, frame_bgr, depth_hw)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            failures.append(exc)
+            cancel.set()
+
+    threads = [threading.Thread(target=decode, name="dav2-decode", daemon=True),
+               threading.Thread(target=encode, name="dav2-encode", daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        ended = False
+        while not ended and not cancel.is_set():
+            batch = []
+            while len(batch) < batch_size:
+                item = _get(frames_in, cancel)
+                if item is _END:
+                    ended = True
+                    break
+                batch.append(item)
+            if batch and not cancel.is_set():
+                frame_hw = batch[0][1].shape[:2]
+                depths = predict_prepared(model, np.stack([chw for _, _, chw in batch]), frame_hw)
+                _put(depths_out, [(index, frame, depth) for (index, frame, _), depth in zip(batch, depths)], cancel)
+        _put(depths_out, _END, cancel)
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+
+
+# ------------------------------------------------------------------------------------------ where frames go
+
+
+class _PictureVideo:
+    """Colour or 8-bit gray depth pictures (optionally beside the frame) encoded into a video."""
+
+    def __init__(self, out: Path, info: VideoInfo, fps: Fraction, options: DepthOptions, metric: bool,
+                 tracker: render.RangeTracker, audio_from: Path | None, audio_start: Fraction):
+        self._options, self._metric, self._tracker = options, metric, tracker
+        width = info.width * (2 if options.side_by_side else 1)
+        self._writer = VideoWriter(out, width=width, height=info.height, fps=fps, audio_from=audio_from,
+                                   audio_start=audio_start)
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
+
+    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+        options = self._options
+        picture = render.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
+                                   metric=self._metric, value_range=self._tracker.update(depth_hw))
+        if options.side_by_side:
+            picture = render.side_by_side(frame_bgr, picture)
+        elif picture.ndim == 2:
+            picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
+        self._writer.write(picture)
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+class _Gray16Video:
+    """Depth values on one fixed range as lossless 16-bit video, with a JSON sidecar to map them back."""
+
+    def __init__(self, out: Path, info: VideoInfo, fps: Fraction, value_range: tuple[float, float],
+                 description: dict):
+        self._range = value_range
+        self._sidecar = Path(f"{out}.json")
+        self._description = description
+        self._writer = VideoWriter(out, width=info.width, height=info.height, fps=fps, pix_fmt_in="gray16le")
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
+
+    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+        # metric=False, invert=False: v grows with the stored value, so depth = lo + v / 65535 * (hi - lo)
+        self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
+
+    def close(self) -> None:
+        self._writer.close()
+        lo, hi = self._range
+        sidecar = {**self._description, "frames": self.frames_written, "lo": lo, "hi": hi,
+                   "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
+        write_atomic(self._sidecar, (json.dumps(sidecar, indent=2) + "\n").encode())
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+class _FrameFolder:
+    """Raw float32 depth, one file per frame: `frame_000000.<ext>` numbered in output order from 0."""
+
+    def __init__(self, out: Path, fmt: str):
+        self._folder, self._fmt, self._extension = out, fmt, render.extension_for(fmt)
+        self.frames_written = 0
+
+    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+        name = f"frame_{self.frames_written:06d}{self._extension}"
+        write_atomic(self._folder / name, render.encode(depth_hw, self._fmt))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.frames_written == 0:
+            raise UserError(f"{self._folder}: no frames to write")
+
+    def abort(self) -> None:
+        """Frames already written are complete files, so they stay."""
+
+
+# ------------------------------------------------------------------------------------------ the job
+
+
+def _progress_bar(show: bool, total: int | None, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="frame", file=sys.stderr, disable=not show,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader:
+    return FrameReader(info.path, start=selection.start, end=selection.end, every=selection.every)
+
+
+def _measure_range(model, info, selection, options, video, mode, stop, total) -> tuple[float, float] | None:
+    """First pass for one range over the whole selection; None when stopped by a signal before any frame.
+
+    Pictures take the widest of the frames' 1st..99th percentile ranges (so a few extreme pixels do not
+    flatten the rest); gray16 takes the finite min/max, so no value is clipped.
+    """
+    percentiles = render.RangeTracker("ema", alpha=1.0)  # alpha 1: exactly each frame's own percentiles
+    lows, highs = [], []
+
+    def consume(index, frame_bgr, depth_hw):
+        lo, hi = render.depth_range(depth_hw) if mode == "minmax" else percentiles.update(depth_hw)
+        lows.append(lo)
+        highs.append(hi)
+        bar.update()
+
+    reader = _open_reader(info, selection)
+    with _progress_bar(video.progress, total, "pass 1/2 (range)") as bar:
+        run_pipeline(model, reader, consume, input_size=options.input_size, batch_size=video.batch_size,
+                     stop=stop)
+    if stop.requested:
+        return None
+    if not lows:
+        raise UserError(reader.error or f"{info.path}: no frame in the selected range could be decoded")
+    return float(min(lows)), float(max(highs))
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A checked plan for one video: what to read, where to write, and how to normalise."""
+
+    info: VideoInfo
+    out: Path
+    selection: Selection
+    normalize: str  # ema, frame, global, or none for raw formats
+    total: int | None  # frames the output will get if the file is intact (None: unknown length)
+
+
+def plan_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> VideoJob:
+    """Check everything that can be checked before the model loads, so mistakes fail in a second."""
+    if source == STDIO:
+        raise UserError("video input cannot come from stdin (-); give a file name")
+    source_path = Path(source)
+    out = plan_output(source_path, output, options.fmt)
+    normalize = check_combination(options.fmt, options, video)
+    info = probe(source_path, fps_override=video.fps)
+    selection = select_frames(info.fps, video)
+    total = selection.count(info.frame_count)
+    if total == 0:
+        length = f"{float(info.frame_count / info.fps):.3f} s, {info.frame_count} frames"
+        raise UserError(f"{source}: --start {video.start:g} s is past the end of the video ({length})")
+    return VideoJob(info, out, selection, normalize, total)
+
+
+def run_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> int:
+    from .engine import load_model
+
+    job = plan_video(source, output, options, video)
+    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    with GracefulStop() as stop:
+        return depth_video(model, job, options, video, stop)
+
+
+def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions, stop: GracefulStop) -> int:
+    """Run a planned job with a loaded model; returns the exit code."""
+    info, out, selection = job.info, job.out, job.selection
+    value_range = None
+    if job.normalize == "global":
+        mode = "minmax" if options.fmt == "gray16" else "percentiles"
+        value_range = _measure_range(model, info, selection, options, video, mode, stop, job.total)
+        if value_range is None:
+            return _finish_stopped(stop, out, 0)
+    reader = _open_reader(info, selection)
+    try:
+        sink = _open_sink(out, info, info.fps / selection.every, options, video, job.normalize, value_range,
+                          model.config.metric, selection)
+    except BaseException:
+        reader.close()
+        raise
+    try:
+        label = "depth" if value_range is None else "pass 2/2 (depth)"
+        with _progress_bar(video.progress, job.total, label) as bar:
+            def consume(index, frame_bgr, depth_hw):
+                sink.write(index, frame_bgr, depth_hw)
+                bar.update()
+
+            run_pipeline(model, reader, consume, input_size=options.input_size, batch_size=video.batch_size,
+                         stop=stop)
+        if sink.frames_written == 0:
+            sink.abort()
+            if stop.requested:
+                return _finish_stopped(stop, out, 0)
+            raise UserError(reader.error or f"{info.path}: no frame in the selected range could be decoded")
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    if stop.requested:
+        return _finish_stopped(stop, out, sink.frames_written)
+    if reader.error:
+        report(f"{reader.error}; {out} holds the {sink.frames_written} frames before it")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _open_sink(out, info, fps, options, video, normalize, value_range, metric, selection):
+    if options.fmt in render.RAW_FORMATS:
+        return _FrameFolder(out, options.fmt)
+    if options.fmt == "gray16":
+        description = {
+            "source": str(info.path), "model": str(options.model), "input_size": options.input_size,
+            "kind": "metric" if metric else "relative",
+            "larger": "farther" if metric else "nearer",
+            "unit": "meters" if metric else "none (relative inverse depth)",
+            "fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
+            "every": selection.every,
+        }
+        return _Gray16Video(out, info, fps, value_range, description)
+    tracker = render.RangeTracker(normalize, global_range=value_range)
+    audio_from = info.path if video.audio and info.has_audio else None
+    return _PictureVideo(out, info, fps, options, metric, tracker, audio_from, Fraction(selection.start) / info.fps)
+
+
+def _finish_stopped(stop: GracefulStop, out: Path, frames: int) -> int:
+    if frames:
+        print(f"dav2: stopped by signal; {out} holds the first {frames} frames", file=sys.stderr)
+    else:
+        print("dav2: stopped by signal before any frame was written; no output", file=sys.stderr)
+    return stop.exit_code
