@@ -65,6 +65,9 @@ def depth_options(command):
                      help="Colormap for --format color."),
         click.option("--invert", is_flag=True, help="Draw far as bright instead of near."),
         click.option("--side-by-side", is_flag=True, help="Put the input picture left of the depth picture."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Say which model was loaded (encoder, relative/metric, max depth, file, device, "
+                          "precision) on stderr."),
     ]
     for option in reversed(options):
         command = option(command)

@@ -34,6 +34,21 @@ class DepthOptions:
     cmap: str = "Spectral_r"
     invert: bool = False
     side_by_side: bool = False
+    verbose: bool = False
+
+
+def load_job_model(options: DepthOptions):
+    """The job's model; with --verbose, one line on stderr saying what was loaded, from where, and how it runs."""
+    from .engine import load_model, model_device
+
+    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    if options.verbose:
+        config = model.config
+        meaning = (f"metric: meters, larger = farther, max_depth {config.max_depth:g} m" if config.metric
+                   else "relative: inverse depth, larger = nearer")
+        print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
+              f"in {model.precision}", file=sys.stderr, flush=True)
+    return model
 
 
 def report(message: str) -> None:
@@ -267,9 +282,9 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
     import torch
     from tqdm import tqdm
 
-    from .engine import load_model, predict_batch
+    from .engine import predict_batch
 
-    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    model = load_job_model(options)
     metric = model.config.metric
     batcher = SizeBatcher(job.batch_size)
 

@@ -27,7 +27,7 @@ from . import prep, render
 from .errors import EXIT_FAILED, EXIT_OK, UserError
 from .interrupts import GracefulStop
 from .media import STDIO, write_atomic
-from .runner import DepthOptions, report
+from .runner import DepthOptions, load_job_model, report
 from .video_io import SUPPORTED_EXTENSIONS, FrameReader, VideoInfo, VideoWriter, probe
 
 # On a 2-core CPU two frames per model call ran about 10% faster per frame than one, and four no faster than
@@ -391,10 +391,8 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
 
 
 def run_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> int:
-    from .engine import load_model
-
     job = plan_video(source, output, options, video)
-    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    model = load_job_model(options)
     with GracefulStop() as stop:
         return depth_video(model, job, options, video, stop)
 

@@ -137,3 +137,15 @@ def test_version_and_help_do_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
     result = subprocess.run([sys.executable, "-m", "dav2_cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and dav2_cli.__version__ in result.stdout
+
+
+def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m", str(vits_checkpoint),
+                             "-o", str(tmp_path / "r.npy"), "--input-size", "112", "-v"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "model vits (relative: inverse depth, larger = nearer)" in result.stderr
+    assert str(vits_checkpoint) in result.stderr and "on cpu in float32" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m",
+                             str(vits_metric_checkpoint), "-o", str(tmp_path / "m.npy"), "--input-size", "112",
+                             "--verbose"], capture_output=True, text=True)
+    assert "metric: meters, larger = farther, max_depth 20 m" in result.stderr
