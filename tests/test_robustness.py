@@ -228,14 +228,22 @@ def test_a_subfolder_that_cannot_be_listed_is_named_and_the_rest_are_done(tmp_pa
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["img00.npy"]
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_named_with_permission_denied(tmp_path, make_photo, vits_checkpoint):
+def test_unreadable_file_is_named_with_permission_denied(tmp_path, make_photo, vits_checkpoint, monkeypatch):
     source = photo_folder(tmp_path / "in", make_photo, 1)
-    (source / "locked.png").write_bytes(encoded(".png", make_photo(60, 80)))
-    (source / "locked.png").chmod(0)
+    locked = source / "locked.png"
+    locked.write_bytes(encoded(".png", make_photo(60, 80)))
+    locked.chmod(0)
+
+    # root reads a file whatever its mode, so the refusal the OS gives everyone else is given here by hand
+    def refusing_open(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(media, "open", refusing_open, raising=False)
     result = dav2("folder", source, "-o", tmp_path / "out", "-m", vits_checkpoint)
     assert result.exit_code == 1
-    assert error_lines(result.stderr) == [f"dav2: error: {source / 'locked.png'}: permission denied"]
+    assert error_lines(result.stderr) == [f"dav2: error: {locked}: permission denied"]
 
 
 def test_fuzzed_files_among_good_ones(tmp_path, make_photo, vits_checkpoint):
