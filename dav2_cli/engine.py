@@ -28,7 +28,6 @@ from .errors import UserError
 from .model.int8 import quantize_encoder_linears, quantized_engine
 from .weights import build_model, load_checkpoint
 
-DEVICES = ("auto", "cpu", "cuda", "mps")  # cuda:N is accepted too
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -134,7 +133,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.inference_mode()
 def predict_batch(model: torch.nn.Module, images_bgr: list[np.ndarray],
                   input_size: int = prep.DEFAULT_INPUT_SIZE) -> list[np.ndarray]:
     """Depth for images of one shared size, each float32 HxW at that size."""
@@ -142,25 +140,20 @@ def predict_batch(model: torch.nn.Module, images_bgr: list[np.ndarray],
     if any(image.shape[:2] != image_hw for image in images_bgr):
         raise ValueError("predict_batch needs images of one size; group them first")
     size_hw = prep.model_size(image_hw, input_size)
-    batch_bchw = torch.from_numpy(np.stack([prep.to_model_input(image, size_hw) for image in images_bgr]))
-    device = model_device(model)
-    if device.type == "cuda":
-        batch_bchw = batch_bchw.pin_memory()  # so the copy below is a true asynchronous DMA
-    depth_bhw = model(batch_bchw.to(device, non_blocking=True))
-    depth_bhw = prep.to_image_size(depth_bhw, image_hw)
-    return list(depth_bhw.cpu().numpy())  # the batch's one wait for the device
+    batch_bchw = np.stack([prep.to_model_input(image, size_hw) for image in images_bgr])
+    return predict_prepared(model, batch_bchw, image_hw)
 
 
 @torch.inference_mode()
 def predict_prepared(model: torch.nn.Module, batch_bchw: np.ndarray, image_hw: tuple[int, int]) -> list[np.ndarray]:
     """`predict_batch` after its preprocessing: `batch_bchw` stacks `prep.to_model_input` results, so a video
-    pipeline can prepare frames in its decoding thread while the model runs. Same arithmetic, same result."""
+    pipeline can prepare frames in its decoding thread while the model runs."""
     batch_bchw = torch.from_numpy(batch_bchw)
     device = model_device(model)
     if device.type == "cuda":
-        batch_bchw = batch_bchw.pin_memory()  # as in predict_batch: a true asynchronous copy
+        batch_bchw = batch_bchw.pin_memory()  # so the copy below is a true asynchronous DMA
     depth_bhw = model(batch_bchw.to(device, non_blocking=True))
-    return list(prep.to_image_size(depth_bhw, image_hw).cpu().numpy())
+    return list(prep.to_image_size(depth_bhw, image_hw).cpu().numpy())  # the batch's one wait for the device
 
 
 def predict(model: torch.nn.Module, image_bgr: np.ndarray, input_size: int = prep.DEFAULT_INPUT_SIZE) -> np.ndarray:
