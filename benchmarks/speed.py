@@ -87,7 +87,7 @@ def interleaved(models: dict, input_bchw: torch.Tensor, repeat: int) -> tuple[di
 
 
 def targets(names: list[str], seconds: dict, outputs: dict, memory: dict, auto_name: str) -> list[str]:
-    """Issue 4's targets, each judged from this run's figures."""
+    """The speed targets, each judged from this run's figures."""
     reference = outputs["upstream float32"]
     spread = float(reference.max() - reference.min())
     base = statistics.median(seconds["upstream float32"])
