@@ -35,7 +35,7 @@ def _default_ffmpeg(monkeypatch):
     monkeypatch.delenv("DAV2_FFMPEG", raising=False)
     find_ffmpeg.cache_clear()
     if find_ffmpeg() is None:
-        pytest.skip("no ffmpeg (imageio-ffmpeg should provide one)")
+        pytest.fail("no ffmpeg: imageio-ffmpeg, a dependency, should provide one")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -30,7 +30,7 @@ def _default_ffmpeg(monkeypatch):
 def ffmpeg():
     path = find_ffmpeg()
     if path is None:
-        pytest.skip("no ffmpeg (imageio-ffmpeg should provide one)")
+        pytest.fail("no ffmpeg: imageio-ffmpeg, a dependency, should provide one")
     return path
 
 
