@@ -68,6 +68,13 @@ def canonical_format(fmt):
     return name
 
 
+def check_side_by_side(fmt, side_by_side: bool) -> None:
+    """Side-by-side puts the photo beside a picture of the depth; raw formats hold no picture."""
+    if side_by_side and canonical_format(fmt) not in VISUAL_FORMATS:
+        raise UserError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
+                        f"not {canonical_format(fmt)}")
+
+
 def extension_for(fmt):
     """The file extension an output of `fmt` gets by default: ".png" for every picture format."""
     name = canonical_format(fmt)
@@ -305,8 +312,7 @@ def encode(
     if depth_hw.ndim != 2 or depth_hw.size == 0:
         raise ValueError(f"depth map must be a non-empty HxW array, got shape {depth_hw.shape}")
     if name in RAW_FORMATS:
-        if image_bgr is not None:
-            raise UserError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), not {name}")
+        check_side_by_side(name, image_bgr is not None)
         return _encode_raw(depth_hw, name, ext)
 
     ext = (ext or ".png").lower()

@@ -114,7 +114,7 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
 
 def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str:
     """--format if given, else the single output file's extension, else colour PNG."""
-    fmt = render.FORMAT_ALIASES.get(fmt, fmt) if fmt else None
+    fmt = render.canonical_format(fmt) if fmt else None
     single_file = output not in (None, STDIO) and len(inputs) == 1 and Path(output).suffix \
         and not Path(output).is_dir()
     from_path = render.format_for_path(output) if single_file else None
@@ -166,14 +166,9 @@ class Tally:
 def run_images(inputs: list[str], output: str | None, options: DepthOptions,
                job: JobOptions = JobOptions()) -> int:
     pairs = plan_image_outputs(inputs, output, options.fmt)
-    check_side_by_side(options)
+    render.check_side_by_side(options.fmt, options.side_by_side)
     items = [Item(source, destination) for source, destination in pairs]
     return run_items(items, options, job, summary=False)
-
-
-def check_side_by_side(options: DepthOptions) -> None:
-    if options.side_by_side and options.fmt not in render.VISUAL_FORMATS:
-        raise UserError(f"--side-by-side needs a picture format (color, gray, gray16), not {options.fmt}")
 
 
 def default_folder_output(source: Path) -> Path:
@@ -228,7 +223,7 @@ def run_folder(source: str, output: str | None, options: DepthOptions, job: JobO
     if not source_path.exists():
         raise UserError(f"{source}: no such file or folder")
     output_path = Path(output) if output is not None else default_folder_output(source_path)
-    check_side_by_side(options)
+    render.check_side_by_side(options.fmt, options.side_by_side)
     items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
     for problem in problems:
         report(problem)
