@@ -20,8 +20,10 @@ EXIT_CODES = """\b
 Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
+# render.FORMATS (+ its aliases) and render.CMAPS, spelled out because importing render loads OpenCV and
+# `dav2 --help` must stay instant; tests/test_cli_image.py keeps the two in step
 FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "png")
-CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray")
+CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "plasma", "cividis", "jet", "bone")
 
 
 def run_job(job, *args) -> None:

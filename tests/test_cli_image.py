@@ -149,3 +149,10 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
                              str(vits_metric_checkpoint), "-o", str(tmp_path / "m.npy"), "--input-size", "112",
                              "--verbose"], capture_output=True, text=True)
     assert "metric: meters, larger = farther, max_depth 20 m" in result.stderr
+
+
+def test_cli_choices_are_the_formats_and_colormaps_render_supports():
+    from dav2_cli import cli, render
+
+    assert set(cli.FORMAT_CHOICES) == set(render.FORMATS) | set(render.FORMAT_ALIASES)
+    assert cli.CMAP_CHOICES == render.CMAPS
