@@ -6,7 +6,13 @@ rest of the package never sees them.
 Precision ("auto" picks per machine, from what its hardware runs natively; measured in README's speed section):
 - CUDA: bfloat16 where the GPU has native bf16, else float16 under autocast, which keeps LayerNorm, softmax
   and the residual stream in float32 so DINOv2's large activations cannot overflow float16's range.
-- CPU with native bf16 (AVX512-BF16 or AMX): bfloat16.
+- CPU with native bf16 (AVX512-BF16 or AMX): bfloat16, with attention as blocked bf16 matrix multiplies
+  (model/image_encoder.py) instead of torch's fused CPU kernel. On such a CPU (2-core EPYC with AVX512-BF16,
+  vits at 504x756) the fused kernel ran bf16 no faster than float32 and held attention at ~400 of ~580 ms,
+  while the linear layers and convolutions took 160 ms: attention decides whether bf16 reaches 4x upstream.
+  The blocked form keeps each block's scores in cache; it loses to the fused kernel in float32 (1.49 vs 1.31 s
+  for the whole model on AVX2), so float32 everywhere keeps the fused kernel. `python -m benchmarks.speed`
+  times both on a native-bf16 CPU.
 - Any other CPU: float32, exact. bf16 has no hardware there (on the 2-core AVX2 EPYC this was built on, bf16
   matmuls ran ~300x and the whole model ~7x slower than float32), and the one faster path there, `int8`
   (model/int8.py), gained only 1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make
@@ -30,6 +36,8 @@ from .weights import build_model, load_checkpoint
 
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# scores per attention block on native-bf16 CPUs: 2 MiB of bf16, a block of ~90 queries for vits at 504x756
+BLOCKED_ATTENTION_SCORES = 1 << 20
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -112,6 +120,8 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) 
     if precision == "float16":
         model.autocast_dtype = torch.float16
         return model.to(device)
+    if precision == "bfloat16" and device.type == "cpu" and cpu_has_native_bf16(cpu_capabilities()):
+        model.image_encoder.use_blocked_attention(BLOCKED_ATTENTION_SCORES)
     return model.to(device=device, dtype=TORCH_DTYPES[precision])
 
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
 
@@ -15,6 +16,7 @@ import dav2_cli
 from dav2_cli import bench, engine
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
+from dav2_cli.model.image_encoder import query_blocked_attention
 from dav2_cli.model.int8 import Int8Linear, quantized_engine
 
 needs_int8 = pytest.mark.skipif(quantized_engine() is None, reason="no x86 int8 kernels in this torch build")
@@ -85,6 +87,53 @@ def test_loading_a_model_holds_opencv_to_one_thread(vits_checkpoint):
     cv2.setNumThreads(2)
     dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
     assert cv2.getNumThreads() == 1
+
+
+@pytest.mark.parametrize("batch,tokens,score_elements", [
+    (1, 50, 6 * 16 * 50),  # blocks of 16 queries: 3 full ones and a remainder of 2
+    (2, 37, 10 ** 6),  # one block holding every query, over a batch of two
+    (1, 40, 1),  # a budget below one row still takes 16 queries at a time
+])
+def test_query_blocked_attention_equals_the_fused_kernel(batch, tokens, score_elements):
+    generator = torch.Generator().manual_seed(tokens)
+    q_bhnd, k_bhnd, v_bhnd = (torch.randn(batch, 6, tokens, 64, generator=generator) for _ in range(3))
+    fused_bnhd = F.scaled_dot_product_attention(q_bhnd, k_bhnd, v_bhnd).transpose(1, 2)
+    blocked_bnhd = query_blocked_attention(q_bhnd, k_bhnd, v_bhnd, score_elements)
+    torch.testing.assert_close(blocked_bnhd, fused_bnhd, rtol=0, atol=1e-5)
+
+
+def test_a_model_with_blocked_attention_still_equals_upstream(upstream_vits, vits_checkpoint):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    model.image_encoder.use_blocked_attention(6 * 64 * 130)  # 64 queries a block: 3 blocks over 131 tokens
+    x = torch.randn(2, 3, 140, 182, generator=torch.Generator().manual_seed(1))  # batch of 2, 10x13 patches
+    with torch.inference_mode():
+        ours, reference = model(x), upstream_vits(x)
+    spread = reference.max() - reference.min()
+    assert float((ours - reference).abs().max() / spread) < 1e-5
+
+
+@pytest.mark.parametrize("native_bf16,precision,blocked", [
+    (True, "bfloat16", True),
+    (True, "float32", False),  # float32 keeps the fused kernel: the blocked form is slower there
+    (False, "bfloat16", False),  # emulated bf16 matmuls: the fused kernel is the lesser evil
+])
+def test_blocked_attention_only_for_bf16_on_cpus_with_native_bf16(monkeypatch, vits_checkpoint, native_bf16,
+                                                                   precision, blocked):
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: {"avx512_bf16": native_bf16})
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", precision)
+    settings = {block.attn.blocked_scores for block in model.image_encoder.blocks}
+    assert settings == ({engine.BLOCKED_ATTENTION_SCORES} if blocked else {None})
+
+
+def test_auto_on_a_native_bf16_cpu_stays_within_one_percent_of_float32(monkeypatch, vits_checkpoint, make_photo):
+    """What `--dtype auto` runs on AVX512-BF16/AMX CPUs (bf16, blocked attention), emulated here if need be."""
+    image = make_photo(84, 112, seed=7)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 84)
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: {"avx512_bf16": True})
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")
+    assert model.precision == "bfloat16" and model.image_encoder.blocks[0].attn.blocked_scores is not None
+    mean_error, _ = range_error(dav2_cli.predict(model, image, 84), exact)
+    assert 0 < mean_error < 0.01
 
 
 @pytest.mark.parametrize("capabilities,expected", [
