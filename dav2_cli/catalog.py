@@ -22,6 +22,7 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,15 +225,67 @@ def fetch(spec: ModelSpec, target: Path, *, progress: bool = True) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{target.parent}: cannot create the model folder ({exc.strerror or exc})") from None
+    with _download_lock(target):
+        if target.is_file():  # another process finished it while this one waited
+            return
+        try:
+            size, sha256 = _probe(url)
+            _transfer(url, part, size, spec.filename, progress)
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, truncated bodies
+            kept = ", the partial download is kept and the next try resumes it" if _nonempty(part) else ""
+            problem = f"cannot download model {spec.name} ({_network_reason(exc)}){kept}"
+            raise UserError(_missing(spec, target, problem)) from None
+        _verify(part, size, sha256, spec.filename)
+        os.replace(part, target)
+
+
+@contextmanager
+def _download_lock(target: Path):
+    """Holds `<target>.lock` so that one process downloads a model while the others wait for its file.
+
+    The tasks of a sharded job (`--shard K/N` in a SLURM array) start together and would otherwise all write the
+    same `.part`. The holder deletes the lock file before releasing it, so a waiter that then locks the deleted
+    file sees that it is no longer at the path and tries again. Where the platform or file system has no flock
+    (Windows, some network mounts) downloads go unlocked and the size and hash checks still catch a mixed part.
+    """
+    lock_path = target.with_name(target.name + ".lock")
+    fd = _acquire(lock_path)
     try:
-        size, sha256 = _probe(url)
-        _transfer(url, part, size, spec.filename, progress)
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, truncated bodies
-        kept = ", the partial download is kept and the next try resumes it" if _nonempty(part) else ""
-        problem = f"cannot download model {spec.name} ({_network_reason(exc)}){kept}"
-        raise UserError(_missing(spec, target, problem)) from None
-    _verify(part, size, sha256, spec.filename)
-    os.replace(part, target)
+        yield
+    finally:
+        if fd is not None:
+            try:
+                os.unlink(lock_path)
+            except OSError:
+                pass
+            os.close(fd)
+
+
+def _acquire(lock_path: Path) -> int | None:
+    """A descriptor holding an exclusive flock on the file now at `lock_path`; None where nothing can lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"{lock_path}: cannot create ({exc.strerror or exc})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"dav2: waiting for another dav2 downloading {lock_path.stem}", file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+                return fd
+        except FileNotFoundError:
+            pass  # locked a lock file its holder had already deleted: take the current one
+        except OSError:  # ENOLCK and the like: this file system cannot lock
+            os.close(fd)
+            return None
+        os.close(fd)
 
 
 def _nonempty(path: Path) -> bool:

@@ -51,6 +51,7 @@ class FakeHub:
         self.cut_after = None  # send only this many bytes, then drop the connection
         self.stall = False  # after cut_after bytes, hang instead of dropping
         self.released = threading.Event()
+        self.gate = None  # an Event: the CDN holds every body back until it is set
         self.requests = []  # (method, path, Range header)
         hub = self
 
@@ -91,6 +92,8 @@ class FakeHub:
                 body = hub.body[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if not head and hub.gate is not None:
+                    hub.gate.wait(10)
                 if not head:
                     self.wfile.write(body[:hub.cut_after] if hub.cut_after is not None else body)
                     if hub.stall:
@@ -295,6 +298,40 @@ def test_corrupt_body_fails_the_hash_and_leaves_nothing(hub, tmp_path):
     with pytest.raises(UserError, match=f"{VITS_FILE} is corrupt .*deleted it"):
         resolve("vits", progress=False)
     assert os.listdir(tmp_path / "dav2") == []
+
+
+def test_simultaneous_runs_download_a_model_once(hub, tmp_path, monkeypatch):
+    """The tasks of a sharded job start together: one downloads, the others wait and use its file."""
+    hub.gate = threading.Event()  # the first run's body is held back until the other two are waiting for it
+    waits, both_waiting = [], threading.Event()
+
+    def note(message, **_):
+        waits.append(message)
+        if len(waits) == 2:
+            both_waiting.set()
+
+    monkeypatch.setattr(catalog, "print", note, raising=False)
+    results = []
+    runs = [threading.Thread(target=lambda: results.append(resolve("vits", progress=False))) for _ in range(3)]
+    for run in runs:
+        run.start()
+    both_waiting.wait(10)
+    hub.gate.set()
+    for run in runs:
+        run.join(20)
+    assert results == [tmp_path / "dav2" / VITS_FILE] * 3
+    assert results[0].read_bytes() == PAYLOAD
+    assert [entry for entry in hub.methods() if entry[1] == "cdn"] == [("GET", "cdn", None)]
+    assert len(waits) >= 2 and waits[0] == f"dav2: waiting for another dav2 downloading {VITS_FILE}"
+    assert os.listdir(tmp_path / "dav2") == [VITS_FILE]  # no lock file left behind
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_block(hub, tmp_path):
+    folder = tmp_path / "dav2"
+    folder.mkdir()
+    (folder / (VITS_FILE + ".lock")).touch()  # no process holds it
+    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
+    assert os.listdir(folder) == [VITS_FILE]
 
 
 def test_progress_bar_goes_to_stderr(hub, capsys):
