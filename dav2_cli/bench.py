@@ -39,7 +39,7 @@ class Variant:
 
 
 def available_variants() -> list[Variant]:
-    """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, and CUDA when present."""
+    """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, and CUDA or Apple MPS when present."""
     cpu = torch.device("cpu")
     cpu_auto = engine.auto_precision(cpu)
     precisions = ["float32"]
@@ -51,6 +51,8 @@ def available_variants() -> list[Variant]:
     if torch.cuda.is_available():
         cuda_auto = engine.auto_precision(torch.device("cuda"))
         variants += [Variant("cuda", "float32", False), Variant("cuda", cuda_auto, True)]
+    if torch.backends.mps.is_available():
+        variants.append(Variant("mps", engine.auto_precision(torch.device("mps")), True))
     return variants
 
 
@@ -87,14 +89,21 @@ def count_flops(config: ModelConfig, model_hw: tuple[int, int]) -> int:
     return counter.get_total_flops()
 
 
+def wait_for(device: torch.device) -> None:
+    """Until `device` has finished what was queued on it (GPU calls return before their kernels end)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def _best_rate(run, flops: float, device: torch.device) -> float:
     run()
     best, began = float("inf"), time.perf_counter()
     while time.perf_counter() - began < PEAK_SECONDS:
         start = time.perf_counter()
         run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        wait_for(device)
         best = min(best, time.perf_counter() - start)
     return flops / best
 

@@ -197,6 +197,20 @@ def test_bench_prints_a_row_per_precision(monkeypatch):
         assert rows["cpu int8"].endswith("% of range")
 
 
+@pytest.mark.parametrize("cuda,mps,accelerator_rows", [
+    (False, False, []),
+    (True, False, ["cuda float32", "cuda bfloat16 (auto)"]),
+    (False, True, ["mps float32 (auto)"]),
+])
+def test_bench_times_every_device_present(monkeypatch, cuda, mps, accelerator_rows):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(engine, "cuda_has_native_bf16", lambda: True)
+    labels = [variant.label for variant in bench.available_variants()]
+    assert labels[0].startswith("cpu float32")  # the reference every other row is compared with
+    assert [label for label in labels if not label.startswith("cpu ")] == accelerator_rows
+
+
 def test_bench_random_model_is_the_same_in_every_process_and_leaves_the_global_generator_alone():
     torch.manual_seed(123)
     state = torch.get_rng_state()
