@@ -10,9 +10,9 @@ Precision ("auto" picks per machine, from what its hardware runs natively; measu
   (model/image_encoder.py) instead of torch's fused CPU kernel. On such a CPU (2-core EPYC with AVX512-BF16,
   vits at 504x756) the fused kernel ran bf16 no faster than float32 and held attention at ~400 of ~580 ms,
   while the linear layers and convolutions took 160 ms: attention decides whether bf16 reaches 4x upstream.
-  The blocked form keeps each block's scores in cache; it loses to the fused kernel in float32 (1.49 vs 1.31 s
-  for the whole model on AVX2), so float32 everywhere keeps the fused kernel. `python -m benchmarks.speed`
-  times both on a native-bf16 CPU.
+  The blocked form keeps each block's scores in cache instead of sending them through memory; it has not yet
+  been timed on such a CPU (`python -m benchmarks.speed` times both there). In float32 it loses to the fused
+  kernel (1.49 vs 1.31 s for the whole model on AVX2), so float32 everywhere keeps the fused kernel.
 - Any other CPU: float32, exact. bf16 has no hardware there (on the 2-core AVX2 EPYC this was built on, bf16
   matmuls ran ~300x and the whole model ~7x slower than float32), and the one faster path there, `int8`
   (model/int8.py), gained only 1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make
