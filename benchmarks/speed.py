@@ -5,8 +5,8 @@ variants interleaved run by run (so a slow spell on a shared machine hits them a
 Peak RSS and start-up: each variant in a fresh process that loads the checkpoint file the way a user's run would
 (upstream: its run.py's `torch.load` + `load_state_dict`; dav2: `load_model`) and predicts one image, so no
 variant's allocations hide another's. On a CPU with native bf16 it also times bf16 with torch's fused attention
-kernel in place of dav2's blocked one, the choice that decides bf16's speed there. The figures go to stdout and, with the machine's description, to a
-markdown file (default /tmp/team/README-speed.md).
+kernel in place of dav2's blocked one, the choice that decides bf16's speed there. The figures go to stdout
+and, with the machine's description, to a markdown file (default /tmp/team/README-speed.md).
 
     python -m benchmarks.speed [--repeat 5] [--out /tmp/team/README-speed.md]
 """

@@ -28,6 +28,11 @@ from pathlib import Path
 
 from .errors import UserError
 
+try:
+    import fcntl
+except ImportError:  # Windows: downloads go unlocked (see _download_lock)
+    fcntl = None
+
 DEFAULT_MODEL = "vits"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 10  # the first request: an unreachable network must fail in seconds, not minutes
@@ -263,9 +268,7 @@ def _download_lock(target: Path):
 
 def _acquire(lock_path: Path) -> int | None:
     """A descriptor holding an exclusive flock on the file now at `lock_path`; None where nothing can lock."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return None
     while True:
         try:
