@@ -25,9 +25,10 @@ import torch
 from benchmarks.upstream import upstream_model
 from dav2_cli import engine, prep
 from dav2_cli.interrupts import GracefulStop
-from dav2_cli.runner import DepthOptions
-from dav2_cli.video_io import iter_frames
-from dav2_cli.video_runner import DEFAULT_BATCH_SIZE, VideoOptions, depth_video, plan_video
+from dav2_cli.jobs.options import DepthOptions
+from dav2_cli.media.video_read import iter_frames
+from dav2_cli.jobs.video import VideoOptions, depth_video, plan_video
+from dav2_cli.pipeline import DEFAULT_BATCH_SIZE
 
 DEFAULT_VIDEO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis_rollercoaster.mp4"
 

@@ -77,7 +77,7 @@ def depth_options(command):
 
 
 def make_options(fmt, **values):
-    from .runner import DepthOptions
+    from .jobs.options import DepthOptions
 
     return DepthOptions(fmt=fmt, **values)
 
@@ -105,7 +105,8 @@ Examples:
               help="Leave outputs that already exist untouched (finish an interrupted run).")
 def image(inputs, output, fmt, skip_existing, **values):
     """Depth maps for one or more images (INPUT `-` reads stdin)."""
-    from .runner import JobOptions, output_format, run_images
+    from .jobs.images import JobOptions, run_images
+    from .jobs.plan import output_format
 
     def job():
         options = make_options(output_format(output, fmt, list(inputs)), **values)
@@ -115,7 +116,7 @@ def image(inputs, output, fmt, skip_existing, **values):
 
 
 def shard_option(ctx, param, value):
-    from .batch import parse_shard
+    from .jobs.plan import parse_shard
 
     try:
         return None if value is None else parse_shard(value)
@@ -159,7 +160,7 @@ Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are ref
 @click.option("-q", "--quiet", "progress", flag_value=False, help="No progress bar.")
 def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, progress, **values):
     """Depth maps for every image in folder DIR (recursively) or listed in LIST.txt."""
-    from .runner import JobOptions, run_folder
+    from .jobs.images import JobOptions, run_folder
 
     job = JobOptions(batch_size=batch_size, shard=shard, skip_existing=skip_existing,
                      progress=sys.stderr.isatty() if progress is None else progress)
@@ -218,7 +219,7 @@ Examples:
 def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, progress,
           **values):
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame."""
-    from .video_runner import VideoOptions, run_video, video_format
+    from .jobs.video import VideoOptions, run_video, video_format
 
     options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
                            batch_size=batch_size, audio=not no_audio,
@@ -247,7 +248,7 @@ def models(ctx):
     """List the model names with size, licence, kind and cached path."""
     if ctx.invoked_subcommand is not None:
         return
-    from .catalog import list_models
+    from .weights.catalog import list_models
 
     rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
     for model in list_models():
@@ -263,7 +264,10 @@ def models(ctx):
 @click.argument("name")
 def models_download(name):
     """Fetch model NAME into the cache unless it is already on disk; print its path."""
-    from .catalog import find_spec, resolve  # here, not at the top: `dav2 --help` skips urllib's import cost
+    from .weights.catalog import (  # here, not at the top: `dav2 --help` skips urllib's import cost
+        find_spec,
+        resolve,
+    )
 
     if find_spec(name) is None:
         raise click.BadParameter(f"{name!r} is not a model name (see `dav2 models`)", param_hint="NAME")
@@ -278,7 +282,7 @@ def models_download(name):
 @models.command("path")
 def models_path():
     """Print the cache folder that model names download into."""
-    from .catalog import dav2_home
+    from .weights.catalog import dav2_home
 
     click.echo(dav2_home())
 

@@ -32,7 +32,7 @@ import torch
 from . import prep
 from .errors import UserError
 from .model.int8 import quantize_encoder_linears, quantized_engine
-from .weights import build_model, load_checkpoint
+from .weights.checkpoint import build_model, load_checkpoint
 
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

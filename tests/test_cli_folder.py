@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import dav2_cli
-from dav2_cli.batch import SizeBatcher
+from dav2_cli.pipeline import SizeBatcher
 from dav2_cli.cli import main
 
 SIZE = "56"  # the smallest sensible model input: these tests are about files, not depth quality

@@ -19,10 +19,12 @@ import torch
 from click.testing import CliRunner
 
 import dav2_cli
-from dav2_cli import video_io
+from dav2_cli.media import video_probe
 from dav2_cli.cli import main
-from dav2_cli.video_io import VideoWriter, find_ffmpeg, iter_frames, probe
-from dav2_cli.video_runner import run_pipeline
+from dav2_cli.media.video_probe import find_ffmpeg, probe
+from dav2_cli.media.video_read import iter_frames
+from dav2_cli.media.video_write import VideoWriter
+from dav2_cli.pipeline import run_pipeline
 
 from conftest import synthetic_photo
 
@@ -105,7 +107,7 @@ def test_hidden_check_command_keeps_count_rate_size_and_audio(tmp_path, vits_che
     info = probe(out)
     assert (info.width, info.height, info.fps, info.has_audio) == (WIDTH, HEIGHT, NTSC, True)
     assert len(decode(out)) == 6
-    assert "Video: h264" in video_io._list_streams(find_ffmpeg(), out).video_line
+    assert "Video: h264" in video_probe.list_streams(find_ffmpeg(), out).video_line
     assert leftovers(tmp_path) == []
 
 
@@ -122,7 +124,7 @@ def test_containers_keep_count_rate_and_size(tmp_path, vits_checkpoint, target, 
     out = tmp_path / (target or "IN_depth.mp4")
     info = probe(out)
     assert (info.width, info.height, info.fps, info.has_audio) == (WIDTH, HEIGHT, NTSC, has_audio)
-    assert re.search(rf"Video: {codec}\b", video_io._list_streams(find_ffmpeg(), out).video_line)
+    assert re.search(rf"Video: {codec}\b", video_probe.list_streams(find_ffmpeg(), out).video_line)
     assert len(decode(out)) == 6
     if "--progress" in extra:
         assert "6/6" in result.stderr and "frame/s" in result.stderr
@@ -285,7 +287,7 @@ def test_garbage_file_is_one_line_and_exit_1(tmp_path, vits_checkpoint):
 
 def test_a_file_without_a_frame_rate_asks_for_fps(tmp_path, vits_checkpoint, monkeypatch):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(3))
-    monkeypatch.setattr(video_io._Listing, "declares_rate", property(lambda self: False))
+    monkeypatch.setattr(video_probe._Listing, "declares_rate", property(lambda self: False))
     result = dav2(source, "-m", vits_checkpoint, "--input-size", 56)
     assert result.exit_code == 1 and "--fps" in result.stderr and "no frame rate" in result.stderr
     result = dav2(source, "-m", vits_checkpoint, "--input-size", 56, "--fps", "12.5")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from dav2_cli.errors import UserError
-from dav2_cli.hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config, upstream_to_hf
+from dav2_cli.weights.hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config, upstream_to_hf
 
 # `upstream_vits` (conftest.py): upstream's own model with seeded weights, every tensor moved off its init.
 
@@ -130,7 +130,7 @@ def hf_folder(upstream_vits, tmp_path_factory):
 
 
 def test_hf_folder_loads_into_our_model_and_matches_upstream(upstream_vits, hf_folder):
-    from dav2_cli.weights import build_model, load_checkpoint
+    from dav2_cli.weights.checkpoint import build_model, load_checkpoint
 
     checkpoint = load_checkpoint(hf_folder)
     assert (checkpoint.config.encoder, checkpoint.config.metric, checkpoint.config.max_depth) == ("vits", False, None)
@@ -142,7 +142,7 @@ def test_hf_folder_loads_into_our_model_and_matches_upstream(upstream_vits, hf_f
 
 
 def test_metric_config_and_max_depth_rules(hf_folder, tmp_path):
-    from dav2_cli.weights import load_checkpoint
+    from dav2_cli.weights.checkpoint import load_checkpoint
 
     (tmp_path / "model.safetensors").symlink_to(hf_folder / "model.safetensors")
     (tmp_path / "config.json").write_text(json.dumps({"depth_estimation_type": "metric", "max_depth": 20}))
@@ -156,7 +156,7 @@ def test_metric_config_and_max_depth_rules(hf_folder, tmp_path):
 
 
 def test_lone_safetensors_is_relative_unless_named_metric(hf_folder, tmp_path):
-    from dav2_cli.weights import load_checkpoint
+    from dav2_cli.weights.checkpoint import load_checkpoint
 
     lone = tmp_path / "weights.safetensors"
     lone.symlink_to(hf_folder / "model.safetensors")
@@ -167,7 +167,7 @@ def test_lone_safetensors_is_relative_unless_named_metric(hf_folder, tmp_path):
 
 
 def test_model_name_finds_the_hf_cache(hf_folder, tmp_path, monkeypatch):
-    from dav2_cli.weights import load_checkpoint
+    from dav2_cli.weights.checkpoint import load_checkpoint
 
     monkeypatch.setenv("DAV2_HOME", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -182,7 +182,7 @@ def test_model_name_finds_the_hf_cache(hf_folder, tmp_path, monkeypatch):
 
 
 def test_broken_safetensors_and_foreign_keys_are_user_errors(hf_folder, tmp_path):
-    from dav2_cli.weights import load_checkpoint
+    from dav2_cli.weights.checkpoint import load_checkpoint
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dav2_cli import media
-from dav2_cli.batch import parse_shard, take_shard
+from dav2_cli.media import atomic, images
+from dav2_cli.jobs.plan import parse_shard, take_shard
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
-from dav2_cli.runner import plan_folder
+from dav2_cli.jobs.plan import plan_folder
 
 
 def dav2(*args):
@@ -43,7 +43,7 @@ def photo_folder(folder, make_photo, count, size=(60, 80)):
 
 
 def leftovers(folder):
-    return [p for p in folder.rglob("*") if p.name.endswith(media.TEMP_SUFFIX)]
+    return [p for p in folder.rglob("*") if p.name.endswith(atomic.TEMP_SUFFIX)]
 
 
 def encoded(ext, image):
@@ -220,7 +220,7 @@ def test_a_subfolder_that_cannot_be_listed_is_named_and_the_rest_are_done(tmp_pa
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(media.os, "scandir", scandir)
+    monkeypatch.setattr(images.os, "scandir", scandir)
     result = dav2("folder", source, "-o", tmp_path / "out", "-m", vits_checkpoint, "--format", "npy")
     assert result.exit_code == 1
     assert error_lines(result.stderr) == [f"dav2: error: {source / 'locked'}: permission denied"]
@@ -240,7 +240,7 @@ def test_unreadable_file_is_named_with_permission_denied(tmp_path, make_photo, v
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(media, "open", refusing_open, raising=False)
+    monkeypatch.setattr(images, "open", refusing_open, raising=False)
     result = dav2("folder", source, "-o", tmp_path / "out", "-m", vits_checkpoint)
     assert result.exit_code == 1
     assert error_lines(result.stderr) == [f"dav2: error: {locked}: permission denied"]
@@ -263,7 +263,7 @@ def test_fuzzed_files_among_good_ones(tmp_path, make_photo, vits_checkpoint):
         else:  # noise behind a real signature
             data = data[:8] + rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
         try:
-            media.decode_image(bytes(data), "probe")
+            images.decode_image(bytes(data), "probe")
             continue  # the mutation left a readable image: not what this test needs
         except UserError:
             pass
@@ -285,7 +285,7 @@ VALID = {ext: encoded(ext, np.random.default_rng(1).integers(0, 256, (16, 24, 3)
 
 def decoded_or_user_error(data):
     try:
-        image = media.decode_image(data, "fuzz")
+        image = images.decode_image(data, "fuzz")
     except UserError as exc:
         assert str(exc).startswith("fuzz: ")
         return
@@ -313,7 +313,7 @@ def test_fuzz_mutated_images_decode_or_fail_cleanly(ext, flips, cut):
 @pytest.mark.parametrize("hw", [(1, 1), (33, 517), (480, 640)])
 def test_image_header_reads_the_true_size(ext, hw):
     image = np.zeros((*hw, 3), np.uint8)
-    kind, size = media.image_header(encoded(ext, image))
+    kind, size = images.image_header(encoded(ext, image))
     assert kind and size == (hw[1], hw[0])
 
 
@@ -334,7 +334,7 @@ def huge_headers():
 @pytest.mark.parametrize("kind", ["png", "jpeg", "bmp", "tiff", "webp"])
 def test_huge_claimed_size_is_refused_before_decoding(kind):
     with pytest.raises(UserError, match=r"60000x50000 is 3000 megapixels, above the 200-megapixel limit"):
-        media.decode_image(huge_headers()[kind], "big")
+        images.decode_image(huge_headers()[kind], "big")
 
 
 def test_the_size_limit_can_be_moved_and_a_bad_setting_is_one_line(tmp_path, make_photo, vits_checkpoint,
@@ -378,7 +378,7 @@ def test_read_only_output_folder_is_one_line(tmp_path, make_photo, vits_checkpoi
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(media.os, "open", read_only)
+    monkeypatch.setattr(atomic.os, "open", read_only)
     result = dav2("folder", source, "-o", out, "-m", vits_checkpoint)
     assert result.exit_code == 1
     assert result.stderr.strip() == f"dav2: error: {out}: cannot write output there (permission denied)"
@@ -395,7 +395,7 @@ def test_disk_full_stops_once_and_keeps_finished_outputs(tmp_path, make_photo, v
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(media.os, "fsync", fills_up)
+    monkeypatch.setattr(atomic.os, "fsync", fills_up)
     result = dav2("folder", source, "-o", out, "-m", vits_checkpoint, "--format", "npy", "--batch-size", "2")
     assert result.exit_code == 1
     errors = error_lines(result.stderr)
@@ -435,9 +435,9 @@ def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(media.os, "replace", interrupted)
+    monkeypatch.setattr(atomic.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        media.write_atomic(tmp_path / "d.npy", b"data")
+        atomic.write_atomic(tmp_path / "d.npy", b"data")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -448,11 +448,11 @@ def test_temporary_files_left_by_an_interrupt_mid_open_are_removed_at_exit(tmp_p
         os.close(real_open(*args))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(media.os, "open", opened_then_interrupted)
+    monkeypatch.setattr(atomic.os, "open", opened_then_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        media.write_atomic(tmp_path / "d.npy", b"data")
+        atomic.write_atomic(tmp_path / "d.npy", b"data")
     assert len(leftovers(tmp_path)) == 1
-    media.remove_temp_files()  # registered with atexit
+    atomic.remove_temp_files()  # registered with atexit
     assert list(tmp_path.iterdir()) == []
 
 
@@ -464,4 +464,4 @@ def test_help_documents_the_exit_codes(command):
 
 def test_a_file_name_with_a_nul_character_is_a_user_error():
     with pytest.raises(UserError, match="not a possible file name"):
-        media.read_image("bad\x00name.png")
+        images.read_image("bad\x00name.png")

@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dav2_cli import video_io
+from dav2_cli.media import video_probe, video_write
 from dav2_cli.errors import UserError
-from dav2_cli.video_io import VideoWriter, find_ffmpeg, iter_frames, probe
+from dav2_cli.media.video_probe import find_ffmpeg, probe
+from dav2_cli.media.video_read import iter_frames
+from dav2_cli.media.video_write import VideoWriter
 
 NTSC = Fraction(30000, 1001)
 
@@ -20,7 +22,7 @@ NTSC = Fraction(30000, 1001)
 def _default_ffmpeg(monkeypatch):
     """Each test starts from the default ffmpeg lookup and a fresh warn-once memory."""
     monkeypatch.delenv("DAV2_FFMPEG", raising=False)
-    monkeypatch.setattr(video_io, "_warned", set())
+    monkeypatch.setattr(video_write, "_warned", set())
     find_ffmpeg.cache_clear()
     yield
     find_ffmpeg.cache_clear()
@@ -75,7 +77,7 @@ def _ntsc_clip(ffmpeg, out, frames=12, audio=False):
 
 
 def _stream_listing(ffmpeg, path):
-    listing = video_io._list_streams(ffmpeg, path)
+    listing = video_probe.list_streams(ffmpeg, path)
     assert listing is not None and listing.error is None
     return listing
 
@@ -120,11 +122,11 @@ def test_probe_fps_override(ffmpeg, tmp_path):
 def test_missing_frame_rate_needs_a_fallback(tmp_path):
     path = tmp_path / "norate.mkv"
     with pytest.raises(UserError, match=re.escape(str(path)) + ".*no frame rate"):
-        video_io._choose_fps(path, None, 0.0, None)
-    undeclared = video_io._Listing(None, "matroska,webm", "  Stream #0:0: Video: h264, 64x48, 1k tbn", (), None)
+        video_probe._choose_fps(path, None, 0.0, None)
+    undeclared = video_probe._Listing(None, "matroska,webm", "  Stream #0:0: Video: h264, 64x48, 1k tbn", (), None)
     with pytest.raises(UserError, match="no frame rate"):
-        video_io._choose_fps(path, undeclared, 25.0, None)
-    assert video_io._choose_fps(path, undeclared, 25.0, 25) == 25
+        video_probe._choose_fps(path, undeclared, 25.0, None)
+    assert video_probe._choose_fps(path, undeclared, 25.0, 25) == 25
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,7 @@ def test_missing_frame_rate_needs_a_fallback(tmp_path):
     ],
 )
 def test_tidy_rate(rate, expected):
-    assert video_io._tidy_rate(rate) == expected
+    assert video_probe._tidy_rate(rate) == expected
 
 
 @pytest.mark.parametrize("with_ffmpeg", [True, False])

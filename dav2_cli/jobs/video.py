@@ -12,32 +12,26 @@ valid, shorter video (with audio cut to match); any other failure leaves no file
 
 import json
 import math
-import queue
 import sys
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from . import prep, render
-from .errors import EXIT_FAILED, EXIT_OK, UserError
-from .interrupts import GracefulStop
-from .media import STDIO, write_atomic
-from .runner import DepthOptions, load_job_model, report
-from .video_io import SUPPORTED_EXTENSIONS, FrameReader, VideoInfo, VideoWriter, probe
-
-# On a 2-core CPU two frames per model call ran about 10% faster per frame than one, and four no faster than
-# two (vits, input sizes 280 and 504) while holding twice the frames in memory.
-DEFAULT_BATCH_SIZE = 2
-_POLL_S = 0.05  # how often a blocked stage looks whether the others have given up
-_END = object()  # end-of-stream marker passed down the queues
+from .. import render
+from ..errors import EXIT_FAILED, EXIT_OK, UserError
+from ..interrupts import GracefulStop
+from ..media.atomic import STDIO, write_atomic
+from ..media.video_probe import VideoInfo, probe
+from ..media.video_read import FrameReader
+from ..media.video_write import VideoWriter
+from ..pipeline import DEFAULT_BATCH_SIZE, run_pipeline
+from .options import DepthOptions, load_job_model, report
+from .plan import plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
-GRAY16_EXTENSION = ".mkv"
 
 
 @dataclass(frozen=True)
@@ -87,35 +81,6 @@ def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
 # ------------------------------------------------------------------------------------------ output planning
 
 
-def video_format(fmt: str | None) -> str:
-    """--format's canonical name; a colour depth video by default."""
-    return render.canonical_format(fmt) if fmt is not None else "color"
-
-
-def plan_output(source: Path, output: str | None, fmt: str) -> Path:
-    """Where the result goes, refusing combinations that cannot work, each in one line."""
-    if output == STDIO:
-        raise UserError("video output cannot go to stdout (-o -); give a file name")
-    if output is None:
-        if fmt in render.RAW_FORMATS:
-            return source.with_name(f"{source.stem}_depth")
-        return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
-    out = Path(output)
-    extension = out.suffix.lower()
-    if fmt in render.RAW_FORMATS:
-        if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
-            raise UserError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
-        return out
-    if fmt == "gray16" and extension != GRAY16_EXTENSION:
-        raise UserError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
-    if extension not in SUPPORTED_EXTENSIONS:
-        raise UserError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
-                        f"(or --format npy, exr or tiff with -o DIR for a folder of frames)")
-    if out.exists() and source.exists() and out.resolve() == source.resolve():
-        raise UserError(f"{output}: is the input video; choose another output name")
-    return out
-
-
 def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> str:
     """The normalisation mode to use, after refusing options that contradict --format."""
     if options.side_by_side and fmt not in VIDEO_FORMATS:
@@ -133,111 +98,6 @@ def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> s
                             "--invert applies to pictures")
         return "global"
     return video.normalize or "ema"
-
-
-# ------------------------------------------------------------------------------------------ the pipeline
-
-
-def _put(channel: queue.Queue, item, cancel: threading.Event) -> bool:
-    """Put unless the pipeline is cancelled first; False when it was."""
-    while not cancel.is_set():
-        try:
-            channel.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            pass
-    return False
-
-
-def _get(channel: queue.Queue, cancel: threading.Event):
-    while True:
-        try:
-            return channel.get(timeout=_POLL_S)
-        except queue.Empty:
-            if cancel.is_set():
-                return _END
-
-
-def run_pipeline(model, reader: FrameReader, consume: Callable[[int, np.ndarray, np.ndarray], None], *,
-                 input_size: int, batch_size: int = DEFAULT_BATCH_SIZE, stop: GracefulStop | None = None) -> None:
-    """Depth for every frame `reader` yields, handed in order to `consume(index, frame_bgr, depth_hw)`.
-
-    `reader` is decoded (and each frame resized and normalised for the model) in one thread, which also
-    closes it; the model runs here on batches of `batch_size`; `consume` runs in a third thread. The queues
-    hold one batch each, so at most about four batches of frames are alive at any time, however long the
-    video. When `stop` is requested, reading stops and the frames already read are still finished. An
-    exception in any stage cancels the others and is raised here once all threads have ended. (OpenCV is
-    held to one thread by `engine.load_model`: these stages are the parallelism beside torch's.)
-    """
-    from .engine import predict_prepared
-
-    frames_in = queue.Queue(maxsize=batch_size)  # single frames: the next batch decodes while the model runs
-    depths_out = queue.Queue(maxsize=1)  # whole batches: one waits while the previous one is encoded
-    cancel = threading.Event()
-    failures: list[BaseException] = []
-
-    def decode():
-        try:
-            frame_hw = size_hw = None
-            while stop is None or not stop.requested:
-                item = next(reader, None)
-                if item is None:
-                    break
-                index, frame_bgr = item
-                if frame_hw is None:
-                    frame_hw = frame_bgr.shape[:2]
-                    size_hw = prep.model_size(frame_hw, input_size)
-                elif frame_bgr.shape[:2] != frame_hw:
-                    raise UserError(f"{reader.path}: frame {index} is "
-                                    f"{frame_bgr.shape[1]}x{frame_bgr.shape[0]} but the video began at "
-                                    f"{frame_hw[1]}x{frame_hw[0]}; videos that change size are not supported")
-                if not _put(frames_in, (index, frame_bgr, prep.to_model_input(frame_bgr, size_hw)), cancel):
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            failures.append(exc)
-            cancel.set()
-        finally:
-            reader.close()
-            _put(frames_in, _END, cancel)
-
-    def encode():
-        try:
-            while (batch := _get(depths_out, cancel)) is not _END:
-                for index, frame_bgr, depth_hw in batch:
-                    if cancel.is_set():
-                        return
-                    consume(index, frame_bgr, depth_hw)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            failures.append(exc)
-            cancel.set()
-
-    threads = [threading.Thread(target=decode, name="dav2-decode", daemon=True),
-               threading.Thread(target=encode, name="dav2-encode", daemon=True)]
-    for thread in threads:
-        thread.start()
-    try:
-        ended = False
-        while not ended and not cancel.is_set():
-            batch = []
-            while len(batch) < batch_size:
-                item = _get(frames_in, cancel)
-                if item is _END:
-                    ended = True
-                    break
-                batch.append(item)
-            if batch and not cancel.is_set():
-                frame_hw = batch[0][1].shape[:2]
-                depths = predict_prepared(model, np.stack([chw for _, _, chw in batch]), frame_hw)
-                _put(depths_out, [(index, frame, depth) for (index, frame, _), depth in zip(batch, depths)], cancel)
-        _put(depths_out, _END, cancel)
-    except BaseException:
-        cancel.set()
-        raise
-    finally:
-        for thread in threads:
-            thread.join()
-    if failures:
-        raise failures[0]
 
 
 # ------------------------------------------------------------------------------------------ where frames go

@@ -1,18 +1,11 @@
-"""Reading images and writing results: files, stdin and stdout, folders, never a half-written file.
+"""Reading images: files, stdin, folders and lists, each failure one line naming the file.
 
-Every file goes to a temporary name in its target folder and is renamed into place only when complete, so an
-interrupted run, a full disk or a crash never leaves a truncated depth map under a final name; temporary names
-still on disk when the process exits (a second Ctrl-C mid-write) are removed then. Images are decoded from
-bytes (not by path) so files, stdin and unusual file names are handled alike, each failure can be reported as
-one line naming the file, and the format is decided by content, never by the extension. Image dimensions are
-read from the header before decoding, so a small file that claims a gigantic image is refused instead of
-exhausting memory.
+Images are decoded from bytes (not by path) so files, stdin and unusual file names are handled alike, and the
+format is decided by content, never by the extension. Image dimensions are read from the header before
+decoding, so a small file that claims a gigantic image is refused instead of exhausting memory.
 """
 
-import atexit
-import errno
 import os
-import secrets
 import struct
 import sys
 from pathlib import Path
@@ -20,41 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from .atomic import STDIO, describe_os_error
 
-STDIO = "-"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-TEMP_SUFFIX = ".part"
 
 # The decoded image, its float32 copy for resizing and the full-size depth map cost about 30 bytes a pixel, so
 # 200 megapixels (e.g. 16000x12500) stays near 6 GB at peak; every camera, even 150 MP medium format, is below.
 DEFAULT_MAX_MEGAPIXELS = 200
 
-_FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # every later write would fail the same way
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-
-
-class OutputStopped(UserError):
-    """The output location refuses every write (disk full, quota, read-only): no point trying the next input."""
-
-
-def describe_os_error(path, exc: OSError) -> str:
-    """One line for the OS errors users actually meet, naming the path."""
-    reasons = {
-        errno.ENOENT: "no such file or folder",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.ENOSPC: "no space left on device",
-        errno.EDQUOT: "disk quota exceeded",
-        errno.ENAMETOOLONG: "file name too long",
-        errno.EISDIR: "is a folder",
-        errno.ENOTDIR: "a parent of it is not a folder",
-        errno.EROFS: "read-only file system",
-        errno.ELOOP: "too many levels of symbolic links",
-    }
-    if exc.errno == errno.ENOENT and os.path.islink(path):
-        return f"{path}: broken symbolic link (its target {os.readlink(path)} does not exist)"
-    return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
 
 
 def read_input_bytes(source) -> bytes:
@@ -251,80 +218,3 @@ def read_path_list(list_file: Path) -> list[Path]:
         if line and not line.startswith("#"):
             entries.append(list_file.parent / line)
     return entries
-
-
-def prepare_output_folder(folder: Path) -> None:
-    """Create `folder` and prove a file can be written in it, so an impossible output fails once, up front."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{folder}: cannot write output there (exists and is not a folder)") from None
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder: {describe_os_error(exc.filename or folder, exc)}") \
-            from None
-    probe = folder / f".dav2-write-test.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    try:
-        os.close(os.open(probe, _OPEN_FLAGS, 0o666))
-        probe.unlink()
-    except OSError as exc:
-        reason = describe_os_error(folder, exc).split(": ", 1)[1]
-        raise UserError(f"{folder}: cannot write output there ({reason})") from None
-
-
-# Temporary files in flight, removed at exit whatever interrupted their writer; one interpreter-wide set.
-_temp_files: set[str] = set()
-
-
-@atexit.register
-def remove_temp_files() -> None:
-    for name in list(_temp_files):
-        try:
-            os.unlink(name)
-        except OSError:
-            pass
-        _temp_files.discard(name)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
-
-    The temporary name is registered before the file exists and forgotten only after the rename, so an
-    interrupt at any point leaves nothing behind (`remove_temp_files`). Disk full, quota and read-only errors
-    raise `OutputStopped`, since the next write would fail the same way.
-    """
-    path = Path(path)
-    temp_name = str(path.with_name(f".{path.name[:64]}.{secrets.token_hex(4)}{TEMP_SUFFIX}"))
-    _temp_files.add(temp_name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(temp_name, _OPEN_FLAGS, 0o666)  # the umask applies, as to any new file of the user's
-    except OSError as exc:
-        _temp_files.discard(temp_name)
-        raise _output_error(path.parent if exc.filename else path, exc) from None
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except OSError as exc:
-        raise _output_error(path, exc) from None
-    finally:
-        Path(temp_name).unlink(missing_ok=True)
-        _temp_files.discard(temp_name)
-
-
-def _output_error(path, exc: OSError) -> UserError:
-    kind = OutputStopped if exc.errno in _FATAL_ERRNOS else UserError
-    return kind(describe_os_error(path, exc))
-
-
-def write_output(destination, data: bytes) -> None:
-    if str(destination) == STDIO:
-        try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            raise UserError("<stdout>: the reading end of the pipe was closed") from None
-        return
-    write_atomic(Path(destination), data)

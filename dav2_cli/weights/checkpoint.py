@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+from ..model import DepthAnythingV2, ModelConfig
+from ..model.config import TAPS_BY_BLOCKS
 from . import catalog
-from .errors import UserError
 from .hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config
-from .model import DepthAnythingV2, ModelConfig
-from .model.config import TAPS_BY_BLOCKS
 
 # Metric checkpoints scale a sigmoid by the largest depth of their training data (upstream's max_depth).
 MAX_DEPTH_BY_DATASET = {"hypersim": 20.0, "vkitti": 80.0}

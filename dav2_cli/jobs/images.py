@@ -13,119 +13,26 @@ from pathlib import Path
 
 import numpy as np
 
-from . import render
-from .batch import ReadAhead, SizeBatcher, take_shard
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
-from .interrupts import GracefulStop
-from .media import (IMAGE_EXTENSIONS, STDIO, OutputStopped, is_image_name, max_megapixels, prepare_output_folder,
-                    read_image, read_path_list, scan_folder, write_output)
-
-
-@dataclass(frozen=True)
-class DepthOptions:
-    """How to run the model and how to draw or store its depth; shared by every command."""
-
-    model: str = "vits"
-    device: str = "auto"
-    dtype: str = "auto"
-    input_size: int = 504
-    max_depth: float | None = None
-    fmt: str = "color"
-    cmap: str = "Spectral_r"
-    invert: bool = False
-    side_by_side: bool = False
-    verbose: bool = False
-
-
-def load_job_model(options: DepthOptions):
-    """The job's model; with --verbose, one line on stderr saying what was loaded, from where, and how it runs."""
-    from .engine import load_model, model_device
-
-    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
-    if options.verbose:
-        config = model.config
-        meaning = (f"metric: meters, larger = farther, max_depth {config.max_depth:g} m" if config.metric
-                   else "relative: inverse depth, larger = nearer")
-        print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
-              f"in {model.precision}", file=sys.stderr, flush=True)
-    return model
-
-
-def report(message: str) -> None:
-    """One error line on stderr, written around any progress bar so neither garbles the other."""
-    from tqdm import tqdm
-
-    tqdm.write(f"dav2: error: {message}", file=sys.stderr)
-    sys.stderr.flush()
-
-
-def distinct_names(relative_paths: list[Path], extension: str) -> list[Path]:
-    """Output names for inputs, `x.jpg` → `x<extension>`, never two the same.
-
-    Inputs whose stems collide (`x.jpg` and `x.png`) keep their own extension in the name (`x.jpg.png`,
-    `x.png.png`); any that still collide get `-2`, `-3`, ... in input order. Names are compared ignoring case,
-    because macOS and Windows file systems do, so `X.jpg` and `x.png` also keep their extensions.
-    """
-    def key(path: Path) -> str:
-        return path.as_posix().casefold()
-
-    stems = [rel.with_suffix("") for rel in relative_paths]
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[key(stem)] = counts.get(key(stem), 0) + 1
-    used: set[str] = set()
-    result = []
-    for rel, stem in zip(relative_paths, stems):
-        name = rel if counts[key(stem)] > 1 else stem
-        unique, number = name, 1
-        while key(unique) in used:
-            number += 1
-            unique = name.with_name(f"{name.name}-{number}")
-        used.add(key(unique))
-        result.append(unique.with_name(unique.name + extension))
-    return result
-
-
-def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[tuple[str, str]]:
-    """Pair each input with its destination: a path, or `-` for stdout."""
-    extension = render.extension_for(fmt)
-    if output == STDIO:
-        if len(inputs) != 1:
-            raise UserError("-o - (stdout) takes exactly one input")
-        return [(inputs[0], STDIO)]
-    if output is None:
-        pairs = []
-        for source in inputs:
-            if source == STDIO:
-                pairs.append((source, STDIO))
-            else:
-                path = Path(source)
-                pairs.append((source, str(path.with_name(f"{path.stem}_depth{extension}"))))
-        return pairs
-    out = Path(output)
-    is_file = len(inputs) == 1 and out.suffix and not out.is_dir() and not output.endswith(("/", "\\"))
-    if is_file:
-        return [(inputs[0], output)]
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{output}: exists and is not a folder (several inputs need an output folder)")
-    names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], extension)
-    return [(source, str(out / name)) for source, name in zip(inputs, names)]
-
-
-def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str:
-    """--format if given, else the single output file's extension, else colour PNG."""
-    fmt = render.canonical_format(fmt) if fmt else None
-    single_file = output not in (None, STDIO) and len(inputs) == 1 and Path(output).suffix \
-        and not Path(output).is_dir()
-    from_path = render.format_for_path(output) if single_file else None
-    if single_file and from_path is None:
-        raise UserError(f"{output}: unknown output extension; use one of .png .jpg .webp .npy .exr .tiff, "
-                        f"or an existing folder")
-    # 8-bit pictures may go into any picture type the extension names; everything else must agree
-    if fmt and from_path and fmt != from_path and not (from_path == "color" and fmt == "gray"):
-        raise UserError(f"{output}: the extension does not fit --format {fmt} "
-                        f"(use {render.extension_for(fmt)})")
-    return fmt or from_path or "color"
+from .. import render
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
+from ..interrupts import GracefulStop
+from ..media.images import (
+    STDIO,
+    OutputStopped,
+    max_megapixels,
+    prepare_output_folder,
+    read_image,
+    write_output,
+)
+from ..pipeline import ReadAhead, SizeBatcher
+from .options import DepthOptions, load_job_model, report
+from .plan import (
+    Item,
+    default_folder_output,
+    plan_folder,
+    plan_image_outputs,
+    take_shard,
+)
 
 
 @dataclass(frozen=True)
@@ -136,16 +43,6 @@ class JobOptions:
     shard: tuple[int, int] | None = None  # (K, N), 1-based: this machine's share of the sorted inputs
     skip_existing: bool = False
     progress: bool = False
-
-
-@dataclass(frozen=True)
-class Item:
-    source: str  # a path, or `-` for stdin
-    destination: str  # a path, or `-` for stdout
-
-    @property
-    def name(self) -> str:
-        return "<stdin>" if self.source == STDIO else self.source
 
 
 @dataclass
@@ -169,51 +66,6 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
     render.check_side_by_side(options.fmt, options.side_by_side)
     items = [Item(source, destination) for source, destination in pairs]
     return run_items(items, options, job, summary=False)
-
-
-def default_folder_output(source: Path) -> Path:
-    """`photos/` → `photos_depth/` beside it; `list.txt` → `list_depth/` beside the list."""
-    named = source if source.name not in ("", ".", "..") else source.resolve()
-    if not named.name:
-        raise UserError(f"{source}: give an output folder with -o")
-    return named.with_name((named.stem if named.is_file() else named.name) + "_depth")
-
-
-def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tuple[list[Item], list[str]]:
-    """Every input under a folder (or named by a .txt list) paired with its place in the mirrored output tree.
-
-    Returns the items in sorted order and the problems met while scanning (folders that could not be listed).
-    A list's entries are mirrored relative to the list's folder; entries outside it go to the top of `output`.
-    """
-    extension = render.extension_for(fmt)
-    if source.is_dir():
-        if output.resolve() == source.resolve():
-            raise UserError(f"{output}: the output folder is the input folder; choose another with -o")
-        relatives, problems = scan_folder(source, recursive=recursive, exclude=output)
-        if not relatives and not problems:
-            raise UserError(f"{source}: no images found ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
-        sources = [source / rel for rel in relatives]
-    elif source.is_file():
-        if is_image_name(source.name):
-            raise UserError(f"{source}: is an image; `dav2 folder` takes a folder or a .txt list "
-                            f"(use `dav2 image` for single images)")
-        sources = list(dict.fromkeys(read_path_list(source)))  # a path listed twice is done once
-        if not sources:
-            raise UserError(f"{source}: the list names no image paths")
-        base = source.parent.resolve()
-        relatives = []
-        for path in sources:
-            try:
-                relatives.append(path.resolve().relative_to(base))
-            except ValueError:  # outside the list's folder
-                relatives.append(Path(path.name))
-        problems = []
-    elif source.exists():
-        raise UserError(f"{source}: not a folder or a .txt list of image paths")
-    else:
-        raise UserError(f"{source}: no such file or folder")
-    names = distinct_names(relatives, extension)
-    return [Item(str(path), str(output / name)) for path, name in zip(sources, names)], problems
 
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
@@ -277,7 +129,7 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
     import torch
     from tqdm import tqdm
 
-    from .engine import predict_batch
+    from ..engine import predict_batch
 
     model = load_job_model(options)
     metric = model.config.metric

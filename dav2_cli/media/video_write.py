@@ -1,39 +1,34 @@
-"""Streaming video in and out, without the usual ways of losing a user's work.
+"""Writing depth videos that browsers play, at the source's exact rate, never left half-written.
 
-Depth videos go wrong in well-known ways: the frame rate truncated to an integer (29.97 → 29, so the depth
-drifts against the source), the audio dropped, every frame held in RAM, mp4v files browsers refuse, odd sizes
-the H.264 encoder rejects, and half-written files left behind by a crash. So: frames are decoded one at a time
-with OpenCV; the rate is kept as an exact fraction read from ffmpeg; frames are written through an ffmpeg pipe
-at that exact rate into a hidden temporary file that is renamed into place only once it is complete; audio is
-muxed from the source afterwards, cut to the video's length. Without ffmpeg, OpenCV's own encoders are the
-fallback, with a warning about what is lost.
+Frames go through an ffmpeg pipe (H.264, VP9 or FFV1) at the exact rate into a hidden temporary file that is
+renamed into place only once complete; audio is muxed from the source afterwards, cut to the video's length.
+Without ffmpeg, OpenCV's own encoders are the fallback, with a warning about what is lost.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
-
-# FFmpeg's decoder chatter inside OpenCV ("Invalid NAL unit size", "partial file") would bury the one line the
-# runner prints about a damaged file. OpenCV reads this once, when it first opens a video; a user's own
-# setting wins.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+from dav2_cli.media.video_probe import (
+    DETACHED,
+    check_readable,
+    ffmpeg_input,
+    find_ffmpeg,
+    list_streams,
+    parse_rate,
+    strip_log_prefix,
+)
 
 SUPPORTED_EXTENSIONS = (".mp4", ".webm", ".mkv")
 
@@ -62,314 +57,11 @@ _ENCODER_ARGS = {
     # Intra-only with per-slice CRCs: the archival settings, so any frame can be cut out and damage is found.
     "ffv1": ["-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1"],
 }
+_PIX_FMTS_IN = ("bgr24", "gray16le")
+_warned: set[str] = set()
 # OpenCV's bundled FFmpeg has no H.264 encoder, so H.264 degrades to MPEG-4 Part 2 there.
 _OPENCV_FOURCC = {"h264": "mp4v", "vp9": "VP90", "ffv1": "FFV1"}
 
-_PIX_FMTS_IN = ("bgr24", "gray16le")
-_PROBE_TIMEOUT_S = 120
-_DETACHED = (
-    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
-)
-_warned: set[str] = set()
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the pipeline needs to know before the first frame.
-
-    `fps` is exact (30000/1001, not 29.97). `frame_count` is the container's figure (or its estimate from the
-    duration), None when it has none: good for progress bars, not a promise. `width`/`height` are those of the
-    decoded frames, after any rotation the file asks for.
-    """
-
-    path: Path
-    width: int
-    height: int
-    fps: Fraction
-    frame_count: int | None
-    has_audio: bool
-
-
-@functools.cache
-def find_ffmpeg() -> str | None:
-    """The ffmpeg executable to use, or None when there is none.
-
-    $DAV2_FFMPEG wins (a path or a command name; "none" turns ffmpeg off, which tests use to force the OpenCV
-    fallback), then imageio-ffmpeg's static build, then `ffmpeg` on PATH. Cached: call `find_ffmpeg.cache_clear()`
-    after changing the environment.
-    """
-    chosen = os.environ.get("DAV2_FFMPEG", "").strip()
-    if chosen:
-        if chosen.lower() == "none":
-            return None
-        found = shutil.which(chosen)
-        if found is None:
-            raise UserError(f"DAV2_FFMPEG={chosen}: no such executable")
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        return shutil.which("ffmpeg")
-
-
-# ---------------------------------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class _Listing:
-    """ffmpeg's account of one input file: `ffmpeg -i FILE` stderr plus a one-frame y4m header on stdout."""
-
-    error: str | None  # why ffmpeg could not open the file; None when it could
-    container: str = ""
-    video_line: str | None = None  # the first (non cover-art) video stream's line
-    audio_codecs: tuple[str, ...] = ()
-    rate: Fraction | None = None  # exact rate of the decoded stream, from the y4m "F<num>:<den>" header
-
-    @property
-    def declares_rate(self) -> bool:
-        return self.video_line is not None and bool(re.search(r"\d(k)? (fps|tbr)\b", self.video_line))
-
-    @property
-    def is_still_image(self) -> bool:
-        return self.container == "image2" or self.container.endswith("_pipe")
-
-
-def _ffmpeg_input(path: Path) -> str:
-    # "file:" keeps names such as "-x.mp4" or "http:clip.mp4" from being read as options or protocols.
-    return "file:" + str(path.absolute())
-
-
-def _list_streams(ffmpeg: str, path: Path) -> _Listing | None:
-    """Ask ffmpeg what `path` holds. None when ffmpeg itself could not be run to the end."""
-    argv = [
-        ffmpeg, "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path),
-        # Decoding one frame to a 2x2 y4m is the only way ffmpeg alone states the rate as an exact fraction
-        # (its listing rounds to 2 decimals); it is the rate OpenCV decodes at (both use av_guess_frame_rate).
-        "-map", "0:v:0?", "-frames:v", "1", "-vf", "scale=2:2", "-pix_fmt", "gray", "-f", "yuv4mpegpipe", "pipe:1",
-    ]
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, **_DETACHED)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    stderr = done.stderr.decode("utf-8", "replace")
-    header = re.search(r"^Input #0, (.+), from '", stderr, re.MULTILINE)
-    if header is None:
-        return _Listing(error=_open_failure_reason(stderr))
-    video_line, audio_codecs = None, []
-    for line in stderr[header.end():].splitlines()[1:]:
-        if not line.startswith(" "):
-            break  # the input section ends where "Stream mapping:" / "Output #0" begin
-        stream = re.match(r"\s+Stream #0:\d+\S*: (Video|Audio): (\w+)", line)
-        if stream is None:
-            continue
-        if stream[1] == "Audio":
-            audio_codecs.append(stream[2])
-        elif video_line is None and "(attached pic)" not in line:
-            video_line = line
-    y4m = re.match(rb"YUV4MPEG2 [^\n]*?\bF(\d+):(\d+)", done.stdout)
-    rate = Fraction(int(y4m[1]), int(y4m[2])) if y4m and int(y4m[1]) > 0 and int(y4m[2]) > 0 else None
-    return _Listing(None, header[1], video_line, tuple(audio_codecs), rate)
-
-
-def _open_failure_reason(stderr: str) -> str:
-    for line in stderr.splitlines():
-        found = re.search(r"Error opening input: (.+?)\.?$", line)
-        if found:
-            return found[1]
-    lines = [_strip_log_prefix(line) for line in stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else "ffmpeg could not read it"
-
-
-def _strip_log_prefix(line: str) -> str:
-    return re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())
-
-
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise UserError(f"{path}: cannot open video (no such file)")
-    if path.is_dir():
-        raise UserError(f"{path}: cannot open video (it is a folder)")
-    if not os.access(path, os.R_OK):
-        raise UserError(f"{path}: cannot open video (permission denied)")
-
-
-def _open_capture(path: Path) -> cv2.VideoCapture:
-    # CAP_FFMPEG only: other backends would read "%d" in a name as an image sequence or a device path.
-    # OpenCV warns on stderr about files it cannot open; the UserError below says it better.
-    log_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    finally:
-        cv2.utils.logging.setLogLevel(log_level)
-    if not capture.isOpened():
-        capture.release()
-        raise UserError(f"{path}: cannot open video (not a video, or a format this OpenCV cannot decode)")
-    return capture
-
-
-def _frame_count(capture: cv2.VideoCapture) -> int | None:
-    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    # Streams without an index (raw .h264, .mjpeg) report nonsense such as -1.9e14.
-    return int(count) if math.isfinite(count) and count > 0 else None
-
-
-def _tidy_rate(rate: Fraction) -> Fraction:
-    """A rate as the fraction it was meant to be: NTSC rates become k*1000/1001, others at most /1001."""
-    if rate.denominator <= 1001:
-        return rate
-    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
-    if ntsc > 0 and abs(rate - ntsc) <= Fraction(1, 1000):
-        return ntsc
-    return rate.limit_denominator(1001)
-
-
-def _parse_rate(value: Fraction | int | float | str) -> Fraction:
-    """A caller's rate: fractions ("30000/1001", Fraction) are kept, decimals (29.97) snapped like OpenCV's."""
-    try:
-        if isinstance(value, str) and "/" not in value:
-            value = float(value)
-        rate = Fraction(value)
-    except (ValueError, ZeroDivisionError, OverflowError):
-        raise UserError(f"frame rate {value!r}: not a number or fraction (e.g. 25, 29.97, 30000/1001)") from None
-    if rate <= 0:
-        raise UserError(f"frame rate {value!r}: must be positive")
-    # A fraction is meant exactly (a video's rate divided by --every can have any denominator); only decimals
-    # are approximations to snap.
-    return _tidy_rate(rate) if isinstance(value, float) else rate
-
-
-def _choose_fps(path: Path, listing: _Listing | None, opencv_fps: float, fps_override) -> Fraction:
-    if fps_override is not None:
-        return _parse_rate(fps_override)
-    rate = None
-    if listing is None or listing.declares_rate:
-        # ffmpeg's exact fraction first; OpenCV's float (the same rate as a double) when ffmpeg is absent or
-        # could not decode a first frame.
-        if listing is not None and listing.rate is not None:
-            rate = _tidy_rate(listing.rate)
-        elif math.isfinite(opencv_fps) and opencv_fps > 0:
-            rate = _tidy_rate(Fraction(opencv_fps))
-    if rate is None:
-        raise UserError(f"{path}: the file states no frame rate; give one with --fps (e.g. --fps 25)")
-    return rate
-
-
-def probe(path, fps_override=None) -> VideoInfo:
-    """Open `path` as a video and describe it, or raise UserError saying why it cannot be read.
-
-    `fps_override` (a number or fraction such as "30000/1001") replaces the file's rate; it is required for
-    files that state none. NTSC-style rates are returned as k*1000/1001. With ffmpeg, still images and files
-    without a video stream are refused and `has_audio` is known; without it `has_audio` is False.
-    """
-    path = Path(path)
-    _check_readable(path)
-    ffmpeg = find_ffmpeg()
-    listing = _list_streams(ffmpeg, path) if ffmpeg else None
-    if listing is not None:
-        if listing.error is not None:
-            raise UserError(f"{path}: cannot open video ({listing.error})")
-        if listing.video_line is None:
-            raise UserError(f"{path}: cannot open video (it has no video stream)")
-        if listing.is_still_image:
-            raise UserError(f"{path}: cannot open video (it is a still image)")
-    capture = _open_capture(path)
-    try:
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        opencv_fps = capture.get(cv2.CAP_PROP_FPS)
-        frame_count = _frame_count(capture)
-    finally:
-        capture.release()
-    if width <= 0 or height <= 0:
-        raise UserError(f"{path}: cannot open video (no frame size in the file)")
-    fps = _choose_fps(path, listing, opencv_fps, fps_override)
-    has_audio = listing is not None and bool(listing.audio_codecs)
-    return VideoInfo(path, width, height, fps, frame_count, has_audio)
-
-
-class FrameReader:
-    """Iterates `(index, frame)` over a video: BGR uint8 HxWx3 frames, one alive at a time.
-
-    Keeps frames `start, start+every, ...` below `end` (frame indices, `end` exclusive, None = to the end).
-    Frames it skips are only grabbed (decoded, never converted to BGR). A damaged or truncated file is read
-    as far as it decodes, then iteration simply stops; afterwards `stopped_early` tells whether that happened
-    and `error` is one line for the user. That needs the container's frame count: a file that has none cannot
-    be told from a complete one, and one frame short of the count is taken as a normal end, because counts
-    derived from a duration are rounded.
-
-    `frames_read` is how far decoding got: the number of frames taken from the file, skipped ones included.
-    The file is opened at construction (so a bad file raises UserError there) and closed when iteration ends
-    or `close()` is called.
-    """
-
-    def __init__(self, path, *, start: int = 0, end: int | None = None, every: int = 1):
-        if start < 0 or every < 1 or (end is not None and end < start):
-            raise ValueError(f"bad frame selection start={start} end={end} every={every}")
-        self.path = Path(path)
-        self.start, self.end, self.every = start, end, every
-        _check_readable(self.path)
-        self._capture = _open_capture(self.path)
-        self.frame_count = _frame_count(self._capture)
-        self.frames_read = 0
-        self.stopped_early = False
-        self.error: str | None = None
-        self._frames = self._decode()
-
-    def __iter__(self) -> FrameReader:
-        return self
-
-    def __next__(self) -> tuple[int, np.ndarray]:
-        return next(self._frames)
-
-    def __enter__(self) -> FrameReader:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._frames.close()
-        self._capture.release()
-
-    def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
-        try:
-            index = 0
-            while self.end is None or index < self.end:
-                wanted = index >= self.start and (index - self.start) % self.every == 0
-                if not self._capture.grab():
-                    self._note_stop(index)
-                    return
-                frame = None
-                if wanted:
-                    ok, frame = self._capture.retrieve()
-                    if not ok:
-                        self._note_stop(index)
-                        return
-                index += 1
-                self.frames_read = index
-                if frame is not None:
-                    yield index - 1, frame
-                    frame = None  # let it go before decoding the next one
-        finally:
-            self._capture.release()
-
-    def _note_stop(self, index: int) -> None:
-        if self.frame_count is not None and index < self.frame_count - 1:
-            self.stopped_early = True
-            self.error = (
-                f"{self.path}: decoding stopped at frame {index} of {self.frame_count} (file truncated or damaged)"
-            )
-
-
-def iter_frames(path, *, start: int = 0, end: int | None = None, every: int = 1) -> FrameReader:
-    """Stream `(index, BGR uint8 frame)` from `path`; see FrameReader for selection and how damage shows."""
-    return FrameReader(path, start=start, end=end, every=every)
-
-
-# ---------------------------------------------------------------------------------------------------- writing
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -409,7 +101,7 @@ class _FfmpegProcess:
         try:
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self._stderr, **_DETACHED,
+                stderr=self._stderr, **DETACHED,
             )
         except OSError as error:
             self._stderr.close()
@@ -445,7 +137,7 @@ class _FfmpegProcess:
 
     def _failure(self) -> UserError:
         self._stderr.seek(0)
-        lines = [_strip_log_prefix(line) for line in self._stderr.read().decode("utf-8", "replace").splitlines()]
+        lines = [strip_log_prefix(line) for line in self._stderr.read().decode("utf-8", "replace").splitlines()]
         lines = [line for line in lines if line]
         self._stderr.close()
         # ffmpeg's first error is the cause; the lines after it ("Conversion failed!", ...) are consequences.
@@ -526,7 +218,7 @@ class VideoWriter:
         if width < 1 or height < 1:
             raise ValueError(f"frame size must be positive, not {width}x{height}")
         self.width, self.height = int(width), int(height)
-        self.fps = _parse_rate(fps)
+        self.fps = parse_rate(fps)
         self.pix_fmt_in = pix_fmt_in
         self.frames_written = 0
         self._muxer, self._audio_copy, self._audio_encoder = muxer, audio_copy, audio_encoder
@@ -557,8 +249,8 @@ class VideoWriter:
         if self._ffmpeg is None:
             _warn_once("no-audio", "no ffmpeg found, so audio is not copied into depth videos")
             return ()
-        _check_readable(self._audio_from)
-        listing = _list_streams(self._ffmpeg, self._audio_from)
+        check_readable(self._audio_from)
+        listing = list_streams(self._ffmpeg, self._audio_from)
         if listing is None or listing.error is not None:
             reason = listing.error if listing is not None else "ffmpeg did not answer"
             raise UserError(f"{self._audio_from}: cannot read its audio ({reason})")
@@ -588,7 +280,7 @@ class VideoWriter:
             self._ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
             "-f", "rawvideo", "-pix_fmt", self.pix_fmt_in, "-video_size", f"{width}x{height}",
             "-framerate", rate, "-i", "pipe:0",
-            *encoder, "-r", rate, *self._container_args(), "-y", _ffmpeg_input(self._temp),
+            *encoder, "-r", rate, *self._container_args(), "-y", ffmpeg_input(self._temp),
         ]
         return _FfmpegProcess(argv, self.path, feed=True)
 
@@ -685,9 +377,9 @@ class VideoWriter:
             duration = math.ceil(self.frames_written / self.fps * 1_000_000) / 1_000_000
             argv = [
                 self._ffmpeg, "-hide_banner", "-nostdin", "-v", "error",
-                "-i", _ffmpeg_input(self._temp), *seek, "-i", _ffmpeg_input(self._audio_from),
+                "-i", ffmpeg_input(self._temp), *seek, "-i", ffmpeg_input(self._audio_from),
                 "-map", "0:v:0", "-map", "1:a", "-c:v", "copy", *audio_args, "-t", f"{duration:.6f}",
-                *self._container_args(), "-y", _ffmpeg_input(muxed),
+                *self._container_args(), "-y", ffmpeg_input(muxed),
             ]
             process = _FfmpegProcess(argv, self.path, feed=False)
             try:

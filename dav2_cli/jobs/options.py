@@ -1,0 +1,42 @@
+"""What every command shares: how to run the model and draw its depth, loading it, and reporting a failure."""
+
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    """How to run the model and how to draw or store its depth; shared by every command."""
+
+    model: str = "vits"
+    device: str = "auto"
+    dtype: str = "auto"
+    input_size: int = 504
+    max_depth: float | None = None
+    fmt: str = "color"
+    cmap: str = "Spectral_r"
+    invert: bool = False
+    side_by_side: bool = False
+    verbose: bool = False
+
+
+def load_job_model(options: DepthOptions):
+    """The job's model; with --verbose, one line on stderr saying what was loaded, from where, and how it runs."""
+    from ..engine import load_model, model_device
+
+    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    if options.verbose:
+        config = model.config
+        meaning = (f"metric: meters, larger = farther, max_depth {config.max_depth:g} m" if config.metric
+                   else "relative: inverse depth, larger = nearer")
+        print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
+              f"in {model.precision}", file=sys.stderr, flush=True)
+    return model
+
+
+def report(message: str) -> None:
+    """One error line on stderr, written around any progress bar so neither garbles the other."""
+    from tqdm import tqdm
+
+    tqdm.write(f"dav2: error: {message}", file=sys.stderr)
+    sys.stderr.flush()

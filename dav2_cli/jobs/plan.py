@@ -1,0 +1,190 @@
+"""Where every output goes, decided in one place before any work: names, collisions, files versus folders, and
+which format fits which extension.
+
+A plan is made from the command line and the file system alone (no model, no torch), so every mistake it can
+find is reported in a fraction of a second, and no two inputs can ever be given the same output.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import render
+from ..errors import UserError
+from ..media.atomic import STDIO
+from ..media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
+from ..media.video_write import SUPPORTED_EXTENSIONS
+
+GRAY16_EXTENSION = ".mkv"  # gray16 video is lossless 16-bit FFV1, which only Matroska holds here
+
+
+@dataclass(frozen=True)
+class Item:
+    source: str  # a path, or `-` for stdin
+    destination: str  # a path, or `-` for stdout
+
+    @property
+    def name(self) -> str:
+        return "<stdin>" if self.source == STDIO else self.source
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" → (K, N), 1 <= K <= N; ValueError with the reason otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not K/N (for example 1/4)")
+    k, n = int(match[1]), int(match[2])
+    if n < 1 or not 1 <= k <= n:
+        raise ValueError(f"{text!r}: K must be between 1 and N (K/N is 1-based, for example 1/4 ... 4/4)")
+    return k, n
+
+
+def take_shard(items: list, shard: tuple[int, int] | None) -> list:
+    """The items shard K of N handles: every N-th of the sorted list, starting at the K-th."""
+    if shard is None:
+        return list(items)
+    k, n = shard
+    return items[k - 1::n]
+
+
+def distinct_names(relative_paths: list[Path], extension: str) -> list[Path]:
+    """Output names for inputs, `x.jpg` → `x<extension>`, never two the same.
+
+    Inputs whose stems collide (`x.jpg` and `x.png`) keep their own extension in the name (`x.jpg.png`,
+    `x.png.png`); any that still collide get `-2`, `-3`, ... in input order. Names are compared ignoring case,
+    because macOS and Windows file systems do, so `X.jpg` and `x.png` also keep their extensions.
+    """
+    def key(path: Path) -> str:
+        return path.as_posix().casefold()
+
+    stems = [rel.with_suffix("") for rel in relative_paths]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[key(stem)] = counts.get(key(stem), 0) + 1
+    used: set[str] = set()
+    result = []
+    for rel, stem in zip(relative_paths, stems):
+        name = rel if counts[key(stem)] > 1 else stem
+        unique, number = name, 1
+        while key(unique) in used:
+            number += 1
+            unique = name.with_name(f"{name.name}-{number}")
+        used.add(key(unique))
+        result.append(unique.with_name(unique.name + extension))
+    return result
+
+
+def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[tuple[str, str]]:
+    """Pair each input with its destination: a path, or `-` for stdout."""
+    extension = render.extension_for(fmt)
+    if output == STDIO:
+        if len(inputs) != 1:
+            raise UserError("-o - (stdout) takes exactly one input")
+        return [(inputs[0], STDIO)]
+    if output is None:
+        pairs = []
+        for source in inputs:
+            if source == STDIO:
+                pairs.append((source, STDIO))
+            else:
+                path = Path(source)
+                pairs.append((source, str(path.with_name(f"{path.stem}_depth{extension}"))))
+        return pairs
+    out = Path(output)
+    is_file = len(inputs) == 1 and out.suffix and not out.is_dir() and not output.endswith(("/", "\\"))
+    if is_file:
+        return [(inputs[0], output)]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{output}: exists and is not a folder (several inputs need an output folder)")
+    names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], extension)
+    return [(source, str(out / name)) for source, name in zip(inputs, names)]
+
+
+def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str:
+    """--format if given, else the single output file's extension, else colour PNG."""
+    fmt = render.canonical_format(fmt) if fmt else None
+    single_file = output not in (None, STDIO) and len(inputs) == 1 and Path(output).suffix \
+        and not Path(output).is_dir()
+    from_path = render.format_for_path(output) if single_file else None
+    if single_file and from_path is None:
+        raise UserError(f"{output}: unknown output extension; use one of .png .jpg .webp .npy .exr .tiff, "
+                        f"or an existing folder")
+    # 8-bit pictures may go into any picture type the extension names; everything else must agree
+    if fmt and from_path and fmt != from_path and not (from_path == "color" and fmt == "gray"):
+        raise UserError(f"{output}: the extension does not fit --format {fmt} "
+                        f"(use {render.extension_for(fmt)})")
+    return fmt or from_path or "color"
+
+
+def default_folder_output(source: Path) -> Path:
+    """`photos/` → `photos_depth/` beside it; `list.txt` → `list_depth/` beside the list."""
+    named = source if source.name not in ("", ".", "..") else source.resolve()
+    if not named.name:
+        raise UserError(f"{source}: give an output folder with -o")
+    return named.with_name((named.stem if named.is_file() else named.name) + "_depth")
+
+
+def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tuple[list[Item], list[str]]:
+    """Every input under a folder (or named by a .txt list) paired with its place in the mirrored output tree.
+
+    Returns the items in sorted order and the problems met while scanning (folders that could not be listed).
+    A list's entries are mirrored relative to the list's folder; entries outside it go to the top of `output`.
+    """
+    extension = render.extension_for(fmt)
+    if source.is_dir():
+        if output.resolve() == source.resolve():
+            raise UserError(f"{output}: the output folder is the input folder; choose another with -o")
+        relatives, problems = scan_folder(source, recursive=recursive, exclude=output)
+        if not relatives and not problems:
+            raise UserError(f"{source}: no images found ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+        sources = [source / rel for rel in relatives]
+    elif source.is_file():
+        if is_image_name(source.name):
+            raise UserError(f"{source}: is an image; `dav2 folder` takes a folder or a .txt list "
+                            f"(use `dav2 image` for single images)")
+        sources = list(dict.fromkeys(read_path_list(source)))  # a path listed twice is done once
+        if not sources:
+            raise UserError(f"{source}: the list names no image paths")
+        base = source.parent.resolve()
+        relatives = []
+        for path in sources:
+            try:
+                relatives.append(path.resolve().relative_to(base))
+            except ValueError:  # outside the list's folder
+                relatives.append(Path(path.name))
+        problems = []
+    elif source.exists():
+        raise UserError(f"{source}: not a folder or a .txt list of image paths")
+    else:
+        raise UserError(f"{source}: no such file or folder")
+    names = distinct_names(relatives, extension)
+    return [Item(str(path), str(output / name)) for path, name in zip(sources, names)], problems
+
+
+def video_format(fmt: str | None) -> str:
+    """--format's canonical name; a colour depth video by default."""
+    return render.canonical_format(fmt) if fmt is not None else "color"
+
+
+def plan_output(source: Path, output: str | None, fmt: str) -> Path:
+    """Where the result goes, refusing combinations that cannot work, each in one line."""
+    if output == STDIO:
+        raise UserError("video output cannot go to stdout (-o -); give a file name")
+    if output is None:
+        if fmt in render.RAW_FORMATS:
+            return source.with_name(f"{source.stem}_depth")
+        return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
+    out = Path(output)
+    extension = out.suffix.lower()
+    if fmt in render.RAW_FORMATS:
+        if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
+            raise UserError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
+        return out
+    if fmt == "gray16" and extension != GRAY16_EXTENSION:
+        raise UserError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
+    if extension not in SUPPORTED_EXTENSIONS:
+        raise UserError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
+                        f"(or --format npy, exr or tiff with -o DIR for a folder of frames)")
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise UserError(f"{output}: is the input video; choose another output name")
+    return out

@@ -1,0 +1,95 @@
+"""Decoding a video one frame at a time, so memory never grows with its length.
+
+A damaged or truncated file yields every frame that decodes, then records where and why it stopped, so the job
+can keep the depth it made and say so in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from dav2_cli.media.video_probe import check_readable, frame_count_of, open_capture
+
+
+class FrameReader:
+    """Iterates `(index, frame)` over a video: BGR uint8 HxWx3 frames, one alive at a time.
+
+    Keeps frames `start, start+every, ...` below `end` (frame indices, `end` exclusive, None = to the end).
+    Frames it skips are only grabbed (decoded, never converted to BGR). A damaged or truncated file is read
+    as far as it decodes, then iteration simply stops; afterwards `stopped_early` tells whether that happened
+    and `error` is one line for the user. That needs the container's frame count: a file that has none cannot
+    be told from a complete one, and one frame short of the count is taken as a normal end, because counts
+    derived from a duration are rounded.
+
+    `frames_read` is how far decoding got: the number of frames taken from the file, skipped ones included.
+    The file is opened at construction (so a bad file raises UserError there) and closed when iteration ends
+    or `close()` is called.
+    """
+
+    def __init__(self, path, *, start: int = 0, end: int | None = None, every: int = 1):
+        if start < 0 or every < 1 or (end is not None and end < start):
+            raise ValueError(f"bad frame selection start={start} end={end} every={every}")
+        self.path = Path(path)
+        self.start, self.end, self.every = start, end, every
+        check_readable(self.path)
+        self._capture = open_capture(self.path)
+        self.frame_count = frame_count_of(self._capture)
+        self.frames_read = 0
+        self.stopped_early = False
+        self.error: str | None = None
+        self._frames = self._decode()
+
+    def __iter__(self) -> FrameReader:
+        return self
+
+    def __next__(self) -> tuple[int, np.ndarray]:
+        return next(self._frames)
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._frames.close()
+        self._capture.release()
+
+    def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            index = 0
+            while self.end is None or index < self.end:
+                wanted = index >= self.start and (index - self.start) % self.every == 0
+                if not self._capture.grab():
+                    self._note_stop(index)
+                    return
+                frame = None
+                if wanted:
+                    ok, frame = self._capture.retrieve()
+                    if not ok:
+                        self._note_stop(index)
+                        return
+                index += 1
+                self.frames_read = index
+                if frame is not None:
+                    yield index - 1, frame
+                    frame = None  # let it go before decoding the next one
+        finally:
+            self._capture.release()
+
+    def _note_stop(self, index: int) -> None:
+        if self.frame_count is not None and index < self.frame_count - 1:
+            self.stopped_early = True
+            self.error = (
+                f"{self.path}: decoding stopped at frame {index} of {self.frame_count} (file truncated or damaged)"
+            )
+
+
+def iter_frames(path, *, start: int = 0, end: int | None = None, every: int = 1) -> FrameReader:
+    """Stream `(index, BGR uint8 frame)` from `path`; see FrameReader for selection and how damage shows."""
+    return FrameReader(path, start=start, end=end, every=every)
+
+
