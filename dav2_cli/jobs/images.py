@@ -16,14 +16,8 @@ import numpy as np
 from .. import render
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
 from ..interrupts import GracefulStop
-from ..media.images import (
-    STDIO,
-    OutputStopped,
-    max_megapixels,
-    prepare_output_folder,
-    read_image,
-    write_output,
-)
+from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_output
+from ..media.images import max_megapixels, read_image
 from ..pipeline import ReadAhead, SizeBatcher
 from .options import DepthOptions, load_job_model, report
 from .plan import (
