@@ -14,3 +14,8 @@ EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 class UserError(Exception):
     """A bad input, checkpoint, option value or output location, described in one line."""
+
+
+class UsageError(UserError):
+    """A mistake visible in the command line itself (a flag value, an impossible combination): exit 2, before any
+    work, and nothing written."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2_cli.errors import UserError
+from dav2_cli.errors import UsageError, UserError
 
 VISUAL_FORMATS = ("color", "gray", "gray16")
 RAW_FORMATS = ("npy", "exr", "tiff")
@@ -55,6 +55,7 @@ _PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 _EIGHT_BIT_EXTS = (".jpg", ".jpeg", ".webp")
 _RAW_EXTS = {"npy": (".npy",), "exr": (".exr",), "tiff": (".tiff", ".tif")}
 
+OUTPUT_EXTENSIONS = _PICTURE_EXTS + tuple(ext for exts in _RAW_EXTS.values() for ext in exts)
 NORMALIZE_MODES = ("ema", "frame", "global")
 _EMA_SAMPLES = 1 << 16  # about this many pixels feed the per-frame percentiles; plenty for 1%/99%
 
@@ -71,8 +72,19 @@ def canonical_format(fmt):
 def check_side_by_side(fmt, side_by_side: bool) -> None:
     """Side-by-side puts the photo beside a picture of the depth; raw formats hold no picture."""
     if side_by_side and canonical_format(fmt) not in VISUAL_FORMATS:
-        raise UserError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
+        raise UsageError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
                         f"not {canonical_format(fmt)}")
+
+
+def extensions_accepted(fmt):
+    """The output file extensions `fmt` can be written as: 8-bit pictures in any picture container, gray16 only
+    in PNG (the one 16-bit container here), raw formats in their own."""
+    name = canonical_format(fmt)
+    if name == "gray16":
+        return (".png",)
+    if name in VISUAL_FORMATS:
+        return _PICTURE_EXTS
+    return _RAW_EXTS[name]
 
 
 def extension_for(fmt):

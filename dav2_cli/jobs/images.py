@@ -16,10 +16,16 @@ import numpy as np
 from .. import render
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
 from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_output
+from ..media.atomic import (
+    STDIO,
+    OutputStopped,
+    describe_os_error,
+    prepare_output_folder,
+    write_output,
+)
 from ..media.images import max_megapixels, read_image
 from ..pipeline import Frame, PerImageDepth, run_pipeline
-from .options import DepthOptions, load_job_model, report
+from .options import DepthOptions, load_job_model, note, report
 from .plan import (
     Item,
     default_folder_output,
@@ -37,6 +43,7 @@ class JobOptions:
     shard: tuple[int, int] | None = None  # (K, N), 1-based: this machine's share of the sorted inputs
     skip_existing: bool = False
     progress: bool = False
+    name_outputs: bool = False  # one stderr line per file written
 
 
 @dataclass
@@ -85,6 +92,18 @@ def _identity(path: str) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+def _unreadable(source: str) -> str | None:
+    if source == STDIO:
+        return None
+    try:
+        os.stat(source)
+    except OSError as exc:
+        return describe_os_error(source, exc)
+    except ValueError:  # a NUL character, which no file name can hold
+        return f"{source!r}: not a possible file name"
+    return None
+
+
 def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summary: bool,
               failed_before: int = 0) -> int:
     """Depth for each item of this job's shard, skipping finished ones when asked; prints the summary line.
@@ -97,7 +116,11 @@ def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summ
     tally = Tally(total=len(items) + failed_before, failed=failed_before)
     todo = []
     for item in items:
-        if item.destination != STDIO and _identity(item.destination) in inputs:
+        problem = _unreadable(item.source)
+        if problem:  # found in a stat, so a mistyped name is reported at once, before the model loads
+            report(problem)
+            tally.failed += 1
+        elif item.destination != STDIO and _identity(item.destination) in inputs:
             report(f"{item.name}: its output {item.destination} is one of the inputs; choose another -o")
             tally.failed += 1
         elif job.skip_existing and item.destination != STDIO and os.path.isfile(item.destination):
@@ -164,6 +187,8 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
             data = render.encode(depth_hw, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
                                  metric=metric, image_bgr=frame.image if options.side_by_side else None)
             write_output(item.destination, data)
+            if job.name_outputs and item.destination != STDIO:
+                note(f"wrote {item.destination}")
         except OutputStopped:
             raise
         except UserError as exc:

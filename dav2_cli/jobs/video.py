@@ -1,9 +1,7 @@
-"""`dav2 video`: depth for every frame of a video, streamed, overlapped, and never a broken output file.
+"""`dav2 video`: depth for every frame of a video, streamed through the one pipeline, never a broken output file.
 
-A video can be far longer than memory, so frames flow through three threads joined by small bounded queues:
-one decodes and prepares frames for the model, the main thread runs the model on batches, one renders and
-encodes. At most a few batches exist at once whatever the video's length. The model is the slow stage, so decoding and encoding are hidden behind
-it: torch and OpenCV release the GIL in their kernels, so the threads genuinely overlap even on two cores.
+A video can be far longer than memory, so its frames go through pipeline.py's three stages (decode and prepare,
+the model on batches, render and encode), and at most a few batches exist at once whatever the video's length.
 
 Everything that can go wrong keeps the user's work usable: a damaged file yields depth for what decodes and
 one line saying where it stopped; Ctrl-C or SIGTERM stops reading, finishes the frames in flight and closes a
@@ -21,15 +19,15 @@ import cv2
 import numpy as np
 
 from .. import render
-from ..errors import EXIT_FAILED, EXIT_OK, UserError
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
 from ..media.atomic import STDIO, write_atomic
 from ..media.video_probe import VideoInfo, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
 from ..pipeline import DEFAULT_BATCH_SIZE, PerImageDepth, run_pipeline
-from .options import DepthOptions, load_job_model, report
-from .plan import plan_output
+from .options import DepthOptions, load_job_model, note, report
+from .plan import frame_files, plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
 
@@ -47,6 +45,8 @@ class VideoOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     audio: bool = True
     progress: bool = False
+    overwrite: bool = False  # replace the frames an earlier run left in the frame folder
+    name_outputs: bool = False  # say on stderr what was written
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
     start = math.ceil(Fraction(str(video.start)) * fps)
     end = None if video.end is None else math.ceil(Fraction(str(video.end)) * fps)
     if end is not None and end <= start:
-        raise UserError(f"--end {video.end:g} s selects no frames after --start {video.start:g} s")
+        raise UsageError(f"--end {video.end:g} s selects no frames after --start {video.start:g} s")
     if video.max_frames is not None:
         last_needed = start + (video.max_frames - 1) * video.every + 1
         end = last_needed if end is None else min(end, last_needed)
@@ -84,17 +84,17 @@ def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
 def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> str:
     """The normalisation mode to use, after refusing options that contradict --format."""
     if options.side_by_side and fmt not in VIDEO_FORMATS:
-        raise UserError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
+        raise UsageError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
     if fmt in render.RAW_FORMATS:
         if video.normalize is not None:
-            raise UserError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
+            raise UsageError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
         return "none"
     if fmt == "gray16":
         if video.normalize not in (None, "global"):
-            raise UserError("--format gray16 stores depth on one range for the whole video (two passes); "
+            raise UsageError("--format gray16 stores depth on one range for the whole video (two passes); "
                             "it cannot use --normalize " + video.normalize)
         if options.invert:
-            raise UserError("--format gray16 stores the depth values themselves (see its .json); "
+            raise UsageError("--format gray16 stores the depth values themselves (see its .json); "
                             "--invert applies to pictures")
         return "global"
     return video.normalize or "ema"
@@ -153,11 +153,24 @@ class _Gray16Video:
         self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
 
     def close(self) -> None:
-        self._writer.close()
+        """The sidecar is written before the video is renamed into place, so the video never exists without
+        the only key to its values; if the video cannot be published, the sidecar goes too."""
         lo, hi = self._range
         sidecar = {**self._description, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
-        write_atomic(self._sidecar, (json.dumps(sidecar, indent=2) + "\n").encode())
+
+        written = []
+
+        def write_sidecar():
+            write_atomic(self._sidecar, (json.dumps(sidecar, indent=2) + "\n").encode())
+            written.append(self._sidecar)
+
+        try:
+            self._writer.close(before_publish=write_sidecar)
+        except BaseException:
+            for path in written:  # only ours: an earlier run's sidecar still belongs to its video
+                path.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
         self._writer.abort()
@@ -169,6 +182,10 @@ class _FrameFolder:
     def __init__(self, out: Path, fmt: str):
         self._folder, self._fmt, self._extension = out, fmt, render.extension_for(fmt)
         self.frames_written = 0
+        # an earlier run's frames (the plan allowed this with --overwrite) go before the first new one is
+        # written, so an interrupted run leaves only its own frames, never a mix of two runs
+        for stale in frame_files(out):
+            stale.unlink(missing_ok=True)
 
     def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
         name = f"frame_{self.frames_written:06d}{self._extension}"
@@ -242,9 +259,9 @@ class VideoJob:
 def plan_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> VideoJob:
     """Check everything that can be checked before the model loads, so mistakes fail in a second."""
     if source == STDIO:
-        raise UserError("video input cannot come from stdin (-); give a file name")
+        raise UsageError("video input cannot come from stdin (-); give a file name")
     source_path = Path(source)
-    out = plan_output(source_path, output, options.fmt)
+    out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite)
     normalize = check_combination(options.fmt, options, video)
     info = probe(source_path, fps_override=video.fps)
     selection = select_frames(info.fps, video)
@@ -298,6 +315,9 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
         raise
     if stop.requested:
         return _finish_stopped(stop, out, sink.frames_written)
+    if video.name_outputs:
+        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in render.RAW_FORMATS
+             else f"wrote {out} ({sink.frames_written} frames)")
     if reader.error:
         report(f"{reader.error}; {out} holds the {sink.frames_written} frames before it")
         return EXIT_FAILED
