@@ -225,6 +225,7 @@ Examples:
   dav2 video clip.mp4 -o depth.webm --side-by-side --start 10 --end 20
   dav2 video clip.mp4 -o depth.mkv --format gray16    # + depth.mkv.json
   dav2 video clip.mp4 -o frames/ --format npy --every 5
+  dav2 video renders/ --fps 24 -o depth.mp4          # numbered images as one video
 """ + "\n" + VIDEO_FORMATS_HELP + "\n\n" + DEPTH_MEANING + "\n\n" + EXIT_CODES)
 @click.argument("source", metavar="IN")
 @click.option("-o", "--output", default=None, metavar="OUT|DIR",
@@ -257,7 +258,9 @@ Examples:
 @click.option("-q", "--quiet", "progress", flag_value=False, help="No progress bar.")
 def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, overwrite,
           progress, **values):
-    """Depth video (or per-frame depth files) for video IN, streamed frame by frame."""
+    """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
+
+    IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
     from .jobs.plan import video_format
     from .jobs.video import VideoOptions, run_video
 

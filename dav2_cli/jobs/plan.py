@@ -214,6 +214,8 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if fmt in render.RAW_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
+        if source.is_dir() and out.resolve() == source.resolve():
+            raise UsageError(f"{output}: is the input frame folder; choose another output folder")
         if frame_files(out) and not overwrite:
             raise UsageError(f"{output}: already holds frames of an earlier run; add --overwrite to replace them, "
                              f"or choose an empty folder")

@@ -22,7 +22,8 @@ from .. import render
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
 from ..media.atomic import STDIO, write_atomic
-from ..media.video_probe import VideoInfo, probe
+from ..media.frame_sequence import SequenceReader, probe_sequence
+from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
 from ..pipeline import DEFAULT_BATCH_SIZE, PerImageDepth, run_pipeline
@@ -210,8 +211,10 @@ def _progress_bar(show: bool, total: int | None, description: str):
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader:
-    return FrameReader(info.path, start=selection.start, end=selection.end, every=selection.every)
+def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader | SequenceReader:
+    """A video file's frames, or a frame folder's images read as one video."""
+    kind = SequenceReader if info.path.is_dir() else FrameReader
+    return kind(info.path, start=selection.start, end=selection.end, every=selection.every)
 
 
 def depth_stage(model):
@@ -263,7 +266,10 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
     source_path = Path(source)
     out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite)
     normalize = check_combination(options.fmt, options, video)
-    info = probe(source_path, fps_override=video.fps)
+    if source_path.is_dir():
+        info = probe_sequence(source_path, parse_rate(video.fps) if video.fps is not None else None)
+    else:
+        info = probe(source_path, fps_override=video.fps)
     selection = select_frames(info.fps, video)
     total = selection.count(info.frame_count)
     if total == 0:

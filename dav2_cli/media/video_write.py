@@ -52,7 +52,7 @@ _BT709_420 = [
 _ENCODER_ARGS = {
     # CRF 18 keeps the smooth gradients of depth maps free of banding; faststart lets browsers play at once.
     # veryfast: on 960x540 depth maps it spends a third of medium's CPU time for files 3% larger, and the
-    # encoder shares the CPU with the model (benchmarks/video_pipeline.py).
+    # encoder shares the CPU with the model (benchmarks/pipeline.py).
     "h264": ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", *_BT709_420],
     # Constant quality (-b:v 0); cpu-used 4 with row threading is several times faster than libvpx's default.
     "vp9": ["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-deadline", "good", "-cpu-used", "4",
