@@ -376,6 +376,10 @@ class RangeTracker:
         self.global_range = global_range
         self._smoothed = None  # the EMA state, (lo, hi), once a frame with finite values has been seen
 
+    def reset(self) -> None:
+        """Forget the smoothed range (a scene cut): the next frame starts it afresh."""
+        self._smoothed = None
+
     def update(self, depth_hw):
         """The (lo, hi) to normalise this frame with; frames must be passed in order."""
         if self.mode == "global":

@@ -26,7 +26,7 @@ from ..media.frame_sequence import SequenceReader, probe_sequence
 from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
-from ..pipeline import DEFAULT_BATCH_SIZE, PerImageDepth, run_pipeline
+from ..pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
 from .options import DepthOptions, load_job_model, note, report
 from .plan import frame_files, plan_output
 
@@ -118,8 +118,10 @@ class _PictureVideo:
     def frames_written(self) -> int:
         return self._writer.frames_written
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
-        options = self._options
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
+        options, frame_bgr = self._options, frame.image
+        if frame.cut:  # a new scene's depth has its own range: the smoothed one starts again
+            self._tracker.reset()
         picture = render.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
                                    metric=self._metric, value_range=self._tracker.update(depth_hw))
         if options.side_by_side:
@@ -149,7 +151,7 @@ class _Gray16Video:
     def frames_written(self) -> int:
         return self._writer.frames_written
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         # metric=False, invert=False: v grows with the stored value, so depth = lo + v / 65535 * (hi - lo)
         self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
 
@@ -188,7 +190,7 @@ class _FrameFolder:
         for stale in frame_files(out):
             stale.unlink(missing_ok=True)
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         name = f"frame_{self.frames_written:06d}{self._extension}"
         write_atomic(self._folder / name, render.encode(depth_hw, self._fmt))
         self.frames_written += 1
@@ -305,7 +307,7 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
         label = "depth" if value_range is None else "pass 2/2 (depth)"
         with _progress_bar(video.progress, job.total, label) as bar:
             def consume(frame, depth_hw):
-                sink.write(frame.key, frame.image, depth_hw)
+                sink.write(frame, depth_hw)
                 bar.update()
 
             run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
