@@ -57,22 +57,50 @@ def seeded_state_dict(template: dict, seed: int) -> dict:
             for key, value in template.items()}
 
 
-def dav2_upstream_template(encoder: str = "vits") -> dict:
+def vda_config(encoder: str = "vits", *, metric: bool = False):
+    """dav2's config for upstream's VDA of this encoder size."""
+    from dav2_cli.model import VideoModelConfig
+
+    sizes, width = VDA_CONFIGS[encoder], VDA_WIDTH[encoder]
+    return VideoModelConfig(width=width, blocks=VDA_BLOCKS[encoder], mlp_hidden=4 * width, swiglu=False,
+                            reassembly_channels=tuple(sizes["out_channels"]), fusion_channels=sizes["features"],
+                            metric=metric)
+
+
+def tiny_vda_config(*, metric: bool = False):
+    """A VDA far smaller than any released one (width 64, 32-channel decoder) for fast tests of the algorithm."""
+    from dav2_cli.model import VideoModelConfig
+
+    return VideoModelConfig(width=64, blocks=12, mlp_hidden=128, swiglu=False, reassembly_channels=(32,) * 4,
+                            fusion_channels=32, metric=metric)
+
+
+def dav2_upstream_template(encoder_or_config="vits") -> dict:
     """Upstream's VDA key names and shapes, from dav2's model (no reference code): what a .pth file would hold."""
-    from dav2_cli.model import VideoModelConfig, VideoDepthAnything
+    from dav2_cli.model import VideoDepthAnything
+    from dav2_cli.model.temporal import sinusoidal_table
     from dav2_cli.weights.video_checkpoint import video_upstream_key
 
-    sizes = VDA_CONFIGS[encoder]
-    width = VDA_WIDTH[encoder]
-    config = VideoModelConfig(width=width, blocks=VDA_BLOCKS[encoder], mlp_hidden=4 * width, swiglu=False,
-                              reassembly_channels=tuple(sizes["out_channels"]), fusion_channels=sizes["features"])
-    model = VideoDepthAnything(config)
-    return {video_upstream_key(name): tensor for name, tensor in model.state_dict().items()}
+    config = vda_config(encoder_or_config) if isinstance(encoder_or_config, str) else encoder_or_config
+    with torch.device("meta"):  # names and shapes only
+        model = VideoDepthAnything(config)
+    # the position tables are dav2's own (the recipe keeps them): the goldens hold upstream's, so they must agree
+    return {video_upstream_key(name): sinusoidal_table(*tensor.shape[1:]) if name.endswith("position_1tc")
+            else torch.empty(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
-def seeded_vda_checkpoint(encoder: str = "vits", seed: int = 0) -> dict:
+def seeded_vda_checkpoint(encoder_or_config="vits", seed: int = 0) -> dict:
     """A VDA state dict in upstream's layout, by the recipe above: save it as a .pth and dav2 loads it."""
-    return seeded_state_dict(dav2_upstream_template(encoder), seed)
+    return seeded_state_dict(dav2_upstream_template(encoder_or_config), seed)
+
+
+def seeded_vda_model(config, seed: int = 0):
+    """dav2's VideoDepthAnything for `config` holding the recipe's weights (through the checkpoint mapping)."""
+    from dav2_cli.weights.checkpoint import Checkpoint, build_model
+    from dav2_cli.weights.video_checkpoint import from_video_upstream_layout
+
+    state_dict = from_video_upstream_layout(seeded_vda_checkpoint(config, seed), config, "seeded")
+    return build_model(Checkpoint(config, state_dict, f"seeded VDA (seed {seed})"))
 
 
 def synthetic_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -31,7 +31,9 @@ upstream's grid is already even and the aspect ratio is at most 1.78, sizes and 
 
 Precision: float32 is the safe choice for VDA (fp16/bf16 gave black or flickering output upstream, VDA #92 and
 #97). Whatever precision the model was prepared in, a window whose depth is not finite is recomputed in
-float32, and the model stays in float32 from then on, rather than a black frame being written.
+float32, and the model stays in float32 from then on, rather than a black frame being written. Under float16
+autocast (float32 weights) that is exactly float32; weights already converted to bf16 can only be widened
+back, so their float32 results keep bf16's rounding of the weights.
 """
 
 import warnings

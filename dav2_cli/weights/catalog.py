@@ -90,7 +90,7 @@ def _catalogue() -> tuple[ModelSpec, ...]:
     # Video Depth Anything: upstream's own .pth files (no transformers copy). Licences from each repo's model card:
     # relative Small Apache-2.0, Base and Large CC-BY-NC-4.0; metric Small Apache-2.0. The metric Base and Large
     # cards could not be read when this was written: "see model card" until someone checks them.
-    video_sizes = {"vits": "112 MB", "vitb": "458 MB", "vitl": "1.5 GB"}
+    video_sizes = {"vits": "116 MB", "vitb": "458 MB", "vitl": "1.5 GB"}
     video_metric_licence = {"vits": "Apache-2.0", "vitb": "see model card", "vitl": "see model card"}
     for prefix, kind, file_prefix, repo_prefix in (("video", "relative", "", ""),
                                                    ("metric-video", "metric", "metric_", "Metric-")):
