@@ -2,8 +2,14 @@
 
 Upstream's `infer_video_depth` reads the whole video, runs windows of 32 frames stepping 22, and then chains
 their depth maps. This class gives the same depth for every frame while holding only what the chain needs
-next: the inputs of the previous window's keyframe slots (frame 0's among them), the last 8 aligned depth
-maps, the 2 reference maps of the alignment, and the frames not yet final. A 5x longer video costs the same.
+next: the inputs of the previous window's keyframe slots (frame 0's among them) with the encoder's outputs
+for them, the last 8 aligned depth maps, the 2 reference maps of the alignment, and the frames not yet final.
+A 5x longer video costs the same.
+
+The encoder (most of the work) sees each frame alone, so the 10 frames a window takes from the previous one
+are not encoded again: their encoder outputs are carried over (`VideoDepthAnything.window`). Per frame of a
+long video that is 22/22 of an encoder pass and 32/22 of a decoder pass, instead of 32/22 of both. The cost is
+memory: four token maps per carried frame (for vits at 280x476, ~4 MB a frame, 42 MB in all).
 
 The algorithm, per chain of frames (a video, or a scene between two cuts):
 - Window 0 is frames 0..31. Window w ≥ 1 puts the previous window's slots KEYFRAMES = [0, 12, 24..31] in its
@@ -92,6 +98,7 @@ class _Chain:
     pending: list = field(default_factory=list)  # frames of the next window's new slots
     last_input: np.ndarray | None = None  # the newest frame's input: what the last window is padded with
     keyframe_inputs: list | None = None  # the previous window's inputs at KEYFRAMES
+    keyframe_tokens: list | None = None  # and the encoder's outputs for them (VideoDepthAnything.window)
     tail_frames: list = field(default_factory=list)  # the previous window's slots 24..31 (None: padding)
     tail_maps: list = field(default_factory=list)  # their aligned depth, awaiting the crossfade
     reference_maps: list = field(default_factory=list)  # what slots 0-1 of the next window are fitted onto
@@ -103,7 +110,8 @@ class _Chain:
         return self.last_input is not None
 
     def window_inputs(self) -> tuple[list, list]:
-        """The next window's inputs and frames (None for repeated and carried-over slots), padded to 32."""
+        """The next window's inputs and frames (None for repeated and carried-over slots), padded to 32; the
+        first len(KEYFRAMES) inputs of a later window are carried over (see keyframe_tokens)."""
         new_frames = self.pending[: self.new_slots_needed()]
         del self.pending[: len(new_frames)]
         padding = self.new_slots_needed() - len(new_frames)
@@ -112,7 +120,7 @@ class _Chain:
         frames = [None] * len(carried) + new_frames + [None] * padding
         return inputs, frames
 
-    def chain(self, depth_maps: list[np.ndarray], frames: list, inputs: list) -> list:
+    def chain(self, depth_maps: list[np.ndarray], frames: list, inputs: list, tokens: list) -> list:
         """Align this window's depth (at frame size) to the chain; returns the (frame, depth) now final."""
         done = []
         if self.keyframe_inputs is None:
@@ -135,6 +143,7 @@ class _Chain:
         self.tail_frames = [frames[slot] for slot in TAIL_SLOTS]
         self.tail_maps = [aligned[slot] for slot in TAIL_SLOTS]
         self.keyframe_inputs = [inputs[slot] for slot in KEYFRAMES]
+        self.keyframe_tokens = [stage[list(KEYFRAMES)] for stage in tokens]  # a copy: the window's are let go
         return done
 
     def held(self) -> tuple[int, int, int]:
@@ -192,24 +201,28 @@ class TemporalDepth:
         return done
 
     def _run_window(self) -> list:
+        carried_tokens = self._chain.keyframe_tokens
         inputs, frames = self._chain.window_inputs()
-        depth_maps = self._infer(inputs)
-        return self._chain.chain(depth_maps, frames, inputs)
+        depth_maps, tokens = self._infer(inputs, carried_tokens)
+        return self._chain.chain(depth_maps, frames, inputs, tokens)
 
     @torch.inference_mode()
-    def _infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def _infer(self, inputs: list[np.ndarray], carried_tokens: list | None) -> tuple[list[np.ndarray], list]:
+        """Depth at frame size for a window whose first slots' encoder outputs may be known already."""
         device = next(self.model.parameters()).device
-        clip_1tchw = torch.from_numpy(np.stack(inputs))[None].to(device)
-        depth_thw = self.model(clip_1tchw)[0]
+        carried = 0 if carried_tokens is None else len(KEYFRAMES)
+        new_nchw = torch.from_numpy(np.stack(inputs[carried:])).to(device)
+        depth_thw, tokens = self.model.window(new_nchw, carried_tokens)
         if not bool(torch.isfinite(depth_thw).all()):
             if not _reduced_precision(self.model):
                 raise RuntimeError("Video Depth Anything gave non-finite depth in float32")
             self.notify(f"dav2: non-finite depth in {_precision_name(self.model)}; recomputing in float32 "
                         f"from here on (Video Depth Anything is unreliable in half precision)")
             use_float32(self.model)
-            depth_thw = self.model(clip_1tchw)[0]
+            # the carried encoder outputs came from the failed precision: the whole window again, from inputs
+            depth_thw, tokens = self.model.window(torch.from_numpy(np.stack(inputs)).to(device))
         # resized before chaining, as upstream does (see the module docstring)
-        return list(prep.to_image_size(depth_thw, self.image_hw).cpu().numpy())
+        return list(prep.to_image_size(depth_thw, self.image_hw).cpu().numpy()), tokens
 
 
 def _reduced_precision(model: torch.nn.Module) -> bool:

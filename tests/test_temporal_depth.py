@@ -168,6 +168,18 @@ def test_metric_models_are_chained_without_scale_and_shift(tiny, tiny_metric):
                                atol=1e-5 * float(metric.max()))
 
 
+def test_the_engines_preparation_keeps_the_values(tiny):
+    """engine.prepare_model lays the decoder out channels-last; the temporal modules must give the same depth."""
+    import copy
+
+    from dav2_cli import engine
+
+    frames = make_frames(33)
+    prepared = engine.prepare_model(copy.deepcopy(tiny), torch.device("cpu"), "float32")
+    expected = run(tiny, frames)
+    np.testing.assert_allclose(run(prepared, frames), expected, rtol=0, atol=1e-5 * float(expected.max()))
+
+
 def test_scale_and_shift_fit():
     rng = np.random.default_rng(0)
     prediction = [rng.random((6, 7)).astype(np.float32) for _ in range(2)]
@@ -188,11 +200,11 @@ class NonFiniteInHalfPrecision(torch.nn.Module):
         self.autocast_dtype = None
         self.calls = []
 
-    def forward(self, clips):
+    def window(self, new_frames, carried_tokens=None):
         half = self.patch_embed.proj.weight.dtype != torch.float32 or self.autocast_dtype is not None
         self.calls.append("half" if half else "float32")
-        depth = self.inner(clips)
-        return torch.full_like(depth, float("nan")) if half else depth
+        depth, tokens = self.inner.window(new_frames, carried_tokens)
+        return (torch.full_like(depth, float("nan")) if half else depth), tokens
 
 
 def test_non_finite_half_precision_falls_back_to_float32(tiny):
@@ -227,7 +239,7 @@ def test_bf16_weights_fall_back_to_float32_compute(tiny):
 
 def test_non_finite_float32_is_an_error_not_a_black_frame(tiny):
     wrapped = NonFiniteInHalfPrecision(tiny)
-    wrapped.forward = lambda clips: torch.full((1, clips.shape[1], *clips.shape[3:]), float("nan"))
+    wrapped.window = lambda frames, carried=None: (torch.full((32, *frames.shape[2:]), float("nan")), None)
     temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW)
     with pytest.raises(RuntimeError, match="non-finite"):
         temporal.push(make_frames(32))

@@ -135,3 +135,11 @@ def test_the_catalogue_does_not_import_torch():
     code = "import sys, dav2_cli.weights.catalog as c; c.list_models(True); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_load_model_gives_a_float32_vda_on_the_cpu_by_default(tiny_state_dict, tmp_path):
+    from dav2_cli import engine
+
+    model = engine.load_model(save(tiny_state_dict, tmp_path), device="cpu", dtype="auto")
+    assert isinstance(model, VideoDepthAnything) and model.precision == "float32"
+    assert model.patch_embed.proj.weight.dtype == torch.float32 and model.autocast_dtype is None

@@ -12,6 +12,8 @@ The head ends in ReLU for relative and metric checkpoints alike (metric VDA outp
 sigmoid and no max_depth). Contract as DA-V2's: float32 in, float32 out, whatever the compute dtype.
 """
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -47,30 +49,59 @@ class VideoDepthAnything(nn.Module):
 
     def forward(self, clips_btchw: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised RGB clips (B,T,3,H,W), T ≤ 32, H and W multiples of 14 → raw depth (B,T,H,W)."""
-        size_multiple = self.config.patch_size
         if clips_btchw.ndim != 5 or clips_btchw.shape[2] != 3:
             raise ValueError(f"expected (B,T,3,H,W) clips, got shape {tuple(clips_btchw.shape)}")
-        if clips_btchw.shape[1] > self.config.max_frames:
-            raise ValueError(f"a window holds at most {self.config.max_frames} frames, got {clips_btchw.shape[1]}")
-        if clips_btchw.shape[3] % size_multiple or clips_btchw.shape[4] % size_multiple:
-            raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(clips_btchw.shape[3:])}")
-        if self.autocast_dtype is None:
-            return self._depth(clips_btchw)
-        with torch.autocast(clips_btchw.device.type, dtype=self.autocast_dtype):
-            return self._depth(clips_btchw)
+        self._check(clips_btchw.shape[1], clips_btchw.shape[3:])
+        with self._precision(clips_btchw.device):
+            stage_tokens, grid_hw = self._encode(clips_btchw.flatten(0, 1))
+            return self._decode(stage_tokens, grid_hw, clips_btchw.shape[1])
 
-    def _depth(self, clips_btchw: torch.Tensor) -> torch.Tensor:
-        b, t = clips_btchw.shape[:2]
+    def window(self, new_frames_nchw: torch.Tensor,
+               carried_tokens: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One window of one video, reusing the encoder's work on frames an earlier window already held.
+
+        The encoder sees each frame alone, so a frame's encoder output does not depend on its window: a video's
+        windows share 10 frames, and re-encoding them would cost 10/32 of the encoder. `carried_tokens` are the
+        four encoder outputs (k, tokens, width) of the window's first k frames, taken from an earlier call's
+        result; `new_frames_nchw` (n,3,H,W) are the rest. Returns depth (k+n, H, W) in float32 and the window's
+        four encoder outputs (k+n, tokens, width), from which the next window's can be picked.
+        """
+        if new_frames_nchw.ndim != 4 or new_frames_nchw.shape[1] != 3:
+            raise ValueError(f"expected (N,3,H,W) frames, got shape {tuple(new_frames_nchw.shape)}")
+        carried = 0 if carried_tokens is None else carried_tokens[0].shape[0]
+        self._check(carried + new_frames_nchw.shape[0], new_frames_nchw.shape[2:])
+        with self._precision(new_frames_nchw.device):
+            stage_tokens, grid_hw = self._encode(new_frames_nchw)
+            if carried_tokens is not None:
+                stage_tokens = [torch.cat((old, new)) for old, new in zip(carried_tokens, stage_tokens)]
+            return self._decode(stage_tokens, grid_hw, stage_tokens[0].shape[0])[0], stage_tokens
+
+    def _check(self, frames: int, image_hw) -> None:
+        size_multiple = self.config.patch_size
+        if frames > self.config.max_frames:
+            raise ValueError(f"a window holds at most {self.config.max_frames} frames, got {frames}")
+        if image_hw[0] % size_multiple or image_hw[1] % size_multiple:
+            raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_hw)}")
+
+    def _precision(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
+
+    def _encode(self, frames_nchw: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
         compute_dtype = self.patch_embed.proj.weight.dtype
-        patch_tokens_nc, grid_hw = self.patch_embed(clips_btchw.flatten(0, 1).to(compute_dtype))
-        stage_tokens = self.image_encoder(patch_tokens_nc, grid_hw)
-        pyramid = self._reassemble(stage_tokens, grid_hw, t)
-        coarse_nchw = self._fuse_coarse(pyramid, t)
+        patch_tokens_nlc, grid_hw = self.patch_embed(frames_nchw.to(compute_dtype))
+        return self.image_encoder(patch_tokens_nlc, grid_hw), grid_hw
+
+    def _decode(self, stage_tokens: list[torch.Tensor], grid_hw: tuple[int, int], frames: int) -> torch.Tensor:
+        """Encoder outputs of B clips of `frames` frames each, frame-major → depth (B, frames, H, W) in float32."""
+        pyramid = self._reassemble(stage_tokens, grid_hw, frames)
+        coarse_nchw = self._fuse_coarse(pyramid, frames)
         depth_chunks = [self._fine(coarse_nchw[start:start + self.spatial_chunk_frames],
                                    [level[start:start + self.spatial_chunk_frames] for level in pyramid[:2]],
                                    grid_hw)
                         for start in range(0, coarse_nchw.shape[0], self.spatial_chunk_frames)]
-        return torch.cat(depth_chunks)[:, 0].float().unflatten(0, (b, t))
+        return torch.cat(depth_chunks)[:, 0].float().unflatten(0, (-1, frames))
 
     def _reassemble(self, stage_tokens: list[torch.Tensor], grid_hw: tuple[int, int], frames: int) -> list:
         pyramid = []
