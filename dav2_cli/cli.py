@@ -53,6 +53,14 @@ def model_option(ctx, param, value):
         check_model_argument(value)
     except UsageError as exc:
         raise click.BadParameter(str(exc).removeprefix(f"-m {value}: ")) from None
+    if ctx.command.name != "video":
+        from .weights.catalog import VIDEO_FAMILY, find_spec, looks_like_path
+
+        spec = None if looks_like_path(value) else find_spec(value)
+        if spec is not None and spec.family == VIDEO_FAMILY:
+            from .jobs.options import VIDEO_MODEL_FOR_IMAGES
+
+            raise click.BadParameter(VIDEO_MODEL_FOR_IMAGES.format(model=value))
     return value
 
 
@@ -250,14 +258,18 @@ Examples:
 @click.option("--batch-size", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
               help="Frames per model call.")
 @click.option("--no-audio", is_flag=True, help="Do not copy IN's audio.")
+@click.option("--scene-cuts", type=click.Choice(("on", "off")), default="on", show_default=True,
+              help="Find hard cuts (colour histograms of consecutive frames): Video Depth Anything starts a new "
+                   "chain of windows there and the ema brightness range starts again, so nothing is carried "
+                   "across a cut.")
 @click.option("--overwrite", is_flag=True,
               help="npy/exr/tiff: replace the frames an earlier run left in the -o folder (without it, such a "
                    "folder is refused, so two runs never mix).")
 @click.option("--progress", "progress", flag_value=True, default=None,
               help="Show progress even when stderr is not a terminal.")
 @click.option("-q", "--quiet", "progress", flag_value=False, help="No progress bar.")
-def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, overwrite,
-          progress, **values):
+def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, scene_cuts,
+          overwrite, progress, **values):
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
 
     IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
@@ -266,7 +278,7 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
 
     options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
                            batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
-                           name_outputs=values["verbose"] or sys.stderr.isatty(),
+                           scene_cuts=scene_cuts == "on", name_outputs=values["verbose"] or sys.stderr.isatty(),
                            progress=sys.stderr.isatty() if progress is None else progress)
     run_job(lambda: run_video(source, output, make_options(video_format(fmt), **values), options))
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import render
-from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
+from ..errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    UsageError,
+    UserError,
+)
 from ..interrupts import GracefulStop
 from ..media.atomic import (
     STDIO,
@@ -25,7 +32,14 @@ from ..media.atomic import (
 )
 from ..media.images import max_megapixels, read_image
 from ..pipeline import Frame, PerImageDepth, run_pipeline
-from .options import DepthOptions, load_job_model, note, report
+from .options import (
+    VIDEO_MODEL_FOR_IMAGES,
+    DepthOptions,
+    is_video_model,
+    load_job_model,
+    note,
+    report,
+)
 from .plan import (
     Item,
     default_folder_output,
@@ -163,6 +177,8 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
     from tqdm import tqdm
 
     model = load_job_model(options)
+    if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
+        raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))
     metric = model.config.metric
 
     def inputs():

@@ -37,6 +37,17 @@ def load_job_model(options: DepthOptions):
     return model
 
 
+VIDEO_MODEL_FOR_IMAGES = ("{model} is a Video Depth Anything model, which needs a sequence of frames: use it with "
+                          "`dav2 video` (a folder of numbered images works too), or a per-image model such as vits")
+
+
+def is_video_model(model) -> bool:
+    """Video Depth Anything (windows of frames in, consistent depth out) rather than a per-image model."""
+    from ..model import VideoModelConfig
+
+    return isinstance(model.config, VideoModelConfig)
+
+
 def note(message: str) -> None:
     """One line on stderr, written around any progress bar so neither garbles the other."""
     from tqdm import tqdm

@@ -27,7 +27,7 @@ from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
 from ..pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
-from .options import DepthOptions, load_job_model, note, report
+from .options import DepthOptions, is_video_model, load_job_model, note, report
 from .plan import frame_files, plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
@@ -48,6 +48,7 @@ class VideoOptions:
     progress: bool = False
     overwrite: bool = False  # replace the frames an earlier run left in the frame folder
     name_outputs: bool = False  # say on stderr what was written
+    scene_cuts: bool = True  # find hard cuts: no temporal window or brightness range is carried across one
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,26 @@ def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader | Sequenc
     return kind(info.path, start=selection.start, end=selection.end, every=selection.every)
 
 
-def depth_stage(model):
-    """What turns the video's frames into depth: the model one frame at a time."""
+def depth_stage(model, info: VideoInfo):
+    """What turns the video's frames into depth: Video Depth Anything over windows of frames (consistent across
+    them), or a per-image model one batch at a time."""
+    if is_video_model(model):
+        from ..temporal_depth import TemporalDepth
+
+        return TemporalDepth(model, image_hw=(info.height, info.width), notify=note)
     return PerImageDepth(model)
+
+
+def _frames(reader: FrameReader | SequenceReader, scene_cuts: bool):
+    """The reader's frames, each marked when it starts a new scene (when `scene_cuts`); closes the reader."""
+    from ..scene_cuts import SceneCutDetector
+
+    detector = SceneCutDetector() if scene_cuts else None
+    try:
+        for index, image in reader:
+            yield Frame(index, image, cut=detector is not None and detector.is_cut(image))
+    finally:
+        reader.close()
 
 
 def _measure_range(model, info, selection, options, video, mode, stop, total) -> tuple[float, float] | None:
@@ -241,8 +259,8 @@ def _measure_range(model, info, selection, options, video, mode, stop, total) ->
 
     reader = _open_reader(info, selection)
     with _progress_bar(video.progress, total, "pass 1/2 (range)") as bar:
-        run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
-                     batch_size=video.batch_size, stop=stop)
+        run_pipeline(_frames(reader, video.scene_cuts), depth_stage(model, info), consume,
+                     input_size=options.input_size, batch_size=video.batch_size, stop=stop)
     if stop.requested:
         return None
     if not lows:
@@ -310,8 +328,8 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
                 sink.write(frame, depth_hw)
                 bar.update()
 
-            run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
-                         batch_size=video.batch_size, stop=stop)
+            run_pipeline(_frames(reader, video.scene_cuts), depth_stage(model, info), consume,
+                         input_size=options.input_size, batch_size=video.batch_size, stop=stop)
         if sink.frames_written == 0:
             sink.abort()
             if stop.requested:

@@ -196,7 +196,10 @@ def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoi
         state_dict, metric, max_depth = read_safetensors(path, max_depth)
     else:
         state_dict = read_pth(path)
-        from .video_checkpoint import is_video_state_dict, load_video_checkpoint  # it builds on this module
+        from .video_checkpoint import (  # it builds on this module
+            is_video_state_dict,
+            load_video_checkpoint,
+        )
 
         if is_video_state_dict(state_dict):
             return load_video_checkpoint(state_dict, path, max_depth)
