@@ -13,7 +13,7 @@
   VDA #92, #97).
 
     python -m benchmarks.video_depth [--encoder vits] [--size 476x280] [--input-size 280] [--frames 76]
-                                     [--rss-frames 32] [--bf16]
+                                     [--rss-frames 32] [--bf16] [--skip-rss | --rss-only]
 """
 
 import argparse
@@ -128,10 +128,13 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--bf16", action="store_true", help="also measure bf16's error and time")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--rss-only", action="store_true")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args)
+    if args.rss_only:
+        return print_rss(args)
     torch.set_num_threads(args.threads)
     image_hw, size_hw = args.size, prep.model_size(args.size, args.input_size)
     frames = list(frames_for(args.frames, image_hw, size_hw))
@@ -162,9 +165,13 @@ def main():
               f"{error.mean():.2e}, max {error.max():.2e} of the range (seeded weights)")
 
     if not args.skip_rss:
-        short, long = peak_rss(args, args.rss_frames), peak_rss(args, 5 * args.rss_frames)
-        print(f"peak RSS: {args.rss_frames} frames {short:.0f} MiB, {5 * args.rss_frames} frames {long:.0f} MiB: "
-              f"{long / short:.3f}x (goal <= 1.15x)")
+        print_rss(args)
+
+
+def print_rss(args):
+    short, long = peak_rss(args, args.rss_frames), peak_rss(args, 5 * args.rss_frames)
+    print(f"peak RSS: {args.rss_frames} frames {short:.0f} MiB, {5 * args.rss_frames} frames {long:.0f} MiB: "
+          f"{long / short:.3f}x (goal <= 1.15x)")
 
 
 if __name__ == "__main__":
