@@ -308,7 +308,7 @@ def models(ctx):
 
     rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
     for model in list_models():
-        kind = f"metric {model['max_depth']:g} m" if model["kind"] == "metric" else "relative"
+        kind = model["label"]
         rows.append((model["name"], ",".join(model["aliases"]), kind, model["size"], model["licence"],
                      str(model["cached"]) if model["cached"] else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -113,10 +113,9 @@ def test_catalogue_names(name):
     assert catalog.find_spec(spec.aliases[0]) is spec
 
 
-def test_listing_keeps_video_models_apart_until_asked(monkeypatch, tmp_path):
+def test_the_listing_labels_what_each_model_gives(monkeypatch, tmp_path):
     monkeypatch.setenv("DAV2_HOME", str(tmp_path))
-    assert len(catalog.list_models()) == 9
-    rows = {row["name"]: row for row in catalog.list_models(include_video=True)}
+    rows = {row["name"]: row for row in catalog.list_models()}
     assert len(rows) == 15 and set(VIDEO_NAMES) <= set(rows)
     assert rows["metric-video-vits"]["label"] == "video metric m"
     assert rows["video-vitb"]["label"] == "video relative"
@@ -132,7 +131,7 @@ def test_a_hand_placed_vda_file_resolves_by_name_without_network(monkeypatch, tm
 
 
 def test_the_catalogue_does_not_import_torch():
-    code = "import sys, dav2_cli.weights.catalog as c; c.list_models(True); print('torch' in sys.modules)"
+    code = "import sys, dav2_cli.weights.catalog as c; c.list_models(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -217,14 +217,13 @@ def resolve(name_or_path, *, download: bool = True, progress: bool = True) -> Pa
     return target
 
 
-def list_models(include_video: bool = False) -> list[dict]:
-    """The catalogue as rows; Video Depth Anything's only with `include_video` (their metric kind has no
-    max_depth, so a listing must show `label`, not format max_depth)."""
+def list_models() -> list[dict]:
+    """The catalogue as rows; `label` says what a row's numbers mean (a metric VDA has no max_depth)."""
     return [
         {"name": spec.name, "aliases": list(spec.aliases), "encoder": spec.encoder, "kind": spec.kind,
          "max_depth": spec.max_depth, "licence": spec.licence, "size": spec.size, "cached": cached_path(spec),
          "family": spec.family, "label": spec.label}
-        for spec in CATALOGUE if include_video or spec.family != VIDEO_FAMILY
+        for spec in CATALOGUE
     ]
 
 
