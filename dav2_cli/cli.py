@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, UserError
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_USAGE, UsageError, UserError
 
 DEPTH_MEANING = """\b
 Relative models (vits, vitb, vitl) output inverse depth: larger = NEARER, no unit.
@@ -22,7 +22,7 @@ Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
 
 # render.FORMATS (+ its aliases) and render.CMAPS, spelled out because importing render loads OpenCV and
 # `dav2 --help` must stay instant; tests/test_cli_image.py keeps the two in step
-FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "png")
+FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "ply", "png")
 CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "plasma", "cividis", "jet", "bone")
 
 
@@ -30,6 +30,9 @@ def run_job(job, *args) -> None:
     """Run a runner job and turn its outcome into the documented exit code, without tracebacks for users."""
     try:
         code = job(*args)
+    except UsageError as exc:
+        click.echo(f"dav2: error: {exc}", err=True)
+        code = EXIT_USAGE
     except UserError as exc:
         click.echo(f"dav2: error: {exc}", err=True)
         code = EXIT_FAILED
@@ -285,6 +288,41 @@ def models_path():
     from .weights.catalog import dav2_home
 
     click.echo(dav2_home())
+
+
+def pixel_option(ctx, param, value):
+    """X,Y → (x, y), whole pixels of the depth map (0,0 is the top-left pixel)."""
+    if value is None:
+        return None
+    try:
+        x, y = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected X,Y in whole pixels, e.g. 320,240") from None
+    if x < 0 or y < 0:
+        raise click.BadParameter(f"{value!r}: pixels count from 0,0 at the top left")
+    return x, y
+
+
+@main.command(epilog="""\b
+Examples:
+  dav2 info depth.png                       # model, kind, unit, lo/hi, size, intrinsics...
+  dav2 info depth.png --at 320,240          # the depth at column 320, row 240
+  dav2 info cloud.ply                       # the PLY header's description and axes
+  dav2 info depth.mkv                       # a gray16 video's description (depth.mkv.json)
+
+\b
+Reads PNG (text chunks, or OUT.json beside a gray16 PNG), JPEG (comment), EXR (header
+attributes), TIFF (ImageDescription), npy (OUT.npy.json), PLY (header comments) and the
+.json beside a gray16 video. Pictures are turned back into depth with their lo/hi.
+""" + "\n" + EXIT_CODES)
+@click.argument("file", metavar="FILE")
+@click.option("--at", default=None, metavar="X,Y", callback=pixel_option,
+              help="Also print the depth at this pixel (column X, row Y, from 0).")
+def info(file, at):
+    """Print what a file dav2 wrote holds: model, kind, unit, range, size, camera, alignment."""
+    from .jobs.info import run_info
+
+    run_job(lambda: run_info(file, at, echo=click.echo))
 
 
 def image_size_option(ctx, param, value):

@@ -14,3 +14,10 @@ EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 class UserError(Exception):
     """A bad input, checkpoint, option value or output location, described in one line."""
+
+
+class UsageError(UserError):
+    """A command line that cannot work, found only once a file or model name has been looked at (exit 2).
+
+    Raised before any model loads or any output is written, so nothing has happened yet when it is reported.
+    """
