@@ -222,7 +222,8 @@ Examples:
 def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, progress,
           **values):
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame."""
-    from .jobs.video import VideoOptions, run_video, video_format
+    from .jobs.plan import video_format
+    from .jobs.video import VideoOptions, run_video
 
     options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
                            batch_size=batch_size, audio=not no_audio,

@@ -1,35 +1,80 @@
-"""Planning and feeding a batch job: shards, same-size batches, and reading ahead of the model.
+"""One streamed pipeline for every job: a reader thread, the model on batches, a writer thread.
 
-Long jobs run on many machines and are restarted after interruptions, so everything here is deterministic:
-a shard is fixed by the sorted input list alone (N machines cover every input exactly once without talking to
-each other), and grouping never changes a result, only how many images share one model call. Memory stays
-bounded however many images a folder holds: the reader thread runs at most one batch ahead, and the batcher
-never keeps more than one batch of decoded images waiting for same-sized company.
+Folders of any size and videos of any length go through the same three stages joined by small bounded queues:
+the reader thread decodes each input and prepares it for the model, the calling thread runs the model on
+batches of same-sized inputs, and the writer thread renders, encodes and writes each result. Decoding, encoding
+and fsync are hidden behind the model, which is the slow stage; torch, OpenCV and file writes release the GIL,
+so the threads really overlap, even on two cores. At most about four batches of inputs are alive at a time,
+however many there are, and the batcher never keeps more than one batch waiting for same-sized company.
+
+One cancellation path serves every way a job ends early: a Ctrl-C or SIGTERM (`stop`) stops the reading, and
+the inputs already read are finished and written; an exception in any stage cancels the other two and is
+raised in the calling thread once all three have ended, so no stage is ever left running.
 """
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import prep
-from .errors import UserError
-from .interrupts import GracefulStop
 
-_POLL_S = 0.05  # how often a blocked stage looks whether the job was stopped or the others gave up
+_POLL_S = 0.05  # how often a blocked stage looks whether the job was stopped or another stage gave up
 _END = object()  # end-of-stream marker passed down the queues
 # On a 2-core CPU two frames per model call ran about 10% faster per frame than one, and four no faster than
 # two (vits, input sizes 280 and 504) while holding twice the frames in memory.
 DEFAULT_BATCH_SIZE = 2
 
 
+@dataclass
+class Frame:
+    """One input on its way through: what the job calls it, the decoded picture, and the model's view of it."""
+
+    key: Any  # the job's handle: a planned output, a frame index
+    image: np.ndarray | None  # BGR (or gray) as decoded; None when reading failed
+    model_input: np.ndarray | None = None  # float32 CHW at the model size (prep.to_model_input)
+    error: BaseException | None = None  # why the input could not be read; it skips the model
+    cut: bool = False  # the first frame of a new scene (videos); temporal stages restart there
+
+
+class DepthStage(Protocol):
+    """What runs in the model thread: frames in, (frame, depth at the frame's own size) out, in input order.
+
+    A per-image model answers every frame at once; a temporal model may hold frames back until the window
+    that finalises them has run, and hands out the rest at `finish`.
+    """
+
+    def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray]]: ...
+
+    def finish(self) -> list[tuple[Frame, np.ndarray]]: ...
+
+
+class PerImageDepth:
+    """Depth-Anything V2: each batch of same-sized frames in one model call."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray]]:
+        from .engine import predict_prepared
+
+        batch_bchw = np.stack([frame.model_input for frame in frames])
+        depths = predict_prepared(self.model, batch_bchw, frames[0].image.shape[:2])
+        return list(zip(frames, depths))
+
+    def finish(self) -> list[tuple[Frame, np.ndarray]]:
+        return []
+
+
 class SizeBatcher:
     """Groups items by a key (the image size) into batches of up to `batch_size`, holding at most one batch.
 
     `add` returns the batches ready to run: a group that reached `batch_size`, or, when `batch_size` items are
-    waiting in mixed sizes, the largest group, so odd-sized images are not held back indefinitely.
+    waiting in mixed sizes, the largest group, so odd-sized images are not held back indefinitely. Items of one
+    size keep their order, so a video's frames (all one size) come out in sequence.
     """
 
     def __init__(self, batch_size: int):
@@ -54,162 +99,105 @@ class SizeBatcher:
         return batches
 
 
-class ReadAhead:
-    """`load(item)` for each item in a background thread, at most `ahead` results ahead of the consumer.
+class _Channel:
+    """A bounded queue whose blocking calls give up once the pipeline is cancelled."""
 
-    Iterating yields (item, result, error) in input order; error is what `load` raised when it is a `catch`
-    (result is None then). Anything else `load` raises is a bug and is raised again in the consumer's thread.
-    `close()` stops the thread early; leaving the context manager always does.
-    """
+    def __init__(self, size: int, cancel: threading.Event):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self._cancel = cancel
 
-    _END = object()
-
-    def __init__(self, items: Iterable, load: Callable, *, ahead: int, catch: type[BaseException] = Exception):
-        self._items = items
-        self._load = load
-        self._catch = catch
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-        self._closed = threading.Event()
-        self._failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="dav2-read", daemon=True)
-
-    def __enter__(self) -> "ReadAhead":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join()
-
-    def _put(self, entry) -> bool:
-        while not self._closed.is_set():
+    def put(self, item) -> bool:
+        """False when the pipeline was cancelled before there was room."""
+        while not self._cancel.is_set():
             try:
-                self._queue.put(entry, timeout=_POLL_S)
+                self._queue.put(item, timeout=_POLL_S)
                 return True
             except queue.Full:
                 pass
         return False
 
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                if self._closed.is_set():
-                    return
-                try:
-                    entry = (item, self._load(item), None)
-                except self._catch as exc:
-                    entry = (item, None, exc)
-                if not self._put(entry):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - a bug in `load`: raised again in the consumer's thread
-            self._failure.append(exc)
-        self._put(self._END)
-
-    def __iter__(self) -> Iterator[tuple[Any, Any, BaseException | None]]:
+    def get(self):
+        """The next item, or _END once the pipeline is cancelled."""
         while True:
-            entry = self._queue.get()
-            if entry is self._END:
-                if self._failure:
-                    raise self._failure[0]
-                return
-            yield entry
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._cancel.is_set():
+                    return _END
 
 
-def _put(channel: queue.Queue, item, cancel: threading.Event) -> bool:
-    """Put unless the pipeline is cancelled first; False when it was."""
-    while not cancel.is_set():
-        try:
-            channel.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            pass
-    return False
+def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, np.ndarray], None], *,
+                 input_size: int, batch_size: int = DEFAULT_BATCH_SIZE, stop=None,
+                 fail: Callable[[Frame], None] | None = None) -> None:
+    """Depth for every input `source` yields, handed to `consume(frame, depth_hw)` in the writer thread.
 
-
-def _get(channel: queue.Queue, cancel: threading.Event):
-    while True:
-        try:
-            return channel.get(timeout=_POLL_S)
-        except queue.Empty:
-            if cancel.is_set():
-                return _END
-
-
-def run_pipeline(model, reader, consume: Callable[[int, np.ndarray, np.ndarray], None], *,
-                 input_size: int, batch_size: int = DEFAULT_BATCH_SIZE, stop: GracefulStop | None = None) -> None:
-    """Depth for every frame `reader` yields, handed in order to `consume(index, frame_bgr, depth_hw)`.
-
-    `reader` is decoded (and each frame resized and normalised for the model) in one thread, which also
-    closes it; the model runs here on batches of `batch_size`; `consume` runs in a third thread. The queues
-    hold one batch each, so at most about four batches of frames are alive at any time, however long the
-    video. When `stop` is requested, reading stops and the frames already read are still finished. An
-    exception in any stage cancels the others and is raised here once all threads have ended. (OpenCV is
-    held to one thread by `engine.load_model`: these stages are the parallelism beside torch's.)
+    `source` yields `(key, image_bgr)`, or `(key, exception)` for an input that could not be read; it is
+    iterated in the reader thread (so decoding it happens there) and closed there when it has a `close`. Inputs
+    that failed go to `fail(frame)` in the writer thread, in their turn. `stop` (a GracefulStop) ends the
+    reading; what was read is still finished. An exception in any stage cancels the others and is raised here
+    once every thread has ended. (OpenCV is held to one thread meanwhile by the job: these stages are the
+    parallelism beside torch's.)
     """
-    from ..engine import predict_prepared
-
-    frames_in = queue.Queue(maxsize=batch_size)  # single frames: the next batch decodes while the model runs
-    depths_out = queue.Queue(maxsize=1)  # whole batches: one waits while the previous one is encoded
     cancel = threading.Event()
+    frames_in = _Channel(batch_size, cancel)  # single frames: the next batch decodes while the model runs
+    depths_out = _Channel(1, cancel)  # whole batches: one waits while the previous one is written
     failures: list[BaseException] = []
 
-    def decode():
+    def stopped() -> bool:
+        return stop is not None and stop.requested
+
+    def read():
         try:
-            frame_hw = size_hw = None
-            while stop is None or not stop.requested:
-                item = next(reader, None)
-                if item is None:
+            for key, image in source:
+                if isinstance(image, BaseException):
+                    frame = Frame(key, None, error=image)
+                else:
+                    frame = Frame(key, image, prep.to_model_input(image, prep.model_size(image.shape[:2],
+                                                                                         input_size)))
+                if not frames_in.put(frame) or stopped():
                     break
-                index, frame_bgr = item
-                if frame_hw is None:
-                    frame_hw = frame_bgr.shape[:2]
-                    size_hw = prep.model_size(frame_hw, input_size)
-                elif frame_bgr.shape[:2] != frame_hw:
-                    raise UserError(f"{reader.path}: frame {index} is "
-                                    f"{frame_bgr.shape[1]}x{frame_bgr.shape[0]} but the video began at "
-                                    f"{frame_hw[1]}x{frame_hw[0]}; videos that change size are not supported")
-                if not _put(frames_in, (index, frame_bgr, prep.to_model_input(frame_bgr, size_hw)), cancel):
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
             failures.append(exc)
             cancel.set()
         finally:
-            reader.close()
-            _put(frames_in, _END, cancel)
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+            frames_in.put(_END)
 
-    def encode():
+    def write():
         try:
-            while (batch := _get(depths_out, cancel)) is not _END:
-                for index, frame_bgr, depth_hw in batch:
+            while (results := depths_out.get()) is not _END:
+                for frame, depth_hw in results:
                     if cancel.is_set():
                         return
-                    consume(index, frame_bgr, depth_hw)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+                    if frame.error is not None:
+                        if fail is None:
+                            raise frame.error
+                        fail(frame)
+                    else:
+                        consume(frame, depth_hw)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
             failures.append(exc)
             cancel.set()
 
-    threads = [threading.Thread(target=decode, name="dav2-decode", daemon=True),
-               threading.Thread(target=encode, name="dav2-encode", daemon=True)]
+    threads = [threading.Thread(target=read, name="dav2-read", daemon=True),
+               threading.Thread(target=write, name="dav2-write", daemon=True)]
     for thread in threads:
         thread.start()
+    batcher = SizeBatcher(batch_size)
     try:
-        ended = False
-        while not ended and not cancel.is_set():
-            batch = []
-            while len(batch) < batch_size:
-                item = _get(frames_in, cancel)
-                if item is _END:
-                    ended = True
-                    break
-                batch.append(item)
-            if batch and not cancel.is_set():
-                frame_hw = batch[0][1].shape[:2]
-                depths = predict_prepared(model, np.stack([chw for _, _, chw in batch]), frame_hw)
-                _put(depths_out, [(index, frame, depth) for (index, frame, _), depth in zip(batch, depths)], cancel)
-        _put(depths_out, _END, cancel)
+        while (frame := frames_in.get()) is not _END:
+            if frame.error is not None:
+                depths_out.put([(frame, None)])
+                continue
+            for batch in batcher.add((frame.image.shape[:2], frame.model_input.shape), frame):
+                depths_out.put(stage.push(batch))
+        if not cancel.is_set():
+            for batch in batcher.flush():
+                depths_out.put(stage.push(batch))
+            depths_out.put(stage.finish())
+        depths_out.put(_END)
     except BaseException:
         cancel.set()
         raise
@@ -218,3 +206,4 @@ def run_pipeline(model, reader, consume: Callable[[int, np.ndarray, np.ndarray],
             thread.join()
     if failures:
         raise failures[0]
+

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from dav2_cli.weights import catalog
-from dav2_cli.weights.catalog import dav2_home, find_spec, hf_hub_cache, list_models, resolve
 from dav2_cli.errors import UserError
+from dav2_cli.weights import catalog
+from dav2_cli.weights.catalog import (
+    dav2_home,
+    find_spec,
+    hf_hub_cache,
+    list_models,
+    resolve,
+)
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import dav2_cli
-from dav2_cli.pipeline import SizeBatcher
 from dav2_cli.cli import main
+from dav2_cli.pipeline import SizeBatcher
 
 SIZE = "56"  # the smallest sensible model input: these tests are about files, not depth quality
 

@@ -17,16 +17,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import synthetic_photo
 
 import dav2_cli
-from dav2_cli.media import video_probe
 from dav2_cli.cli import main
+from dav2_cli.media import video_probe
 from dav2_cli.media.video_probe import find_ffmpeg, probe
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.media.video_write import VideoWriter
-from dav2_cli.pipeline import run_pipeline
-
-from conftest import synthetic_photo
+from dav2_cli.pipeline import PerImageDepth, run_pipeline
 
 NTSC = Fraction(30000, 1001)
 HEIGHT, WIDTH = 64, 96
@@ -356,6 +355,9 @@ class CountingReader:
         self._lock = threading.Lock()
         self.alive = self.peak = 0
 
+    def __iter__(self):
+        return self
+
     def __next__(self):
         index, frame = next(self._reader)
         with self._lock:
@@ -377,7 +379,8 @@ def test_frames_in_memory_do_not_grow_with_the_length_of_the_video(tmp_path, mod
     peaks = []
     for length in (20, 80):
         reader, seen = CountingReader(iter_frames(source, end=length)), []
-        run_pipeline(model, reader, lambda index, frame, depth: seen.append(index), input_size=28, batch_size=2)
+        run_pipeline(reader, PerImageDepth(model), lambda frame, depth: seen.append(frame.key), input_size=28,
+                     batch_size=2)
         assert seen == list(range(length)) and reader.alive == 0
         peaks.append(reader.peak)
     # decoding runs far ahead of the model, so only the bounded queues keep this low: one batch waiting, one in
@@ -389,12 +392,12 @@ def test_a_failing_encoder_stops_the_pipeline_and_its_error_surfaces(tmp_path, m
     source = write_clip(tmp_path / "IN.mkv", clip_frames(4) * 10)
     done = []
 
-    def consume(index, frame, depth):
-        if index == 3:
+    def consume(frame, depth):
+        if frame.key == 3:
             raise OSError("disk full")
-        done.append(index)
+        done.append(frame.key)
 
     with pytest.raises(OSError, match="disk full"):
-        run_pipeline(model, iter_frames(source), consume, input_size=28, batch_size=2)
+        run_pipeline(iter_frames(source), PerImageDepth(model), consume, input_size=28, batch_size=2)
     assert done == [0, 1, 2]
     assert not [t for t in threading.enumerate() if t.name.startswith("dav2-")]  # no stage left running

@@ -11,7 +11,12 @@ import torch
 from safetensors.torch import save_file
 
 from dav2_cli.errors import UserError
-from dav2_cli.weights.hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config, upstream_to_hf
+from dav2_cli.weights.hf_layout import (
+    hf_to_upstream,
+    is_hf_state_dict,
+    read_hf_config,
+    upstream_to_hf,
+)
 
 # `upstream_vits` (conftest.py): upstream's own model with seeded weights, every tensor moved off its init.
 

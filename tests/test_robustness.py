@@ -16,11 +16,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dav2_cli.media import atomic, images
-from dav2_cli.jobs.plan import parse_shard, take_shard
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
-from dav2_cli.jobs.plan import plan_folder
+from dav2_cli.jobs.plan import parse_shard, plan_folder, take_shard
+from dav2_cli.media import atomic, images
 
 
 def dav2(*args):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dav2_cli.media import video_probe, video_write
 from dav2_cli.errors import UserError
+from dav2_cli.media import video_probe, video_write
 from dav2_cli.media.video_probe import find_ffmpeg, probe
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.media.video_write import VideoWriter

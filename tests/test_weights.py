@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from dav2_cli.errors import UserError
-from dav2_cli.weights.checkpoint import build_model, config_from_state_dict, load_checkpoint, upstream_key
+from dav2_cli.weights.checkpoint import (
+    build_model,
+    config_from_state_dict,
+    load_checkpoint,
+    upstream_key,
+)
 
 
 def test_config_is_read_off_the_weights(vits_checkpoint):

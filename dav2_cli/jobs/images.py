@@ -18,7 +18,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
 from ..interrupts import GracefulStop
 from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_output
 from ..media.images import max_megapixels, read_image
-from ..pipeline import ReadAhead, SizeBatcher
+from ..pipeline import Frame, PerImageDepth, run_pipeline
 from .options import DepthOptions, load_job_model, report
 from .plan import (
     Item,
@@ -114,71 +114,70 @@ def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summ
     return EXIT_FAILED if tally.failed or stopped_by else EXIT_OK
 
 
+class _OutOfMemoryFailsTheBatch(PerImageDepth):
+    """A batch too large for the machine or GPU fails its own images only; the next, smaller ones still run."""
+
+    def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray | None]]:
+        import torch
+
+        try:
+            return super().push(frames)
+        except (MemoryError, torch.cuda.OutOfMemoryError):
+            for frame in frames:
+                height, width = frame.image.shape[:2]
+                frame.error = UserError(f"{frame.key.name}: out of memory running the model on {width}x{height} "
+                                        f"(batch of {len(frames)}); try a smaller --batch-size or --input-size")
+            return [(frame, None) for frame in frames]
+
+
 def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, tally: Tally) -> str | None:
-    """Run the model over `todo` in same-size batches while the next images are read; returns why it stopped.
+    """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
 
-    The reader thread keeps one batch ready and the batcher holds at most one batch more, so about two batches
-    of decoded images exist at a time. A Ctrl-C or SIGTERM lets the batch in hand finish and be written.
+    Same-sized images share a model call; the next ones are decoded and prepared while the model runs, and the
+    finished ones are rendered and written meanwhile. A Ctrl-C or SIGTERM stops the reading: the images already
+    read (at most about two batches) are finished and written.
     """
-    import torch
     from tqdm import tqdm
-
-    from ..engine import predict_batch
 
     model = load_job_model(options)
     metric = model.config.metric
-    batcher = SizeBatcher(job.batch_size)
 
-    def load(item: Item):
-        image = read_image(item.source)
-        check_aspect_ratio(item.name, image.shape[:2])
-        return image
+    def inputs():
+        for item in todo:
+            try:
+                image = read_image(item.source)
+                check_aspect_ratio(item.name, image.shape[:2])
+            except UserError as exc:
+                yield item, exc
+            else:
+                yield item, image
 
-    def fail(message: str) -> None:
-        report(message)
+    def fail(frame: Frame) -> None:
+        report(str(frame.error))
         tally.failed += 1
         bar.update(1)
 
-    def run(batch: list[tuple[Item, np.ndarray]]) -> None:
+    def write(frame: Frame, depth_hw: np.ndarray) -> None:
+        item = frame.key
+        suffix = Path(item.destination).suffix.lower() if item.destination != STDIO else None
         try:
-            depths = predict_batch(model, [image for _, image in batch], options.input_size)
-        except (MemoryError, torch.cuda.OutOfMemoryError):  # a batch too large for the GPU
-            for item, image in batch:
-                fail(f"{item.name}: out of memory running the model on {image.shape[1]}x{image.shape[0]} "
-                     f"(batch of {len(batch)}); try a smaller --batch-size or --input-size")
+            data = render.encode(depth_hw, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
+                                 metric=metric, image_bgr=frame.image if options.side_by_side else None)
+            write_output(item.destination, data)
+        except OutputStopped:
+            raise
+        except UserError as exc:
+            frame.error = exc
+            fail(frame)
             return
-        for (item, image), depth in zip(batch, depths):
-            suffix = Path(item.destination).suffix.lower() if item.destination != STDIO else None
-            try:
-                data = render.encode(depth, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
-                                     metric=metric, image_bgr=image if options.side_by_side else None)
-                write_output(item.destination, data)
-            except OutputStopped:
-                raise
-            except UserError as exc:
-                fail(str(exc))
-                continue
-            tally.done += 1
-            bar.update(1)
-
-    def batches(loaded: ReadAhead):
-        for item, image, error in loaded:
-            if stop.requested:  # the images read ahead are dropped: they were not started
-                return
-            if error is not None:
-                fail(str(error))
-            else:
-                yield from batcher.add(image.shape[:2], (item, image))
-        yield from batcher.flush()
+        tally.done += 1
+        bar.update(1)
 
     with GracefulStop() as stop, tqdm(total=len(todo), unit="img", file=sys.stderr, dynamic_ncols=True,
                                      disable=not job.progress) as bar:
         try:
-            with ReadAhead(todo, load, ahead=job.batch_size, catch=UserError) as loaded:
-                for batch in batches(loaded):
-                    if stop.requested:
-                        break
-                    run(batch)
+            run_pipeline(inputs(), _OutOfMemoryFailsTheBatch(model), write, fail=fail, input_size=options.input_size,
+                         batch_size=job.batch_size, stop=stop)
         except OutputStopped as exc:
             report(str(exc))
             tally.failed += 1

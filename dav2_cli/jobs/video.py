@@ -27,7 +27,7 @@ from ..media.atomic import STDIO, write_atomic
 from ..media.video_probe import VideoInfo, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
-from ..pipeline import DEFAULT_BATCH_SIZE, run_pipeline
+from ..pipeline import DEFAULT_BATCH_SIZE, PerImageDepth, run_pipeline
 from .options import DepthOptions, load_job_model, report
 from .plan import plan_output
 
@@ -197,6 +197,11 @@ def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader:
     return FrameReader(info.path, start=selection.start, end=selection.end, every=selection.every)
 
 
+def depth_stage(model):
+    """What turns the video's frames into depth: the model one frame at a time."""
+    return PerImageDepth(model)
+
+
 def _measure_range(model, info, selection, options, video, mode, stop, total) -> tuple[float, float] | None:
     """First pass for one range over the whole selection; None when stopped by a signal before any frame.
 
@@ -206,7 +211,7 @@ def _measure_range(model, info, selection, options, video, mode, stop, total) ->
     percentiles = render.RangeTracker("ema", alpha=1.0)  # alpha 1: exactly each frame's own percentiles
     lows, highs = [], []
 
-    def consume(index, frame_bgr, depth_hw):
+    def consume(frame, depth_hw):
         lo, hi = render.depth_range(depth_hw) if mode == "minmax" else percentiles.update(depth_hw)
         lows.append(lo)
         highs.append(hi)
@@ -214,8 +219,8 @@ def _measure_range(model, info, selection, options, video, mode, stop, total) ->
 
     reader = _open_reader(info, selection)
     with _progress_bar(video.progress, total, "pass 1/2 (range)") as bar:
-        run_pipeline(model, reader, consume, input_size=options.input_size, batch_size=video.batch_size,
-                     stop=stop)
+        run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
+                     batch_size=video.batch_size, stop=stop)
     if stop.requested:
         return None
     if not lows:
@@ -276,12 +281,12 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     try:
         label = "depth" if value_range is None else "pass 2/2 (depth)"
         with _progress_bar(video.progress, job.total, label) as bar:
-            def consume(index, frame_bgr, depth_hw):
-                sink.write(index, frame_bgr, depth_hw)
+            def consume(frame, depth_hw):
+                sink.write(frame.key, frame.image, depth_hw)
                 bar.update()
 
-            run_pipeline(model, reader, consume, input_size=options.input_size, batch_size=video.batch_size,
-                         stop=stop)
+            run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
+                         batch_size=video.batch_size, stop=stop)
         if sink.frames_written == 0:
             sink.abort()
             if stop.requested:

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from dav2_cli.errors import UserError
 from dav2_cli.media.video_probe import check_readable, frame_count_of, open_capture
 
 
@@ -40,6 +41,7 @@ class FrameReader:
         self.frames_read = 0
         self.stopped_early = False
         self.error: str | None = None
+        self._frame_hw: tuple[int, int] | None = None
         self._frames = self._decode()
 
     def __iter__(self) -> FrameReader:
@@ -75,10 +77,18 @@ class FrameReader:
                 index += 1
                 self.frames_read = index
                 if frame is not None:
+                    self._check_size(index - 1, frame)
                     yield index - 1, frame
                     frame = None  # let it go before decoding the next one
         finally:
             self._capture.release()
+
+    def _check_size(self, index: int, frame: np.ndarray) -> None:
+        if self._frame_hw is None:
+            self._frame_hw = frame.shape[:2]
+        elif frame.shape[:2] != self._frame_hw:  # a depth video has one size, as the model's batches do
+            raise UserError(f"{self.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]} but the video began "
+                            f"at {self._frame_hw[1]}x{self._frame_hw[0]}; videos that change size are not supported")
 
     def _note_stop(self, index: int) -> None:
         if self.frame_count is not None and index < self.frame_count - 1:
