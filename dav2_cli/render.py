@@ -37,6 +37,7 @@ VISUAL_FORMATS = ("color", "gray", "gray16")
 RAW_FORMATS = ("npy", "exr", "tiff")
 CLOUD_FORMATS = ("ply",)
 FORMATS = VISUAL_FORMATS + RAW_FORMATS + CLOUD_FORMATS
+FILE_PER_FRAME_FORMATS = RAW_FORMATS + CLOUD_FORMATS  # a video becomes a folder of these, one file per frame
 FORMAT_ALIASES = {"png": "color"}  # `--format png` means the default colour PNG
 
 # OpenCV's built-in tables (its own copies of the matplotlib/Google maps), looked up by name.
@@ -104,6 +105,15 @@ def format_for_path(path):
         if ext in exts:
             return name
     return None
+
+
+def check_picture_container(fmt, ext) -> None:
+    """Refuse a picture format in a container that cannot hold it (gray16 needs 16 bits: PNG only)."""
+    name, ext = canonical_format(fmt), ext.lower()
+    if ext not in _PICTURE_EXTS:
+        raise UserError(f"a {name} picture cannot be written as a {ext} file; use {', '.join(_PICTURE_EXTS)}")
+    if name == "gray16" and ext in _EIGHT_BIT_EXTS:
+        raise UserError(f"gray16 needs a 16-bit container (.png); {ext} holds 8 bits per channel")
 
 
 def depth_range(depth_hw):
@@ -369,10 +379,7 @@ def encode_outputs(
         return [("", data)]
 
     ext = (ext or ".png").lower()
-    if ext not in _PICTURE_EXTS:
-        raise UserError(f"a {name} picture cannot be written as a {ext} file; use {', '.join(_PICTURE_EXTS)}")
-    if name == "gray16" and ext in _EIGHT_BIT_EXTS:
-        raise UserError(f"gray16 needs a 16-bit container (.png); {ext} holds 8 bits per channel")
+    check_picture_container(name, ext)
     value_range = depth_range(depth_hw) if value_range is None else value_range
     picture = to_visual(depth_hw, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range)
     if image_bgr is not None:

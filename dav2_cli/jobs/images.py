@@ -16,9 +16,11 @@ import numpy as np
 from .. import render
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
 from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_output
-from ..media.images import max_megapixels, read_image
+from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_atomic, write_output
+from ..media.exif import focal_length_35mm
+from ..media.images import decode_image, max_megapixels, read_input_bytes
 from ..pipeline import Frame, PerImageDepth, run_pipeline
+from .measure import Measure, plan_measure
 from .options import DepthOptions, load_job_model, report
 from .plan import (
     Item,
@@ -58,8 +60,9 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
                job: JobOptions = JobOptions()) -> int:
     pairs = plan_image_outputs(inputs, output, options.fmt)
     render.check_side_by_side(options.fmt, options.side_by_side)
+    measure = plan_measure(options)
     items = [Item(source, destination) for source, destination in pairs]
-    return run_items(items, options, job, summary=False)
+    return run_items(items, measure, job, summary=False)
 
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
@@ -70,11 +73,12 @@ def run_folder(source: str, output: str | None, options: DepthOptions, job: JobO
         raise UserError(f"{source}: no such file or folder")
     output_path = Path(output) if output is not None else default_folder_output(source_path)
     render.check_side_by_side(options.fmt, options.side_by_side)
+    measure = plan_measure(options)
     items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
     for problem in problems:
         report(problem)
     prepare_output_folder(output_path)
-    return run_items(items, options, job, summary=True, failed_before=len(problems))
+    return run_items(items, measure, job, summary=True, failed_before=len(problems))
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -85,7 +89,7 @@ def _identity(path: str) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summary: bool,
+def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: bool,
               failed_before: int = 0) -> int:
     """Depth for each item of this job's shard, skipping finished ones when asked; prints the summary line.
 
@@ -106,7 +110,7 @@ def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summ
             todo.append(item)
     stopped_by = None
     if todo:
-        stopped_by = _depth_for_items(todo, options, job, tally)
+        stopped_by = _depth_for_items(todo, measure, job, tally)
     if summary or stopped_by:
         print(tally.line(stopped_by), file=sys.stderr, flush=True)
     if stopped_by in ("interrupted", "terminated"):
@@ -130,7 +134,28 @@ class _OutOfMemoryFailsTheBatch(PerImageDepth):
             return [(frame, None) for frame in frames]
 
 
-def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, tally: Tally) -> str | None:
+@dataclass(frozen=True)
+class _Input:
+    """An item on its way through the pipeline, with what its file said about the camera."""
+
+    item: Item
+    focal_35mm: float | None  # EXIF FocalLengthIn35mmFilm
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+
+def _write_outputs(destination: str, outputs: list[tuple[str, bytes]]) -> None:
+    """Sidecars first, the output last: an output that exists (what --skip-existing looks for) is complete."""
+    main, *sidecars = outputs
+    if destination != STDIO:  # stdout takes one file; the picture formats still carry their text chunks
+        for suffix, data in sidecars:
+            write_atomic(Path(destination + suffix), data)
+    write_output(destination, main[1])
+
+
+def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally) -> str | None:
     """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
 
     Same-sized images share a model call; the next ones are decoded and prepared while the model runs, and the
@@ -139,18 +164,20 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
     """
     from tqdm import tqdm
 
+    options = measure.options
     model = load_job_model(options)
-    metric = model.config.metric
+    measure.use_model(model.config)
 
     def inputs():
         for item in todo:
             try:
-                image = read_image(item.source)
+                data = read_input_bytes(item.source)
+                image = decode_image(data, item.name)
                 check_aspect_ratio(item.name, image.shape[:2])
             except UserError as exc:
-                yield item, exc
+                yield _Input(item, None), exc
             else:
-                yield item, image
+                yield _Input(item, focal_length_35mm(data)), image
 
     def fail(frame: Frame) -> None:
         report(str(frame.error))
@@ -158,12 +185,11 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
         bar.update(1)
 
     def write(frame: Frame, depth_hw: np.ndarray) -> None:
-        item = frame.key
-        suffix = Path(item.destination).suffix.lower() if item.destination != STDIO else None
+        item = frame.key.item
         try:
-            data = render.encode(depth_hw, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
-                                 metric=metric, image_bgr=frame.image if options.side_by_side else None)
-            write_output(item.destination, data)
+            outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
+                                     focal_35mm=frame.key.focal_35mm)
+            _write_outputs(item.destination, outputs)
         except OutputStopped:
             raise
         except UserError as exc:

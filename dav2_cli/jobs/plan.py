@@ -107,12 +107,15 @@ def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str
         and not Path(output).is_dir()
     from_path = render.format_for_path(output) if single_file else None
     if single_file and from_path is None:
-        raise UserError(f"{output}: unknown output extension; use one of .png .jpg .webp .npy .exr .tiff, "
+        raise UserError(f"{output}: unknown output extension; use one of .png .jpg .webp .npy .exr .tiff .ply, "
                         f"or an existing folder")
-    # 8-bit pictures may go into any picture type the extension names; everything else must agree
-    if fmt and from_path and fmt != from_path and not (from_path == "color" and fmt == "gray"):
+    # any picture format may go into the picture type the extension names (render refuses gray16 in 8-bit
+    # containers, saying why); everything else must agree
+    if fmt and from_path and fmt != from_path and not (from_path == "color" and fmt in render.VISUAL_FORMATS):
         raise UserError(f"{output}: the extension does not fit --format {fmt} "
                         f"(use {render.extension_for(fmt)})")
+    if fmt in render.VISUAL_FORMATS and from_path:
+        render.check_picture_container(fmt, Path(output).suffix)
     return fmt or from_path or "color"
 
 
@@ -171,12 +174,12 @@ def plan_output(source: Path, output: str | None, fmt: str) -> Path:
     if output == STDIO:
         raise UserError("video output cannot go to stdout (-o -); give a file name")
     if output is None:
-        if fmt in render.RAW_FORMATS:
+        if fmt in render.FILE_PER_FRAME_FORMATS:
             return source.with_name(f"{source.stem}_depth")
         return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
-    if fmt in render.RAW_FORMATS:
+    if fmt in render.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UserError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
         return out
@@ -184,7 +187,7 @@ def plan_output(source: Path, output: str | None, fmt: str) -> Path:
         raise UserError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
     if extension not in SUPPORTED_EXTENSIONS:
         raise UserError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
-                        f"(or --format npy, exr or tiff with -o DIR for a folder of frames)")
+                        f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise UserError(f"{output}: is the input video; choose another output name")
     return out
