@@ -3,6 +3,7 @@
 Nothing here imports torch, so `dav2 --help` answers instantly; the runner is imported inside each command.
 """
 
+import re
 import sys
 
 import click
@@ -32,29 +33,49 @@ def run_job(job, *args) -> None:
     """Run a runner job and turn its outcome into the documented exit code, without tracebacks for users."""
     try:
         code = job(*args)
-    except UsageError as exc:
-        click.echo(f"dav2: error: {exc}", err=True)
-        code = EXIT_USAGE
     except UserError as exc:
         click.echo(f"dav2: error: {exc}", err=True)
-        code = EXIT_FAILED
+        code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
     except KeyboardInterrupt:
         click.echo("dav2: interrupted", err=True)
         code = EXIT_SIGINT
     sys.exit(code)
 
 
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?", re.IGNORECASE)
+
+
+def model_option(ctx, param, value):
+    """A model name or an existing file or folder, checked before anything loads (see catalog.looks_like_path)."""
+    if value is None:
+        return value
+    from .weights.catalog import check_model_argument
+
+    try:
+        check_model_argument(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"-m {value}: ")) from None
+    return value
+
+
+def device_option(ctx, param, value):
+    if not DEVICE_PATTERN.fullmatch(value.strip()):
+        raise click.BadParameter(f"{value!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return value.strip().lower()
+
+
 def depth_options(command):
     """The model and rendering options every command shares."""
     options = [
         click.option("-m", "--model", default="vits", show_default=True, metavar="NAME|PATH",
+                     callback=model_option,
                      help="Model name (see `dav2 models`) or a checkpoint: upstream .pth, HuggingFace folder "
-                          "or .safetensors."),
+                          "or .safetensors. A bare word is a name first: write ./vits for a folder called vits."),
         click.option("--input-size", type=click.IntRange(28, 4200), default=504, show_default=True,
                      help="Shorter side the model sees; sides are rounded to multiples of 28 "
                           "(upstream's default 518 becomes 532; 504 is the nearest below)."),
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
-                     help="Where to run the model."),
+                     callback=device_option, help="Where to run the model."),
         click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")),
                      default="auto", show_default=True,
                      help="Compute precision; output is always float32. auto: bfloat16 on GPUs and CPUs with "
@@ -166,7 +187,8 @@ def image(inputs, output, fmt, skip_existing, **values):
 
     def job():
         options = make_options(output_format(output, fmt, list(inputs)), **values)
-        return run_images(list(inputs), output, options, JobOptions(skip_existing=skip_existing))
+        job = JobOptions(skip_existing=skip_existing, name_outputs=values["verbose"] or sys.stderr.isatty())
+        return run_images(list(inputs), output, options, job)
 
     run_job(job)
 
@@ -219,9 +241,20 @@ def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, pro
     """Depth maps for every image in folder DIR (recursively) or listed in LIST.txt."""
     from .jobs.images import JobOptions, run_folder
 
-    job = JobOptions(batch_size=batch_size, shard=shard, skip_existing=skip_existing,
+    job = JobOptions(batch_size=batch_size, shard=shard, skip_existing=skip_existing, name_outputs=values["verbose"],
                      progress=sys.stderr.isatty() if progress is None else progress)
     run_job(lambda: run_folder(source, output, make_options(fmt or "color", **values), job, recursive=recursive))
+
+
+def fps_option(ctx, param, value):
+    if value is None:
+        return None
+    from .media.video_probe import parse_rate
+
+    try:
+        return parse_rate(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 VIDEO_FORMATS_HELP = """\b
@@ -247,6 +280,7 @@ Examples:
   dav2 video clip.mp4 -o depth.webm --side-by-side --start 10 --end 20
   dav2 video clip.mp4 -o depth.mkv --format gray16    # + depth.mkv.json
   dav2 video clip.mp4 -o frames/ --format npy --every 5
+  dav2 video renders/ --fps 24 -o depth.mp4          # numbered images as one video
 """ + "\n" + VIDEO_FORMATS_HELP + "\n\n" + DEPTH_MEANING + "\n\n" + EXIT_CODES)
 @click.argument("source", metavar="IN")
 @click.option("-o", "--output", default=None, metavar="OUT|DIR",
@@ -267,22 +301,28 @@ Examples:
               help="Write at most N frames.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Keep every Nth frame; the output's frame rate is IN's divided by N (exactly).")
-@click.option("--fps", default=None, metavar="RATE",
+@click.option("--fps", default=None, metavar="RATE", callback=fps_option,
               help="Frame rate to use when IN states none (or to override it): 25, 29.97, 30000/1001.")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=2, show_default=True, metavar="N",
               help="Frames per model call.")
 @click.option("--no-audio", is_flag=True, help="Do not copy IN's audio.")
+@click.option("--overwrite", is_flag=True,
+              help="npy/exr/tiff: replace the frames an earlier run left in the -o folder (without it, such a "
+                   "folder is refused, so two runs never mix).")
 @click.option("--progress", "progress", flag_value=True, default=None,
               help="Show progress even when stderr is not a terminal.")
 @click.option("-q", "--quiet", "progress", flag_value=False, help="No progress bar.")
-def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, progress,
-          **values):
-    """Depth video (or per-frame depth files) for video IN, streamed frame by frame."""
+def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, overwrite,
+          progress, **values):
+    """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
+
+    IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
     from .jobs.plan import video_format
     from .jobs.video import VideoOptions, run_video
 
     options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
-                           batch_size=batch_size, audio=not no_audio,
+                           batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
+                           name_outputs=values["verbose"] or sys.stderr.isatty(),
                            progress=sys.stderr.isatty() if progress is None else progress)
     run_job(lambda: run_video(source, output, make_options(video_format(fmt), **values), options))
 

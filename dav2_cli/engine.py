@@ -18,14 +18,13 @@ Precision ("auto" picks per machine, from what its hardware runs natively; measu
   (model/int8.py), gained only 1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make
   a lossy result the default, so it stays an explicit choice.
 
-Threads: torch keeps its default intra-op pool (one thread per physical core) and OpenCV is held to one thread.
-OpenCV's share of the work (decode, resize, colour maps) is a few percent of a forward pass, and in the video and
-folder pipelines it runs in Python threads beside the model; a second pool of OpenCV workers would compete with
-torch's OpenMP threads for the same cores, and OpenMP's barrier-synchronised kernels stall whenever one of their
-threads is descheduled.
+Threads: torch keeps its default intra-op pool (one thread per physical core); dav2's own jobs hold OpenCV to one
+thread (jobs/options.py), while the Python API leaves the caller's OpenCV settings alone. OpenCV's share of the
+work (decode, resize, colour maps) is a few percent of a forward pass, and in the pipeline it runs in Python
+threads beside the model; a second pool of OpenCV workers would compete with torch's OpenMP threads for the same
+cores, and OpenMP's barrier-synchronised kernels stall whenever one of their threads is descheduled.
 """
 
-import cv2
 import numpy as np
 import torch
 
@@ -104,13 +103,8 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
-def share_cores_with_opencv() -> None:
-    cv2.setNumThreads(1)  # why: see "Threads" in the module docstring
-
-
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
     """A float32 eval-mode model made ready to compute in `precision` on `device` (converted in place)."""
-    share_cores_with_opencv()
     model.precision = precision
     # the decoder runs channels-last (see model/reassembly.py); conv weights stored that way are not
     # re-laid-out on every call

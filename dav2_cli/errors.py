@@ -17,7 +17,5 @@ class UserError(Exception):
 
 
 class UsageError(UserError):
-    """A command line that cannot work, found only once a file or model name has been looked at (exit 2).
-
-    Raised before any model loads or any output is written, so nothing has happened yet when it is reported.
-    """
+    """A mistake in the command line itself (a flag value, an impossible combination, a model that cannot give
+    what was asked): exit 2, before any model loads or any work, and nothing written."""

@@ -131,7 +131,8 @@ def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, 
                  fail: Callable[[Frame], None] | None = None) -> None:
     """Depth for every input `source` yields, handed to `consume(frame, depth_hw)` in the writer thread.
 
-    `source` yields `(key, image_bgr)`, or `(key, exception)` for an input that could not be read; it is
+    `source` yields `(key, image_bgr)`, or `(key, exception)` for an input that could not be read, or a `Frame`
+    (to say more about it, such as a scene cut); it is
     iterated in the reader thread (so decoding it happens there) and closed there when it has a `close`. Inputs
     that failed go to `fail(frame)` in the writer thread, in their turn. `stop` (a GracefulStop) ends the
     reading; what was read is still finished. An exception in any stage cancels the others and is raised here
@@ -148,12 +149,13 @@ def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, 
 
     def read():
         try:
-            for key, image in source:
-                if isinstance(image, BaseException):
-                    frame = Frame(key, None, error=image)
-                else:
-                    frame = Frame(key, image, prep.to_model_input(image, prep.model_size(image.shape[:2],
-                                                                                         input_size)))
+            for entry in source:
+                frame = entry if isinstance(entry, Frame) else Frame(*entry)
+                if isinstance(frame.image, BaseException):
+                    frame.image, frame.error = None, frame.image
+                elif frame.error is None:
+                    size_hw = prep.model_size(frame.image.shape[:2], input_size)
+                    frame.model_input = prep.to_model_input(frame.image, size_hw)
                 if not frames_in.put(frame) or stopped():
                     break
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it

@@ -10,8 +10,6 @@ default is 504, the nearest even grid below it (36 patches on the short side; 51
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 SIZE_MULTIPLE = 28  # two 14-pixel patches: an even patch grid
 DEFAULT_INPUT_SIZE = 504
@@ -50,8 +48,11 @@ def to_model_input(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarra
     return np.ascontiguousarray(normalised_hwc.transpose(2, 0, 1), dtype=np.float32)
 
 
-def to_image_size(depth_bhw: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """Model-resolution depth → the image's own size (upstream: bilinear, align_corners=True)."""
+def to_image_size(depth_bhw, image_hw: tuple[int, int]):
+    """Model-resolution depth (a torch tensor, B,H,W) → the image's own size (upstream: bilinear,
+    align_corners=True)."""
+    import torch.nn.functional as F  # here: planning a job imports this module, and must not wait for torch
+
     if tuple(depth_bhw.shape[1:]) == tuple(image_hw):
         return depth_bhw
     return F.interpolate(depth_bhw[:, None], size=image_hw, mode="bilinear", align_corners=True)[:, 0]

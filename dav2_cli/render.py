@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from dav2_cli import metadata
-from dav2_cli.errors import UserError
+from dav2_cli.errors import UsageError, UserError
 from dav2_cli.geometry import CloudOptions, Intrinsics, build_cloud
 from dav2_cli.pointcloud import encode_ply
 
@@ -65,6 +65,7 @@ _EIGHT_BIT_EXTS = (".jpg", ".jpeg", ".webp")
 _FILE_EXTS = {"npy": (".npy",), "exr": (".exr",), "tiff": (".tiff", ".tif"), "ply": (".ply",)}
 SIDECAR_SUFFIX = ".json"  # OUT.png -> OUT.png.json, as for the gray16 video's OUT.mkv.json
 
+OUTPUT_EXTENSIONS = _PICTURE_EXTS + tuple(ext for exts in _FILE_EXTS.values() for ext in exts)
 NORMALIZE_MODES = ("ema", "frame", "global")
 _EMA_SAMPLES = 1 << 16  # about this many pixels feed the per-frame percentiles; plenty for 1%/99%
 
@@ -81,8 +82,19 @@ def canonical_format(fmt):
 def check_side_by_side(fmt, side_by_side: bool) -> None:
     """Side-by-side puts the photo beside a picture of the depth; raw formats and point clouds hold no picture."""
     if side_by_side and canonical_format(fmt) not in VISUAL_FORMATS:
-        raise UserError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
+        raise UsageError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
                         f"not {canonical_format(fmt)}")
+
+
+def extensions_accepted(fmt):
+    """The output file extensions `fmt` can be written as: 8-bit pictures in any picture container, gray16 only
+    in PNG (the one 16-bit container here), raw formats in their own."""
+    name = canonical_format(fmt)
+    if name == "gray16":
+        return (".png",)
+    if name in VISUAL_FORMATS:
+        return _PICTURE_EXTS
+    return _FILE_EXTS[name]
 
 
 def extension_for(fmt):
@@ -105,15 +117,6 @@ def format_for_path(path):
         if ext in exts:
             return name
     return None
-
-
-def check_picture_container(fmt, ext) -> None:
-    """Refuse a picture format in a container that cannot hold it (gray16 needs 16 bits: PNG only)."""
-    name, ext = canonical_format(fmt), ext.lower()
-    if ext not in _PICTURE_EXTS:
-        raise UserError(f"a {name} picture cannot be written as a {ext} file; use {', '.join(_PICTURE_EXTS)}")
-    if name == "gray16" and ext in _EIGHT_BIT_EXTS:
-        raise UserError(f"gray16 needs a 16-bit container (.png); {ext} holds 8 bits per channel")
 
 
 def depth_range(depth_hw):
@@ -379,7 +382,10 @@ def encode_outputs(
         return [("", data)]
 
     ext = (ext or ".png").lower()
-    check_picture_container(name, ext)
+    if ext not in _PICTURE_EXTS:
+        raise UserError(f"a {name} picture cannot be written as a {ext} file; use {', '.join(_PICTURE_EXTS)}")
+    if name == "gray16" and ext in _EIGHT_BIT_EXTS:
+        raise UserError(f"gray16 needs a 16-bit container (.png); {ext} holds 8 bits per channel")
     value_range = depth_range(depth_hw) if value_range is None else value_range
     picture = to_visual(depth_hw, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range)
     if image_bgr is not None:
@@ -448,6 +454,10 @@ class RangeTracker:
         self.high_pct = high_pct
         self.global_range = global_range
         self._smoothed = None  # the EMA state, (lo, hi), once a frame with finite values has been seen
+
+    def reset(self) -> None:
+        """Forget the smoothed range (a scene cut): the next frame starts it afresh."""
+        self._smoothed = None
 
     def update(self, depth_hw):
         """The (lo, hi) to normalise this frame with; frames must be passed in order."""

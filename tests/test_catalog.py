@@ -171,7 +171,7 @@ def test_existing_path_is_returned_as_is(tmp_path):
 
 
 def test_unknown_name_lists_the_names(tmp_path):
-    with pytest.raises(UserError, match=r"nope\.pth: no such file, and not a model name \(names: vits, vitb"):
+    with pytest.raises(UserError, match=r"nope\.pth: no such file or folder, and not a model name \(names: vits, vitb"):
         resolve(tmp_path / "nope.pth")
 
 

@@ -97,7 +97,7 @@ def test_output_inside_the_input_is_never_read_back_as_input(tmp_path, make_phot
 def test_output_folder_equal_to_the_input_folder_is_refused(tmp_path, make_photo, vits_checkpoint):
     write(tmp_path / "in" / "a.png", make_photo(60, 80))
     result = dav2("folder", tmp_path / "in", "-o", tmp_path / "in", "-m", vits_checkpoint)
-    assert result.exit_code == 1 and "input folder" in result.stderr
+    assert result.exit_code == 2 and "input folder" in result.stderr
     assert files_under(tmp_path / "in") == ["a.png"]
 
 
@@ -232,11 +232,11 @@ def test_dot_as_the_folder_gets_its_named_sibling_as_default_output(tmp_path, ma
     assert files_under(tmp_path / "shots_depth") == ["a.npy"]
 
 
-@pytest.mark.parametrize("make,message", [(lambda p: None, "no such file or folder"),
-                                          (lambda p: p.mkdir(), "no images found"),
-                                          (lambda p: p.write_bytes(b"\x89PNG"), "is an image")])
-def test_nothing_to_do_is_one_line_and_exit_1(tmp_path, vits_checkpoint, make, message):
+@pytest.mark.parametrize("make,message,code", [(lambda p: None, "no such file or folder", 1),
+                                               (lambda p: p.mkdir(), "no images found", 1),
+                                               (lambda p: p.write_bytes(b"\x89PNG"), "is an image", 2)])
+def test_nothing_to_do_is_one_line(tmp_path, vits_checkpoint, make, message, code):
     target = tmp_path / "thing.png"
     make(target)
     result = dav2("folder", target, "-m", vits_checkpoint)
-    assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1
+    assert result.exit_code == code and message in result.stderr and result.stderr.count("\n") == 1

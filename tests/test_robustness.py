@@ -106,8 +106,9 @@ def test_skip_existing_when_everything_is_done_loads_no_model(tmp_path, make_pho
     out = tmp_path / "out"
     assert dav2("folder", source, "-o", out, "-m", vits_checkpoint, "--format", "npy").exit_code == 0
     # a checkpoint that cannot load proves the finished job never reached the model
-    result = dav2("folder", source, "-o", out, "-m", tmp_path / "missing.pth", "--format", "npy",
-                  "--skip-existing")
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    result = dav2("folder", source, "-o", out, "-m", bogus, "--format", "npy", "--skip-existing")
     assert result.exit_code == 0 and result.stderr.strip() == "dav2: done 0, skipped 2, failed 0"
 
 

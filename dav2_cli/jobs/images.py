@@ -16,12 +16,19 @@ import numpy as np
 from .. import render
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, UserError
 from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, OutputStopped, prepare_output_folder, write_atomic, write_output
+from ..media.atomic import (
+    STDIO,
+    OutputStopped,
+    describe_os_error,
+    prepare_output_folder,
+    write_atomic,
+    write_output,
+)
 from ..media.exif import focal_length_35mm
 from ..media.images import decode_image, max_megapixels, read_input_bytes
 from ..pipeline import Frame, PerImageDepth, run_pipeline
 from .measure import Measure, plan_measure
-from .options import DepthOptions, load_job_model, report
+from .options import DepthOptions, load_job_model, note, report
 from .plan import (
     Item,
     default_folder_output,
@@ -39,6 +46,7 @@ class JobOptions:
     shard: tuple[int, int] | None = None  # (K, N), 1-based: this machine's share of the sorted inputs
     skip_existing: bool = False
     progress: bool = False
+    name_outputs: bool = False  # one stderr line per file written
 
 
 @dataclass
@@ -89,6 +97,18 @@ def _identity(path: str) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+def _unreadable(source: str) -> str | None:
+    if source == STDIO:
+        return None
+    try:
+        os.stat(source)
+    except OSError as exc:
+        return describe_os_error(source, exc)
+    except ValueError:  # a NUL character, which no file name can hold
+        return f"{source!r}: not a possible file name"
+    return None
+
+
 def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: bool,
               failed_before: int = 0) -> int:
     """Depth for each item of this job's shard, skipping finished ones when asked; prints the summary line.
@@ -101,7 +121,11 @@ def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: 
     tally = Tally(total=len(items) + failed_before, failed=failed_before)
     todo = []
     for item in items:
-        if item.destination != STDIO and _identity(item.destination) in inputs:
+        problem = _unreadable(item.source)
+        if problem:  # found in a stat, so a mistyped name is reported at once, before the model loads
+            report(problem)
+            tally.failed += 1
+        elif item.destination != STDIO and _identity(item.destination) in inputs:
             report(f"{item.name}: its output {item.destination} is one of the inputs; choose another -o")
             tally.failed += 1
         elif job.skip_existing and item.destination != STDIO and os.path.isfile(item.destination):
@@ -190,6 +214,8 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
             outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
                                      focal_35mm=frame.key.focal_35mm)
             _write_outputs(item.destination, outputs)
+            if job.name_outputs and item.destination != STDIO:
+                note(f"wrote {item.destination}")
         except OutputStopped:
             raise
         except UserError as exc:

@@ -53,8 +53,11 @@ class DepthOptions:
 
 def load_job_model(options: DepthOptions):
     """The job's model; with --verbose, one line on stderr saying what was loaded, from where, and how it runs."""
+    import cv2
+
     from ..engine import load_model, model_device
 
+    cv2.setNumThreads(1)  # the pipeline's threads run beside torch's pool: see "Threads" in engine.py
     model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
     if options.verbose:
         config = model.config
@@ -65,9 +68,14 @@ def load_job_model(options: DepthOptions):
     return model
 
 
-def report(message: str) -> None:
-    """One error line on stderr, written around any progress bar so neither garbles the other."""
+def note(message: str) -> None:
+    """One line on stderr, written around any progress bar so neither garbles the other."""
     from tqdm import tqdm
 
-    tqdm.write(f"dav2: error: {message}", file=sys.stderr)
+    tqdm.write(f"dav2: {message}", file=sys.stderr)
     sys.stderr.flush()
+
+
+def report(message: str) -> None:
+    """One error line on stderr naming the file and the reason."""
+    note(f"error: {message}")

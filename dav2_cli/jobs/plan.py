@@ -5,12 +5,13 @@ A plan is made from the command line and the file system alone (no model, no tor
 find is reported in a fraction of a second, and no two inputs can ever be given the same output.
 """
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import render
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..media.atomic import STDIO
 from ..media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
 from ..media.video_write import SUPPORTED_EXTENSIONS
@@ -74,56 +75,72 @@ def distinct_names(relative_paths: list[Path], extension: str) -> list[Path]:
     return result
 
 
+def single_output_file(output: str | None, input_count: int) -> Path | None:
+    """The file `-o` names when it names one file, else None (a folder, stdout, or beside each input).
+
+    `-o` is a file only for a single input, when it has an extension, is not an existing folder and does not end
+    in a separator: `-o results.v2/` is a folder, whatever its name looks like.
+    """
+    if output in (None, STDIO) or input_count != 1 or output.endswith(("/", "\\")):
+        return None
+    path = Path(output)
+    return path if path.suffix and not path.is_dir() else None
+
+
 def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[tuple[str, str]]:
-    """Pair each input with its destination: a path, or `-` for stdout."""
+    """Pair each input with its destination: a path, or `-` for stdout. No two inputs share a destination."""
     extension = render.extension_for(fmt)
     if output == STDIO:
         if len(inputs) != 1:
-            raise UserError("-o - (stdout) takes exactly one input")
+            raise UsageError("-o - (stdout) takes exactly one input")
         return [(inputs[0], STDIO)]
     if output is None:
-        pairs = []
+        # beside each input: inputs of one folder that would share a name keep their extension in it
+        destinations = {}
+        by_folder: dict[str, list[str]] = {}
         for source in inputs:
             if source == STDIO:
-                pairs.append((source, STDIO))
+                destinations[source] = STDIO
             else:
-                path = Path(source)
-                pairs.append((source, str(path.with_name(f"{path.stem}_depth{extension}"))))
-        return pairs
-    out = Path(output)
-    is_file = len(inputs) == 1 and out.suffix and not out.is_dir() and not output.endswith(("/", "\\"))
-    if is_file:
+                by_folder.setdefault(os.path.normcase(os.path.abspath(os.path.dirname(source))), []).append(source)
+        for sources in by_folder.values():
+            names = distinct_names([Path(Path(source).name) for source in sources], f"_depth{extension}")
+            destinations.update((source, str(Path(source).with_name(name.name)))
+                                for source, name in zip(sources, names))
+        return [(source, destinations[source]) for source in inputs]
+    single = single_output_file(output, len(inputs))
+    if single is not None:
         return [(inputs[0], output)]
+    out = Path(output)
     if out.exists() and not out.is_dir():
-        raise UserError(f"{output}: exists and is not a folder (several inputs need an output folder)")
+        raise UsageError(f"{output}: exists and is not a folder (several inputs need an output folder)")
     names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], extension)
     return [(source, str(out / name)) for source, name in zip(inputs, names)]
 
 
 def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str:
-    """--format if given, else the single output file's extension, else colour PNG."""
+    """--format if given, else the single output file's extension, else colour PNG; refuses pairs that clash."""
     fmt = render.canonical_format(fmt) if fmt else None
-    single_file = output not in (None, STDIO) and len(inputs) == 1 and Path(output).suffix \
-        and not Path(output).is_dir()
-    from_path = render.format_for_path(output) if single_file else None
-    if single_file and from_path is None:
-        raise UserError(f"{output}: unknown output extension; use one of .png .jpg .webp .npy .exr .tiff .ply, "
-                        f"or an existing folder")
-    # any picture format may go into the picture type the extension names (render refuses gray16 in 8-bit
-    # containers, saying why); everything else must agree
-    if fmt and from_path and fmt != from_path and not (from_path == "color" and fmt in render.VISUAL_FORMATS):
-        raise UserError(f"{output}: the extension does not fit --format {fmt} "
-                        f"(use {render.extension_for(fmt)})")
-    if fmt in render.VISUAL_FORMATS and from_path:
-        render.check_picture_container(fmt, Path(output).suffix)
-    return fmt or from_path or "color"
+    single = single_output_file(output, len(inputs))
+    if single is None:
+        return fmt or "color"
+    if fmt is None:
+        from_path = render.format_for_path(single)
+        if from_path is None:
+            raise UsageError(f"{output}: unknown output extension; use one of {' '.join(render.OUTPUT_EXTENSIONS)}, "
+                             f"or a folder (end it with /)")
+        return from_path
+    if single.suffix.lower() not in render.extensions_accepted(fmt):
+        raise UsageError(f"{output}: the extension does not fit --format {fmt} "
+                         f"(use {' or '.join(render.extensions_accepted(fmt))})")
+    return fmt
 
 
 def default_folder_output(source: Path) -> Path:
     """`photos/` → `photos_depth/` beside it; `list.txt` → `list_depth/` beside the list."""
     named = source if source.name not in ("", ".", "..") else source.resolve()
     if not named.name:
-        raise UserError(f"{source}: give an output folder with -o")
+        raise UsageError(f"{source}: give an output folder with -o")
     return named.with_name((named.stem if named.is_file() else named.name) + "_depth")
 
 
@@ -136,14 +153,14 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
     extension = render.extension_for(fmt)
     if source.is_dir():
         if output.resolve() == source.resolve():
-            raise UserError(f"{output}: the output folder is the input folder; choose another with -o")
+            raise UsageError(f"{output}: the output folder is the input folder; choose another with -o")
         relatives, problems = scan_folder(source, recursive=recursive, exclude=output)
         if not relatives and not problems:
             raise UserError(f"{source}: no images found ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
         sources = [source / rel for rel in relatives]
     elif source.is_file():
         if is_image_name(source.name):
-            raise UserError(f"{source}: is an image; `dav2 folder` takes a folder or a .txt list "
+            raise UsageError(f"{source}: is an image; `dav2 folder` takes a folder or a .txt list "
                             f"(use `dav2 image` for single images)")
         sources = list(dict.fromkeys(read_path_list(source)))  # a path listed twice is done once
         if not sources:
@@ -169,25 +186,45 @@ def video_format(fmt: str | None) -> str:
     return render.canonical_format(fmt) if fmt is not None else "color"
 
 
-def plan_output(source: Path, output: str | None, fmt: str) -> Path:
-    """Where the result goes, refusing combinations that cannot work, each in one line."""
+FRAME_NAME = re.compile(r"frame_\d{6}\..+")  # frame_000000.npy and anything written beside it
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The per-frame outputs a video job wrote into `folder` (none when it does not exist)."""
+    try:
+        return sorted(entry for entry in folder.iterdir() if FRAME_NAME.fullmatch(entry.name))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool = False) -> Path:
+    """Where the result goes, refusing combinations that cannot work, each in one line.
+
+    A frame folder that already holds frames is refused unless `overwrite`: a shorter run would otherwise leave
+    the old run's later frames beside the new ones, a folder that mixes two runs.
+    """
     if output == STDIO:
-        raise UserError("video output cannot go to stdout (-o -); give a file name")
+        raise UsageError("video output cannot go to stdout (-o -); give a file name")
     if output is None:
         if fmt in render.FILE_PER_FRAME_FORMATS:
-            return source.with_name(f"{source.stem}_depth")
+            return plan_output(source, str(source.with_name(f"{source.stem}_depth")), fmt, overwrite=overwrite)
         return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
     if fmt in render.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
-            raise UserError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
+            raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
+        if source.is_dir() and out.resolve() == source.resolve():
+            raise UsageError(f"{output}: is the input frame folder; choose another output folder")
+        if frame_files(out) and not overwrite:
+            raise UsageError(f"{output}: already holds frames of an earlier run; add --overwrite to replace them, "
+                             f"or choose an empty folder")
         return out
     if fmt == "gray16" and extension != GRAY16_EXTENSION:
-        raise UserError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
+        raise UsageError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
     if extension not in SUPPORTED_EXTENSIONS:
-        raise UserError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
-                        f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
+        raise UsageError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
+                         f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
-        raise UserError(f"{output}: is the input video; choose another output name")
+        raise UsageError(f"{output}: is the input video; choose another output name")
     return out

@@ -1,9 +1,7 @@
-"""`dav2 video`: depth for every frame of a video, streamed, overlapped, and never a broken output file.
+"""`dav2 video`: depth for every frame of a video, streamed through the one pipeline, never a broken output file.
 
-A video can be far longer than memory, so frames flow through three threads joined by small bounded queues:
-one decodes and prepares frames for the model, the main thread runs the model on batches, one renders and
-encodes. At most a few batches exist at once whatever the video's length. The model is the slow stage, so decoding and encoding are hidden behind
-it: torch and OpenCV release the GIL in their kernels, so the threads genuinely overlap even on two cores.
+A video can be far longer than memory, so its frames go through pipeline.py's three stages (decode and prepare,
+the model on batches, render and encode), and at most a few batches exist at once whatever the video's length.
 
 Everything that can go wrong keeps the user's work usable: a damaged file yields depth for what decodes and
 one line saying where it stopped; Ctrl-C or SIGTERM stops reading, finishes the frames in flight and closes a
@@ -20,16 +18,17 @@ import cv2
 import numpy as np
 
 from .. import align, metadata, render
-from ..errors import EXIT_FAILED, EXIT_OK, UserError
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
 from ..media.atomic import STDIO, write_atomic
-from ..media.video_probe import VideoInfo, probe
+from ..media.frame_sequence import SequenceReader, probe_sequence
+from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
-from ..pipeline import DEFAULT_BATCH_SIZE, PerImageDepth, run_pipeline
+from ..pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
 from .measure import Measure, plan_measure
-from .options import DepthOptions, load_job_model, report
-from .plan import plan_output
+from .options import DepthOptions, load_job_model, note, report
+from .plan import frame_files, plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
 
@@ -47,6 +46,8 @@ class VideoOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     audio: bool = True
     progress: bool = False
+    overwrite: bool = False  # replace the frames an earlier run left in the frame folder
+    name_outputs: bool = False  # say on stderr what was written
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
     start = math.ceil(Fraction(str(video.start)) * fps)
     end = None if video.end is None else math.ceil(Fraction(str(video.end)) * fps)
     if end is not None and end <= start:
-        raise UserError(f"--end {video.end:g} s selects no frames after --start {video.start:g} s")
+        raise UsageError(f"--end {video.end:g} s selects no frames after --start {video.start:g} s")
     if video.max_frames is not None:
         last_needed = start + (video.max_frames - 1) * video.every + 1
         end = last_needed if end is None else min(end, last_needed)
@@ -84,17 +85,17 @@ def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
 def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> str:
     """The normalisation mode to use, after refusing options that contradict --format."""
     if options.side_by_side and fmt not in VIDEO_FORMATS:
-        raise UserError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
+        raise UsageError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
     if fmt in render.FILE_PER_FRAME_FORMATS:
         if video.normalize is not None:
-            raise UserError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
+            raise UsageError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
         return "none"
     if fmt == "gray16":
         if video.normalize not in (None, "global"):
-            raise UserError("--format gray16 stores depth on one range for the whole video (two passes); "
+            raise UsageError("--format gray16 stores depth on one range for the whole video (two passes); "
                             "it cannot use --normalize " + video.normalize)
         if options.invert:
-            raise UserError("--format gray16 stores the depth values themselves (see its .json); "
+            raise UsageError("--format gray16 stores the depth values themselves (see its .json); "
                             "--invert applies to pictures")
         return "global"
     return video.normalize or "ema"
@@ -118,9 +119,11 @@ class _PictureVideo:
     def frames_written(self) -> int:
         return self._writer.frames_written
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
-        options = self._options
-        depth_hw = self._measure.frame_values(depth_hw, self._name, index)
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
+        options, frame_bgr = self._options, frame.image
+        if frame.cut:  # a new scene's depth has its own range: the smoothed one starts again
+            self._tracker.reset()
+        depth_hw = self._measure.frame_values(depth_hw, self._name, frame.key)
         picture = render.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
                                    metric=self._measure.distances, value_range=self._tracker.update(depth_hw))
         if options.side_by_side:
@@ -149,13 +152,14 @@ class _Gray16Video:
     def frames_written(self) -> int:
         return self._writer.frames_written
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         # metric=False, invert=False: v grows with the stored value, so depth = lo + v / 65535 * (hi - lo)
-        depth_hw = self._measure.frame_values(depth_hw, str(self._info.path), index)
+        depth_hw = self._measure.frame_values(depth_hw, str(self._info.path), frame.key)
         self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
 
     def close(self) -> None:
-        self._writer.close()
+        """The sidecar is written before the video is renamed into place, so the video never exists without
+        the only key to its values; if the video cannot be published, the sidecar goes too."""
         lo, hi = self._range
         measure, options = self._measure, self._measure.options
         description = metadata.describe(
@@ -164,25 +168,41 @@ class _Gray16Video:
             conversion=measure.fixed)
         sidecar = {**description, **self._video_keys, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
-        write_atomic(self._sidecar, metadata.sidecar(sidecar))
+
+        written = []
+
+        def write_sidecar():
+            write_atomic(self._sidecar, metadata.sidecar(sidecar))
+            written.append(self._sidecar)
+
+        try:
+            self._writer.close(before_publish=write_sidecar)
+        except BaseException:
+            for path in written:  # only ours: an earlier run's sidecar still belongs to its video
+                path.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
         self._writer.abort()
 
 
 class _FrameFolder:
-    """One file per frame, `frame_000000.<ext>` numbered in output order from 0: raw float32 depth (npy with
-    its `.json` beside it) or a point cloud."""
+    """One file per frame, `frame_000000.<ext>` numbered in output order from 0: raw float32 depth (an npy of
+    metres with its `.json` beside it) or a point cloud."""
 
     def __init__(self, out: Path, info: VideoInfo, measure: Measure):
         self._folder, self._measure, self._name = out, measure, str(info.path)
         self._extension = render.extension_for(measure.options.fmt)
         self.frames_written = 0
+        # an earlier run's frames (the plan allowed this with --overwrite) go before the first new one is
+        # written, so an interrupted run leaves only its own frames, never a mix of two runs
+        for stale in frame_files(out):
+            stale.unlink(missing_ok=True)
 
-    def write(self, index: int, frame_bgr: np.ndarray, depth_hw: np.ndarray) -> None:
+    def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         path = self._folder / f"frame_{self.frames_written:06d}{self._extension}"
-        outputs = self._measure.encode(depth_hw, frame_bgr, name=f"{self._name} frame {index}",
-                                       destination=str(path), frame=index)
+        outputs = self._measure.encode(depth_hw, frame.image, name=f"{self._name} frame {frame.key}",
+                                       destination=str(path), frame=frame.key)
         for suffix, data in outputs[1:]:  # sidecars first: a frame file that exists is complete
             write_atomic(Path(f"{path}{suffix}"), data)
         write_atomic(path, outputs[0][1])
@@ -206,8 +226,10 @@ def _progress_bar(show: bool, total: int | None, description: str):
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader:
-    return FrameReader(info.path, start=selection.start, end=selection.end, every=selection.every)
+def _open_reader(info: VideoInfo, selection: Selection) -> FrameReader | SequenceReader:
+    """A video file's frames, or a frame folder's images read as one video."""
+    kind = SequenceReader if info.path.is_dir() else FrameReader
+    return kind(info.path, start=selection.start, end=selection.end, every=selection.every)
 
 
 def depth_stage(model):
@@ -257,12 +279,15 @@ class VideoJob:
 def plan_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> VideoJob:
     """Check everything that can be checked before the model loads, so mistakes fail in a second."""
     if source == STDIO:
-        raise UserError("video input cannot come from stdin (-); give a file name")
+        raise UsageError("video input cannot come from stdin (-); give a file name")
     source_path = Path(source)
-    out = plan_output(source_path, output, options.fmt)
+    out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite)
     normalize = check_combination(options.fmt, options, video)
     measure = plan_measure(options)
-    info = probe(source_path, fps_override=video.fps)
+    if source_path.is_dir():
+        info = probe_sequence(source_path, parse_rate(video.fps) if video.fps is not None else None)
+    else:
+        info = probe(source_path, fps_override=video.fps)
     selection = select_frames(info.fps, video)
     total = selection.count(info.frame_count)
     if total == 0:
@@ -302,7 +327,7 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
         label = "depth" if value_range is None else "pass 2/2 (depth)"
         with _progress_bar(video.progress, job.total, label) as bar:
             def consume(frame, depth_hw):
-                sink.write(frame.key, frame.image, depth_hw)
+                sink.write(frame, depth_hw)
                 bar.update()
 
             run_pipeline(reader, depth_stage(model), consume, input_size=options.input_size,
@@ -318,6 +343,9 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
         raise
     if stop.requested:
         return _finish_stopped(stop, out, sink.frames_written)
+    if video.name_outputs:
+        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in render.FILE_PER_FRAME_FORMATS
+             else f"wrote {out} ({sink.frames_written} frames)")
     if reader.error:
         report(f"{reader.error}; {out} holds the {sink.frames_written} frames before it")
         return EXIT_FAILED
@@ -333,7 +361,7 @@ def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, stop: Gr
     def consume(frame, depth_hw):
         measure.conversion(depth_hw, f"{info.path} frame {index}", frame.key)
 
-    reader = FrameReader(info.path, start=index, end=index + 1)
+    reader = _open_reader(info, Selection(index, index + 1, 1))
     run_pipeline(reader, depth_stage(model), consume, input_size=measure.options.input_size, batch_size=1,
                  stop=stop)
     if stop.requested:

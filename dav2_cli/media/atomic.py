@@ -78,33 +78,63 @@ def remove_temp_files() -> None:
         _temp_files.discard(name)
 
 
+def reserve_temp(final: Path, *, extension_last: bool = False) -> Path:
+    """Create an empty hidden file beside `final` (same file system, so the final rename is atomic).
+
+    Registered for removal at exit until `publish` or `discard`. `extension_last` keeps `final`'s extension at
+    the end of the name, for writers (OpenCV's) that pick a container from it. Created with O_EXCL and mode
+    0666 less the umask, so the finished file gets the permissions of any new file of the user's.
+    """
+    final = Path(final)
+    if extension_last:
+        temp = final.with_name(f".{final.stem[:64]}.{secrets.token_hex(4)}{TEMP_SUFFIX}{final.suffix}")
+    else:
+        temp = final.with_name(f".{final.name[:64]}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    _temp_files.add(str(temp))
+    try:
+        os.close(os.open(temp, _OPEN_FLAGS, 0o666))
+    except BaseException:
+        if not os.path.lexists(temp):  # interrupted after the create: it stays registered, for the exit
+            _temp_files.discard(str(temp))
+        raise
+    return temp
+
+
+def publish(temp: Path, final: Path) -> None:
+    """Move a complete temporary file into place under its final name."""
+    os.replace(temp, final)
+    _temp_files.discard(str(temp))
+
+
+def discard(temp: Path | None) -> None:
+    """Delete an unfinished temporary file (nothing appears under the final name)."""
+    if temp is not None:
+        Path(temp).unlink(missing_ok=True)
+        _temp_files.discard(str(temp))
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
 
-    The temporary name is registered before the file exists and forgotten only after the rename, so an
-    interrupt at any point leaves nothing behind (`remove_temp_files`). Disk full, quota and read-only errors
+    An interrupt at any point leaves nothing behind (`remove_temp_files`). Disk full, quota and read-only errors
     raise `OutputStopped`, since the next write would fail the same way.
     """
     path = Path(path)
-    temp_name = str(path.with_name(f".{path.name[:64]}.{secrets.token_hex(4)}{TEMP_SUFFIX}"))
-    _temp_files.add(temp_name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(temp_name, _OPEN_FLAGS, 0o666)  # the umask applies, as to any new file of the user's
+        temp = reserve_temp(path)
     except OSError as exc:
-        _temp_files.discard(temp_name)
         raise _output_error(path.parent if exc.filename else path, exc) from None
     try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(temp, path)
     except OSError as exc:
         raise _output_error(path, exc) from None
     finally:
-        Path(temp_name).unlink(missing_ok=True)
-        _temp_files.discard(temp_name)
+        discard(temp)
 
 
 def _output_error(path, exc: OSError) -> UserError:

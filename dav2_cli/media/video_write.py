@@ -8,11 +8,10 @@ Without ffmpeg, OpenCV's own encoders are the fallback, with a warning about wha
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
+from dav2_cli.media.atomic import discard, publish, reserve_temp
 from dav2_cli.media.video_probe import (
     DETACHED,
     check_readable,
@@ -42,14 +42,17 @@ _CONTAINERS = {
 
 # 4:2:0 video is tagged BT.709 / limited range and converted with that matrix explicitly, so browsers and
 # players agree on the colours of a colormap (untagged video is guessed as BT.601 by some, BT.709 by others).
+# The tags go on the frames (setparams): ffmpeg 6+ takes a frame's own colour properties over the -color_*
+# options, and the scaler leaves primaries and transfer unset, which players read as "unknown".
 _BT709_420 = [
-    "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+    "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+           "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
     "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
 ]
 _ENCODER_ARGS = {
     # CRF 18 keeps the smooth gradients of depth maps free of banding; faststart lets browsers play at once.
     # veryfast: on 960x540 depth maps it spends a third of medium's CPU time for files 3% larger, and the
-    # encoder shares the CPU with the model (benchmarks/video_pipeline.py).
+    # encoder shares the CPU with the model (benchmarks/pipeline.py).
     "h264": ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", *_BT709_420],
     # Constant quality (-b:v 0); cpu-used 4 with row threading is several times faster than libvpx's default.
     "vp9": ["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-deadline", "good", "-cpu-used", "4",
@@ -68,26 +71,6 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         print(f"dav2: warning: {message}", file=sys.stderr)
-
-
-def _reserve_temp(final: Path) -> Path:
-    """Create an empty hidden file beside `final` (same filesystem, so the final rename is atomic).
-
-    The real extension stays last so OpenCV picks the right container from the name; created with O_EXCL and
-    mode 0666 (less the umask) so the finished file gets ordinary permissions.
-    """
-    temp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.part{final.suffix}")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    os.close(descriptor)
-    return temp
-
-
-def _remove(path: Path | None) -> None:
-    if path is not None:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
 
 
 class _FfmpegProcess:
@@ -240,7 +223,7 @@ class VideoWriter:
         try:
             self._sink = self._start_ffmpeg(codec) if self._ffmpeg else self._start_opencv(codec, extension)
         except BaseException:
-            _remove(self._temp)
+            discard(self._temp)
             raise
 
     # -- setup
@@ -266,7 +249,7 @@ class VideoWriter:
 
     def _reserve(self) -> Path:
         try:
-            return _reserve_temp(self.path)
+            return reserve_temp(self.path, extension_last=True)
         except OSError as error:
             raise UserError(f"{self.path}: cannot write to folder {self.path.parent} ({error.strerror})") from None
 
@@ -328,8 +311,12 @@ class VideoWriter:
 
     # -- finishing
 
-    def close(self) -> None:
-        """Finish encoding, add the audio, and move the file into place. Does nothing once closed or aborted."""
+    def close(self, before_publish: Callable[[], None] | None = None) -> None:
+        """Finish encoding, add the audio, and move the file into place. Does nothing once closed or aborted.
+
+        `before_publish` runs once the video is complete but not yet under its final name (a sidecar that must
+        exist whenever the video does); if it fails, the video is discarded.
+        """
         if self._temp is None:
             return
         try:
@@ -338,7 +325,9 @@ class VideoWriter:
             self._sink.finish()
             if self._audio_codecs:
                 self._mux_audio()
-            os.replace(self._temp, self.path)
+            if before_publish is not None:
+                before_publish()
+            publish(self._temp, self.path)
         except BaseException:
             self.abort()
             raise
@@ -349,7 +338,7 @@ class VideoWriter:
         if self._temp is None:
             return
         self._sink.kill()
-        _remove(self._temp)
+        discard(self._temp)
         self._temp = None
 
     def __enter__(self) -> VideoWriter:
@@ -387,7 +376,7 @@ class VideoWriter:
             except BaseException:
                 process.kill()
                 raise
-            os.replace(muxed, self._temp)
+            publish(muxed, self._temp)
         except BaseException:
-            _remove(muxed)
+            discard(muxed)
             raise

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UsageError, UserError
 
 try:
     import fcntl
@@ -154,15 +154,35 @@ def _offline_variable() -> str | None:
     return None
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether `-m TEXT` names a file or folder rather than a model: a separator, a leading `.` or `~`, or a
+    file extension. A bare word is a model name first, so a folder called `vits` in the working directory can
+    never shadow the model `vits`; write `./vits` to mean the folder."""
+    return any(mark in text for mark in ("/", "\\")) or text.startswith((".", "~")) or bool(Path(text).suffix)
+
+
+def check_model_argument(name_or_path) -> None:
+    """Refuse, before anything loads, a `-m` that is neither a model name nor an existing file or folder."""
+    text = str(name_or_path)
+    if find_spec(text) is not None and not looks_like_path(text):
+        return
+    if Path(text).expanduser().exists():
+        return
+    names = ", ".join(s.name for s in CATALOGUE)
+    raise UsageError(f"-m {text}: no such file or folder, and not a model name (names: {names})")
+
+
 def resolve(name_or_path, *, download: bool = True, progress: bool = True) -> Path:
-    """A checkpoint path for a file, a folder, or a model name (downloading it if it is nowhere on disk)."""
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path
-    spec = find_spec(str(name_or_path))
+    """A checkpoint path for a model name (downloading it if it is nowhere on disk), a file or a folder.
+
+    The rule of `looks_like_path` decides which one a bare word is."""
+    text = str(name_or_path)
+    spec = None if looks_like_path(text) else find_spec(text)
     if spec is None:
-        names = ", ".join(s.name for s in CATALOGUE)
-        raise UserError(f"{name_or_path}: no such file, and not a model name (names: {names})")
+        path = Path(text).expanduser()
+        if path.exists():
+            return path
+        check_model_argument(text)  # raises: neither a name nor a path
     cached = cached_path(spec)
     if cached:
         return cached
