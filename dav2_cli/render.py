@@ -7,8 +7,8 @@ for every picture format:
 * Near is bright. Relative models output inverse depth (larger = nearer) and metric models output meters
   (larger = farther), so metric maps are flipped before colouring; `invert` flips once more.
 * The normalisation range is an input. A single image uses its own finite min/max (upstream's rule, so our
-  colour PNG equals upstream's byte for byte); a video passes a range from `RangeTracker` so frames do not
-  flicker.
+  colour PNG's pixels equal upstream's exactly; the file adds text chunks saying what they mean); a video
+  passes a range from `RangeTracker` so frames do not flicker.
 
 Raw formats (npy, exr, tiff) keep the float32 values untouched; ply turns the depth into coloured points
 (`geometry`, `pointcloud`). Given a description (`metadata.describe`), every file says what it holds and how to
