@@ -30,6 +30,7 @@ import torch
 
 from . import prep
 from .errors import UserError
+from .model import VideoModelConfig
 from .model.int8 import quantize_encoder_linears, quantized_engine
 from .weights.checkpoint import build_model, load_checkpoint
 
@@ -128,6 +129,8 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
     torch_device = resolve_device(device)
     precision = resolve_precision(dtype, torch_device)
     checkpoint = load_checkpoint(path_or_name, max_depth=max_depth)
+    if isinstance(checkpoint.config, VideoModelConfig) and torch_device.type == "cpu" and dtype == "auto":
+        precision = "float32"  # VDA in bf16/fp16 gave black or flickering depth upstream (VDA #92, #97)
     model = build_model(checkpoint)
     model.source = checkpoint.source
     return prepare_model(model, torch_device, precision)

@@ -38,3 +38,14 @@ class ModelConfig:
     @property
     def kind(self) -> str:
         return "metric" if self.metric else "relative"
+
+
+@dataclass(frozen=True)
+class VideoModelConfig(ModelConfig):
+    """Video Depth Anything: DA-V2's encoder and decoder plus temporal modules over windows of frames.
+
+    `metric` only changes how windows are chained (metric depth is not re-scaled between windows): the head
+    ends in ReLU for both kinds, so metric VDA outputs metres directly and has no `max_depth`.
+    """
+
+    max_frames: int = 32  # rows of the temporal position table: the longest window the weights accept

@@ -50,11 +50,20 @@ class ModelSpec:
     max_depth: float | None
     repo: str  # upstream's HuggingFace repo holding `filename`
     filename: str  # upstream's file name: weights.py reads relative/metric and the dataset off it
-    hf_repo: str  # the transformers-layout copy, used only when already in the HuggingFace cache
+    hf_repo: str  # the transformers-layout copy, used only when already in the HuggingFace cache ("": none)
     size: str
     licence: str
+    family: str = "Depth-Anything V2"  # or VIDEO_FAMILY: one depth map per window of frames, not per image
+
+    @property
+    def label(self) -> str:
+        """The kind as a user should read it: what the numbers mean, and which family."""
+        if self.family == VIDEO_FAMILY:
+            return "video metric m" if self.kind == "metric" else "video relative"
+        return f"metric {self.max_depth:g} m" if self.kind == "metric" else "relative"
 
 
+VIDEO_FAMILY = "Video Depth Anything"
 _SCALES = (("vits", "Small", "99 MB"), ("vitb", "Base", "390 MB"), ("vitl", "Large", "1.3 GB"))
 # Relative: upstream's README and model cards (only Small is Apache-2.0). Metric: each metric repo's model card
 # declares apache-2.0, Base and Large included.
@@ -78,6 +87,21 @@ def _catalogue() -> tuple[ModelSpec, ...]:
                 filename=f"depth_anything_v2_metric_{dataset}_{encoder}.pth",
                 hf_repo=f"depth-anything/Depth-Anything-V2-Metric-{place.capitalize()}-{scale}-hf",
                 size=size, licence="Apache-2.0"))
+    # Video Depth Anything: upstream's own .pth files (no transformers copy). Licences from each repo's model card:
+    # relative Small Apache-2.0, Base and Large CC-BY-NC-4.0; metric Small Apache-2.0. The metric Base and Large
+    # cards could not be read when this was written: "see model card" until someone checks them.
+    video_sizes = {"vits": "116 MB", "vitb": "458 MB", "vitl": "1.5 GB"}
+    video_metric_licence = {"vits": "Apache-2.0", "vitb": "see model card", "vitl": "see model card"}
+    for prefix, kind, file_prefix, repo_prefix in (("video", "relative", "", ""),
+                                                   ("metric-video", "metric", "metric_", "Metric-")):
+        for encoder, scale, _ in _SCALES:
+            specs.append(ModelSpec(
+                name=f"{prefix}-{encoder}", aliases=(f"{prefix}-{scale.lower()}",), encoder=encoder, kind=kind,
+                max_depth=None, repo=f"depth-anything/{repo_prefix}Video-Depth-Anything-{scale}",
+                filename=f"{file_prefix}video_depth_anything_{encoder}.pth", hf_repo="",
+                size=video_sizes[encoder],
+                licence=video_metric_licence[encoder] if kind == "metric" else _RELATIVE_LICENCE[encoder],
+                family=VIDEO_FAMILY))
     return tuple(specs)
 
 
@@ -139,7 +163,7 @@ def cached_path(spec: ModelSpec) -> Path | None:
     ours = dav2_home() / spec.filename
     if ours.is_file():
         return ours
-    return _hf_snapshot(spec.hf_repo)
+    return _hf_snapshot(spec.hf_repo) if spec.hf_repo else None
 
 
 def download_url(spec: ModelSpec) -> str:
@@ -193,11 +217,14 @@ def resolve(name_or_path, *, download: bool = True, progress: bool = True) -> Pa
     return target
 
 
-def list_models() -> list[dict]:
+def list_models(include_video: bool = False) -> list[dict]:
+    """The catalogue as rows; Video Depth Anything's only with `include_video` (their metric kind has no
+    max_depth, so a listing must show `label`, not format max_depth)."""
     return [
         {"name": spec.name, "aliases": list(spec.aliases), "encoder": spec.encoder, "kind": spec.kind,
-         "max_depth": spec.max_depth, "licence": spec.licence, "size": spec.size, "cached": cached_path(spec)}
-        for spec in CATALOGUE
+         "max_depth": spec.max_depth, "licence": spec.licence, "size": spec.size, "cached": cached_path(spec),
+         "family": spec.family, "label": spec.label}
+        for spec in CATALOGUE if include_video or spec.family != VIDEO_FAMILY
     ]
 
 

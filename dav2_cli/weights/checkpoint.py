@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..model import DepthAnythingV2, ModelConfig
+from ..model import DepthAnythingV2, ModelConfig, VideoDepthAnything, VideoModelConfig
 from ..model.config import TAPS_BY_BLOCKS
 from . import catalog
 from .hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config
@@ -158,6 +158,10 @@ def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | 
     one, and for upstream's .pth files, the file name decides.
     """
     if not (path.is_dir() or path.suffix.lower() == ".safetensors"):
+        if "video_depth_anything" in path.name.lower():  # upstream's VDA names; their metric kind gives metres
+            from .video_checkpoint import metric_from_video_name
+
+            return metric_from_video_name(path, max_depth), None
         return metric_from_name(path, max_depth)
     weights = path / "model.safetensors" if path.is_dir() else path
     config_json = weights.with_name("config.json")
@@ -212,25 +216,35 @@ def read_safetensors(path: Path, max_depth: float | None) -> tuple[dict, bool, f
 
 
 def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoint:
-    """A checkpoint from a model name (see `dav2 models`), an upstream .pth, or a HuggingFace folder/.safetensors."""
+    """A checkpoint from a model name (see `dav2 models`), an upstream .pth (DA-V2 or Video Depth Anything), or a
+    HuggingFace folder/.safetensors (DA-V2)."""
     path = catalog.resolve(path_or_name)
     if path.is_dir() or path.suffix.lower() == ".safetensors":
         state_dict, metric, max_depth = read_safetensors(path, max_depth)
     else:
-        metric, max_depth = checkpoint_kind(path, max_depth)
         state_dict = read_pth(path)
+        from .video_checkpoint import is_video_state_dict, load_video_checkpoint  # it builds on this module
+
+        if is_video_state_dict(state_dict):
+            return load_video_checkpoint(state_dict, path, max_depth)
+        metric, max_depth = metric_from_name(path, max_depth)
     config = config_from_state_dict(state_dict, metric=metric, max_depth=max_depth, source=str(path))
     return Checkpoint(config, from_upstream_layout(state_dict, config, str(path)), str(path))
 
 
-def build_model(checkpoint: Checkpoint) -> DepthAnythingV2:
-    """An eval-mode model holding the checkpoint's tensors (no copy, no random initialisation)."""
+def build_model(checkpoint: Checkpoint) -> DepthAnythingV2 | VideoDepthAnything:
+    """An eval-mode model holding the checkpoint's tensors (no copy, no random initialisation).
+
+    A `VideoModelConfig` builds Video Depth Anything ((B,T,3,H,W) clips in), any other config DA-V2.
+    """
+    video = isinstance(checkpoint.config, VideoModelConfig)
     with torch.device("meta"):
-        model = DepthAnythingV2(checkpoint.config)
+        model = (VideoDepthAnything if video else DepthAnythingV2)(checkpoint.config)
     try:
         model.load_state_dict(checkpoint.state_dict, strict=True, assign=True)
     except RuntimeError as exc:
         detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
-        raise UserError(f"{checkpoint.source}: tensor shapes do not fit a Depth-Anything V2 "
+        family = "Video Depth Anything" if video else "Depth-Anything V2"
+        raise UserError(f"{checkpoint.source}: tensor shapes do not fit a {family} "
                         f"{checkpoint.config.encoder}: {detail[:200]}") from None
     return model.requires_grad_(False).eval()
