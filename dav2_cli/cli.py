@@ -15,7 +15,9 @@ DEPTH_MEANING = """\b
 Relative models (vits, vitb, vitl) output inverse depth: larger = NEARER, no unit.
 Metric models output depth in meters: larger = FARTHER.
 Every picture format draws near as bright, for both kinds; raw formats (npy, exr,
-tiff) store the model's values untouched."""
+tiff) store the model's values untouched. --near/--far or --align-to turn a relative
+map into meters (larger = farther); a point cloud (ply) needs meters. Every file says
+what it holds: `dav2 info FILE`."""
 
 EXIT_CODES = """\b
 Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
@@ -23,7 +25,7 @@ Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
 
 # render.FORMATS (+ its aliases) and render.CMAPS, spelled out because importing render loads OpenCV and
 # `dav2 --help` must stay instant; tests/test_cli_image.py keeps the two in step
-FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "png")
+FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "ply", "png")
 CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "plasma", "cividis", "jet", "bone")
 
 
@@ -94,7 +96,8 @@ def depth_options(command):
                           "hypersim/indoor, 80 for vkitti/outdoor)."),
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
                      help="color (8-bit colormapped PNG, default), gray (8-bit), gray16 (16-bit PNG, full "
-                          "0-65535 range), npy/exr/tiff (float32 raw values). png = color."),
+                          "0-65535 range, + OUT.json with lo/hi), npy/exr/tiff (float32 raw values), ply (a "
+                          "coloured point cloud in meters; see the 3D options). png = color."),
         click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="Spectral_r", show_default=True,
                      help="Colormap for --format color."),
         click.option("--invert", is_flag=True, help="Draw far as bright instead of near."),
@@ -108,10 +111,57 @@ def depth_options(command):
     return command
 
 
-def make_options(fmt, **values):
-    from .jobs.options import DepthOptions
+SPACE_FIELDS = ("fx", "fy", "cx", "cy", "hfov", "near", "far", "align_to", "mesh", "edge_threshold", "stride",
+                "max_points", "y_up")
 
-    return DepthOptions(fmt=fmt, **values)
+
+def space_options(command):
+    """Distances and point clouds: the camera, relative-to-metric conversion, and what a cloud keeps."""
+    positive = click.FloatRange(min=0, min_open=True)
+    options = [
+        click.option("--fx", type=positive, default=None, metavar="PX",
+                     help="Focal length across, in pixels of the image as decoded (EXIF rotation applied). "
+                          "--fy defaults to it (square pixels)."),
+        click.option("--fy", type=positive, default=None, metavar="PX", help="Focal length down, in pixels."),
+        click.option("--cx", type=float, default=None, metavar="PX",
+                     help="Principal point column (pixel u's centre is at u). Default: (W-1)/2."),
+        click.option("--cy", type=float, default=None, metavar="PX", help="Principal point row. Default: (H-1)/2."),
+        click.option("--hfov", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
+                     metavar="DEG", help="Horizontal field of view instead of --fx/--fy: fx = fy = W/(2 tan(hfov/2)). "
+                                         "Without either: the photo's EXIF 35 mm focal length, else 60 degrees "
+                                         "(said on stderr)."),
+        click.option("--near", type=positive, default=None, metavar="M",
+                     help="Relative models: the distance in meters of the map's nearest value (with --far); "
+                          "outputs become meters, larger = farther."),
+        click.option("--far", type=positive, default=None, metavar="M",
+                     help="Relative models: the distance in meters of the map's farthest value."),
+        click.option("--align-to", default=None, metavar="CSV",
+                     help="Make depth metric by fitting scale and shift of inverse depth to known points: rows "
+                          "x,y,depth_m (pixels of the image as decoded; a header may name x, y, depth_m, frame, "
+                          "weight). A video fits once, on the first frame named. -v prints the fit's error."),
+        click.option("--mesh", is_flag=True,
+                     help="ply: add faces between neighbouring points, never across a depth edge."),
+        click.option("--edge-threshold", type=click.FloatRange(min=0), default=None, metavar="G",
+                     help="ply: drop points where ln(depth) changes faster than G per radian of view angle "
+                          "(about tan of how edge-on the surface is seen) [default: 20, ~3 degrees from edge-on; "
+                          "0 keeps every point]."),
+        click.option("--stride", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ply: one point per N x N pixels (every Nth row and column)."),
+        click.option("--max-points", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ply: the smallest stride that keeps at most N points."),
+        click.option("--y-up", is_flag=True,
+                     help="ply: y up, z backward (Blender, three.js) instead of OpenCV's y down, z forward."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_options(fmt, **values):
+    from .jobs.options import DepthOptions, SpaceOptions
+
+    space = SpaceOptions(**{name: values.pop(name) for name in SPACE_FIELDS})
+    return DepthOptions(fmt=fmt, space=space, **values)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -126,6 +176,8 @@ Examples:
   dav2 image photo.jpg                      # photo_depth.png beside it
   dav2 image a.jpg b.jpg -o out/ --format npy
   dav2 image photo.jpg -o depth.tiff        # float32 raw values
+  dav2 image room.jpg -m metric-indoor-vits -o room.ply --hfov 70 --mesh
+  dav2 image photo.jpg -o photo.ply --near 0.5 --far 12   # relative model → meters
   cat photo.jpg | dav2 image - -o - > depth.png
 """ + "\n" + DEPTH_MEANING + "\n\n" + EXIT_CODES)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
@@ -133,6 +185,7 @@ Examples:
               help="Output file (one input; format from its extension), folder, or - for stdout. "
                    "Default: <stem>_depth.<ext> beside each input.")
 @depth_options
+@space_options
 @click.option("--skip-existing", is_flag=True,
               help="Leave outputs that already exist untouched (finish an interrupted run).")
 def image(inputs, output, fmt, skip_existing, **values):
@@ -178,6 +231,7 @@ Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are ref
               help="Output folder, mirroring DIR's tree. Default: DIR_depth/ beside DIR (LIST_depth/ beside a "
                    "list).")
 @depth_options
+@space_options
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Include images in subfolders.")
 # measured on a 2-core CPU, vits at --input-size 280: 4 costs about half of 1 per image, and 8 is no faster
@@ -218,7 +272,8 @@ gets one repeated edge row/column in .mp4), --side-by-side doubles the width.
 gray16: lossless 16-bit .mkv on one range for the whole video (two passes), with
 OUT.json: depth = lo + v/65535*(hi-lo); larger v = nearer for relative models,
 farther for metric ones. npy/exr/tiff: -o DIR gets DIR/frame_000000.npy, ... (float32,
-the model's values, numbered in output order). Audio is copied into color/gray videos.
+the model's values, numbered in output order); ply: one point cloud per frame likewise.
+--near/--far and --align-to scale the whole video once. Audio is copied into color/gray videos.
 
 \b
 Ctrl-C or SIGTERM: reading stops, the frames in flight are finished and OUT is closed as
@@ -240,6 +295,7 @@ Examples:
               help="Output video (.mp4, .webm, .mkv) or, for npy/exr/tiff, a folder. "
                    "Default: IN_depth.mp4 (gray16: .mkv; raw: a folder IN_depth/) beside IN.")
 @depth_options
+@space_options
 @click.option("--normalize", type=click.Choice(("ema", "frame", "global")), default=None,
               help="How depth is mapped to brightness. ema (default): each frame's 1-99th percentiles, "
                    "smoothed over time: one pass, no flicker, adapts slowly after a scene cut. global: one "
@@ -286,7 +342,8 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
 for _param in video.params:  # the shared --format help describes pictures; say what each means for a video
     if _param.name == "fmt":
         _param.help = ("color (default) or gray: a depth video; gray16: a 16-bit .mkv of depth values; "
-                       "npy/exr/tiff: a folder of float32 frames (see below). png = color.")
+                       "npy/exr/tiff: a folder of float32 frames; ply: a folder of point clouds (see below). "
+                       "png = color.")
 
 
 MODELS_EPILOG = """\b
@@ -341,6 +398,41 @@ def models_path():
     from .weights.catalog import dav2_home
 
     click.echo(dav2_home())
+
+
+def pixel_option(ctx, param, value):
+    """X,Y → (x, y), whole pixels of the depth map (0,0 is the top-left pixel)."""
+    if value is None:
+        return None
+    try:
+        x, y = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected X,Y in whole pixels, e.g. 320,240") from None
+    if x < 0 or y < 0:
+        raise click.BadParameter(f"{value!r}: pixels count from 0,0 at the top left")
+    return x, y
+
+
+@main.command(epilog="""\b
+Examples:
+  dav2 info depth.png                       # model, kind, unit, lo/hi, size, intrinsics...
+  dav2 info depth.png --at 320,240          # the depth at column 320, row 240
+  dav2 info cloud.ply                       # the PLY header's description and axes
+  dav2 info depth.mkv                       # a gray16 video's description (depth.mkv.json)
+
+\b
+Reads PNG (text chunks, or OUT.json beside a gray16 PNG), JPEG (comment), EXR (header
+attributes), TIFF (ImageDescription), npy (OUT.npy.json), PLY (header comments) and the
+.json beside a gray16 video. Pictures are turned back into depth with their lo/hi.
+""" + "\n" + EXIT_CODES)
+@click.argument("file", metavar="FILE")
+@click.option("--at", default=None, metavar="X,Y", callback=pixel_option,
+              help="Also print the depth at this pixel (column X, row Y, from 0).")
+def info(file, at):
+    """Print what a file dav2 wrote holds: model, kind, unit, range, size, camera, alignment."""
+    from .jobs.info import run_info
+
+    run_job(lambda: run_info(file, at, echo=click.echo))
 
 
 def image_size_option(ctx, param, value):

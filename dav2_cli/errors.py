@@ -17,5 +17,5 @@ class UserError(Exception):
 
 
 class UsageError(UserError):
-    """A mistake visible in the command line itself (a flag value, an impossible combination): exit 2, before any
-    work, and nothing written."""
+    """A mistake in the command line itself (a flag value, an impossible combination, a model that cannot give
+    what was asked): exit 2, before any model loads or any work, and nothing written."""

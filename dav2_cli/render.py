@@ -7,11 +7,14 @@ for every picture format:
 * Near is bright. Relative models output inverse depth (larger = nearer) and metric models output meters
   (larger = farther), so metric maps are flipped before colouring; `invert` flips once more.
 * The normalisation range is an input. A single image uses its own finite min/max (upstream's rule, so our
-  colour PNG equals upstream's byte for byte); a video passes a range from `RangeTracker` so frames do not
-  flicker.
+  colour PNG's pixels equal upstream's exactly; the file adds text chunks saying what they mean); a video
+  passes a range from `RangeTracker` so frames do not flicker.
 
-Raw formats (npy, exr, tiff) keep the float32 values untouched. This module runs once per video frame, so the
-colormap tables are built once and applied by indexing, and it stays free of torch so `dav2 --help` is quick.
+Raw formats (npy, exr, tiff) keep the float32 values untouched; ply turns the depth into coloured points
+(`geometry`, `pointcloud`). Given a description (`metadata.describe`), every file says what it holds and how to
+get the depth back from it (`encode_outputs`); sidecars come back as extra (suffix, bytes) outputs for the job to
+write, so this module never touches the file system. It runs once per video frame, so the colormap tables are
+built once and applied by indexing, and it stays free of torch so `dav2 --help` is quick.
 """
 
 import functools
@@ -19,16 +22,22 @@ import io
 import math
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from dav2_cli import metadata
 from dav2_cli.errors import UsageError, UserError
+from dav2_cli.geometry import CloudOptions, Intrinsics, build_cloud
+from dav2_cli.pointcloud import encode_ply
 
 VISUAL_FORMATS = ("color", "gray", "gray16")
 RAW_FORMATS = ("npy", "exr", "tiff")
-FORMATS = VISUAL_FORMATS + RAW_FORMATS
+CLOUD_FORMATS = ("ply",)
+FORMATS = VISUAL_FORMATS + RAW_FORMATS + CLOUD_FORMATS
+FILE_PER_FRAME_FORMATS = RAW_FORMATS + CLOUD_FORMATS  # a video becomes a folder of these, one file per frame
 FORMAT_ALIASES = {"png": "color"}  # `--format png` means the default colour PNG
 
 # OpenCV's built-in tables (its own copies of the matplotlib/Google maps), looked up by name.
@@ -53,9 +62,10 @@ _SPECTRAL_HEX = (
 # Containers that can hold the picture formats. JPEG and WebP carry 8 bits only.
 _PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 _EIGHT_BIT_EXTS = (".jpg", ".jpeg", ".webp")
-_RAW_EXTS = {"npy": (".npy",), "exr": (".exr",), "tiff": (".tiff", ".tif")}
+_FILE_EXTS = {"npy": (".npy",), "exr": (".exr",), "tiff": (".tiff", ".tif"), "ply": (".ply",)}
+SIDECAR_SUFFIX = ".json"  # OUT.png -> OUT.png.json, as for the gray16 video's OUT.mkv.json
 
-OUTPUT_EXTENSIONS = _PICTURE_EXTS + tuple(ext for exts in _RAW_EXTS.values() for ext in exts)
+OUTPUT_EXTENSIONS = _PICTURE_EXTS + tuple(ext for exts in _FILE_EXTS.values() for ext in exts)
 NORMALIZE_MODES = ("ema", "frame", "global")
 _EMA_SAMPLES = 1 << 16  # about this many pixels feed the per-frame percentiles; plenty for 1%/99%
 
@@ -70,7 +80,7 @@ def canonical_format(fmt):
 
 
 def check_side_by_side(fmt, side_by_side: bool) -> None:
-    """Side-by-side puts the photo beside a picture of the depth; raw formats hold no picture."""
+    """Side-by-side puts the photo beside a picture of the depth; raw formats and point clouds hold no picture."""
     if side_by_side and canonical_format(fmt) not in VISUAL_FORMATS:
         raise UsageError(f"--side-by-side needs a picture format ({', '.join(VISUAL_FORMATS)}), "
                         f"not {canonical_format(fmt)}")
@@ -84,7 +94,7 @@ def extensions_accepted(fmt):
         return (".png",)
     if name in VISUAL_FORMATS:
         return _PICTURE_EXTS
-    return _RAW_EXTS[name]
+    return _FILE_EXTS[name]
 
 
 def extension_for(fmt):
@@ -92,7 +102,7 @@ def extension_for(fmt):
     name = canonical_format(fmt)
     if name in VISUAL_FORMATS:
         return ".png"
-    return _RAW_EXTS[name][0]
+    return _FILE_EXTS[name][0]
 
 
 def format_for_path(path):
@@ -103,7 +113,7 @@ def format_for_path(path):
     ext = Path(path).suffix.lower()
     if ext in _PICTURE_EXTS:
         return "color"
-    for name, exts in _RAW_EXTS.items():
+    for name, exts in _FILE_EXTS.items():
         if ext in exts:
             return name
     return None
@@ -240,7 +250,7 @@ def side_by_side(image_bgr, visual):
     return np.concatenate([_to_dtype_scale(image_bgr, visual.dtype), visual], axis=1)
 
 
-def _encode_exr(depth_hw):
+def _encode_exr(depth_hw, extra_attributes=b""):
     """A single-channel ("Y") float32 OpenEXR file, ZIP-compressed in 16-line blocks.
 
     Written here because the OpenCV wheels we install are built without OpenEXR. Layout per the OpenEXR
@@ -267,6 +277,7 @@ def _encode_exr(depth_hw):
             attribute("pixelAspectRatio", "float", struct.pack("<f", 1.0)),
             attribute("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0)),
             attribute("screenWindowWidth", "float", struct.pack("<f", 1.0)),
+            extra_attributes,  # dav2's description, one string attribute per key
             b"\0",
         ]
     )
@@ -287,22 +298,50 @@ def _encode_exr(depth_hw):
     return header + struct.pack(f"<{len(offsets)}Q", *offsets) + b"".join(blocks)
 
 
-def _encode_raw(depth_hw, name, ext):
-    if ext is not None and ext.lower() not in _RAW_EXTS[name]:
-        raise UserError(f"{name} output cannot be written as a {ext} file; use {' or '.join(_RAW_EXTS[name])}")
-    if name == "npy":
+def _encode_raw(depth_hw, name, ext, description):
+    if ext is not None and ext.lower() not in _FILE_EXTS[name]:
+        raise UserError(f"{name} output cannot be written as a {ext} file; use {' or '.join(_FILE_EXTS[name])}")
+    if name == "npy":  # the description goes into a sidecar (see encode_outputs): np.save has no room for it
         buffer = io.BytesIO()
         np.save(buffer, depth_hw, allow_pickle=False)
         return buffer.getvalue()
     if name == "exr":
-        return _encode_exr(depth_hw)
+        return _encode_exr(depth_hw, metadata.exr_string_attributes(description or {}))
     ok, data = cv2.imencode(".tiff", depth_hw)  # OpenCV stores float32 as IEEE-float samples
     if not ok:
         raise UserError("OpenCV could not encode the depth map as a float32 TIFF")
-    return data.tobytes()
+    return metadata.tiff_with_description(data.tobytes(), description) if description else data.tobytes()
 
 
-def encode(
+@dataclass(frozen=True)
+class CloudRequest:
+    """What a point cloud needs beyond the depth: the camera, the colours, and which points to keep."""
+
+    intrinsics: Intrinsics
+    colors_bgr: np.ndarray  # the decoded image the depth belongs to
+    options: CloudOptions = CloudOptions()
+    max_depth: float | None = None  # a metric model's saturation limit: points at it are dropped
+
+
+def picture_description(description, name, *, cmap, invert, metric, value_range, side_by_side_width=None):
+    """`description` plus what a picture needs to be read back: its range, its direction and the formula."""
+    lo, hi = value_range
+    levels = 65535 if name == "gray16" else 255
+    larger = "farther" if metric else "nearer"
+    grows = metric == invert  # the level grows with the depth value (see to_visual)
+    decoded = {**description, "lo": lo, "hi": hi, "larger": larger,
+               "brighter": larger if grows else ("nearer" if metric else "farther"),
+               "decode": (f"depth = lo + v / {levels} * (hi - lo)" if grows else
+                          f"depth = hi - v / {levels} * (hi - lo)") + ", v the pixel's level"}
+    if name == "color":
+        decoded["cmap"] = cmap
+        decoded["decode"] += f" (its index in the {cmap} colormap)"
+    if side_by_side_width is not None:
+        decoded["layout"] = f"side by side: the image left, the depth from column {side_by_side_width} on"
+    return decoded
+
+
+def encode_outputs(
     depth_hw,
     fmt,
     *,
@@ -312,33 +351,73 @@ def encode(
     metric=False,
     value_range=None,
     image_bgr=None,
+    description=None,
+    cloud=None,
 ):
-    """The complete bytes of one output file for `depth_hw` in format `fmt`.
+    """Every file one output of `depth_hw` in format `fmt` consists of: [(suffix, bytes), ...].
 
-    Picture formats are PNG unless `ext` names another container (".jpg", ".jpeg", ".webp"; 8-bit only, so
-    not for gray16). Raw formats hold the float32 values exactly: npy (np.save), exr, tiff. With `image_bgr`
-    the picture is `side_by_side(image_bgr, picture)`; the other keywords are `to_visual`'s.
+    The first entry (suffix "") is the output itself; a sidecar follows as (".json", bytes), to be written
+    beside it as OUT.json. With a `description` (`metadata.describe`) each file says what it holds: pictures in
+    their text chunks (gray16 also in a sidecar, since it is the one to read back), EXR in header attributes,
+    TIFF in ImageDescription, npy in a sidecar, ply in header comments. `ply` needs `cloud` (a CloudRequest);
+    its depth must be a distance (metres), never relative inverse depth.
     """
     name = canonical_format(fmt)
     depth_hw = np.asarray(depth_hw, dtype=np.float32)
     if depth_hw.ndim != 2 or depth_hw.size == 0:
         raise ValueError(f"depth map must be a non-empty HxW array, got shape {depth_hw.shape}")
+    if name in CLOUD_FORMATS:
+        check_side_by_side(name, image_bgr is not None)
+        if cloud is None:
+            raise ValueError("a point cloud needs a CloudRequest (intrinsics and colours)")
+        if ext is not None and ext.lower() not in _FILE_EXTS[name]:
+            raise UserError(f"a point cloud cannot be written as a {ext} file; use .ply")
+        points = build_cloud(depth_hw, cloud.colors_bgr, cloud.intrinsics, cloud.options, max_depth=cloud.max_depth)
+        return [("", encode_ply(points, description or {}))]
     if name in RAW_FORMATS:
         check_side_by_side(name, image_bgr is not None)
-        return _encode_raw(depth_hw, name, ext)
+        data = _encode_raw(depth_hw, name, ext, description)
+        if name == "npy" and description is not None:
+            return [("", data), (SIDECAR_SUFFIX, metadata.sidecar(description))]
+        return [("", data)]
 
     ext = (ext or ".png").lower()
     if ext not in _PICTURE_EXTS:
         raise UserError(f"a {name} picture cannot be written as a {ext} file; use {', '.join(_PICTURE_EXTS)}")
     if name == "gray16" and ext in _EIGHT_BIT_EXTS:
         raise UserError(f"gray16 needs a 16-bit container (.png); {ext} holds 8 bits per channel")
+    value_range = depth_range(depth_hw) if value_range is None else value_range
     picture = to_visual(depth_hw, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range)
     if image_bgr is not None:
         picture = side_by_side(image_bgr, picture)
     ok, data = cv2.imencode(ext, picture)
     if not ok:
         raise UserError(f"OpenCV could not encode the depth picture as {ext}")
-    return data.tobytes()
+    data = data.tobytes()
+    if description is None:
+        return [("", data)]
+    described = picture_description(description, name, cmap=cmap, invert=invert, metric=metric,
+                                    value_range=value_range,
+                                    side_by_side_width=depth_hw.shape[1] if image_bgr is not None else None)
+    if ext == ".png":
+        data = metadata.png_with_text(data, described)
+    elif ext in (".jpg", ".jpeg"):
+        data = metadata.jpeg_with_comment(data, described)
+    outputs = [("", data)]  # WebP has no text chunk that viewers keep; it goes without
+    if name == "gray16":
+        outputs.append((SIDECAR_SUFFIX, metadata.sidecar(described)))
+    return outputs
+
+
+def encode(depth_hw, fmt, **options):
+    """The complete bytes of one output file for `depth_hw` in format `fmt` (no sidecar; see encode_outputs).
+
+    Picture formats are PNG unless `ext` names another container (".jpg", ".jpeg", ".webp"; 8-bit only, so
+    not for gray16). Raw formats hold the float32 values exactly: npy (np.save), exr, tiff. With `image_bgr`
+    the picture is `side_by_side(image_bgr, picture)`; `cmap`, `invert`, `metric` and `value_range` are
+    `to_visual`'s.
+    """
+    return encode_outputs(depth_hw, fmt, **options)[0][1]
 
 
 class RangeTracker:

@@ -282,6 +282,7 @@ def test_unknown_colormap_is_a_user_error():
         ("a.exr", "exr"),
         ("a.tif", "tiff"),
         ("a.TIFF", "tiff"),
+        ("a.PLY", "ply"),
         ("a.txt", None),
         ("noext", None),
     ],
@@ -291,7 +292,8 @@ def test_format_for_path(path, fmt):
 
 
 def test_extensions_and_aliases():
-    assert [render.extension_for(f) for f in render.FORMATS] == [".png", ".png", ".png", ".npy", ".exr", ".tiff"]
+    assert [render.extension_for(f) for f in render.FORMATS] == [".png", ".png", ".png", ".npy", ".exr", ".tiff",
+                                                                   ".ply"]
     assert render.extension_for("png") == ".png"
     assert render.canonical_format("png") == "color"
     with pytest.raises(UserError, match="jpeg2000"):

@@ -28,18 +28,14 @@ from ..media.atomic import (
     OutputStopped,
     describe_os_error,
     prepare_output_folder,
+    write_atomic,
     write_output,
 )
-from ..media.images import max_megapixels, read_image
+from ..media.exif import focal_length_35mm
+from ..media.images import decode_image, max_megapixels, read_input_bytes
 from ..pipeline import Frame, PerImageDepth, run_pipeline
-from .options import (
-    VIDEO_MODEL_FOR_IMAGES,
-    DepthOptions,
-    is_video_model,
-    load_job_model,
-    note,
-    report,
-)
+from .measure import Measure, plan_measure
+from .options import VIDEO_MODEL_FOR_IMAGES, DepthOptions, is_video_model, load_job_model, note, report
 from .plan import (
     Item,
     default_folder_output,
@@ -79,8 +75,9 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
                job: JobOptions = JobOptions()) -> int:
     pairs = plan_image_outputs(inputs, output, options.fmt)
     render.check_side_by_side(options.fmt, options.side_by_side)
+    measure = plan_measure(options)
     items = [Item(source, destination) for source, destination in pairs]
-    return run_items(items, options, job, summary=False)
+    return run_items(items, measure, job, summary=False)
 
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
@@ -91,11 +88,12 @@ def run_folder(source: str, output: str | None, options: DepthOptions, job: JobO
         raise UserError(f"{source}: no such file or folder")
     output_path = Path(output) if output is not None else default_folder_output(source_path)
     render.check_side_by_side(options.fmt, options.side_by_side)
+    measure = plan_measure(options)
     items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
     for problem in problems:
         report(problem)
     prepare_output_folder(output_path)
-    return run_items(items, options, job, summary=True, failed_before=len(problems))
+    return run_items(items, measure, job, summary=True, failed_before=len(problems))
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -118,7 +116,7 @@ def _unreadable(source: str) -> str | None:
     return None
 
 
-def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summary: bool,
+def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: bool,
               failed_before: int = 0) -> int:
     """Depth for each item of this job's shard, skipping finished ones when asked; prints the summary line.
 
@@ -143,7 +141,7 @@ def run_items(items: list[Item], options: DepthOptions, job: JobOptions, *, summ
             todo.append(item)
     stopped_by = None
     if todo:
-        stopped_by = _depth_for_items(todo, options, job, tally)
+        stopped_by = _depth_for_items(todo, measure, job, tally)
     if summary or stopped_by:
         print(tally.line(stopped_by), file=sys.stderr, flush=True)
     if stopped_by in ("interrupted", "terminated"):
@@ -167,7 +165,28 @@ class _OutOfMemoryFailsTheBatch(PerImageDepth):
             return [(frame, None) for frame in frames]
 
 
-def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, tally: Tally) -> str | None:
+@dataclass(frozen=True)
+class _Input:
+    """An item on its way through the pipeline, with what its file said about the camera."""
+
+    item: Item
+    focal_35mm: float | None  # EXIF FocalLengthIn35mmFilm
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+
+def _write_outputs(destination: str, outputs: list[tuple[str, bytes]]) -> None:
+    """Sidecars first, the output last: an output that exists (what --skip-existing looks for) is complete."""
+    main, *sidecars = outputs
+    if destination != STDIO:  # stdout takes one file; the picture formats still carry their text chunks
+        for suffix, data in sidecars:
+            write_atomic(Path(destination + suffix), data)
+    write_output(destination, main[1])
+
+
+def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally) -> str | None:
     """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
 
     Same-sized images share a model call; the next ones are decoded and prepared while the model runs, and the
@@ -176,20 +195,22 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
     """
     from tqdm import tqdm
 
+    options = measure.options
     model = load_job_model(options)
     if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
         raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))
-    metric = model.config.metric
+    measure.use_model(model.config)
 
     def inputs():
         for item in todo:
             try:
-                image = read_image(item.source)
+                data = read_input_bytes(item.source)
+                image = decode_image(data, item.name)
                 check_aspect_ratio(item.name, image.shape[:2])
             except UserError as exc:
-                yield item, exc
+                yield _Input(item, None), exc
             else:
-                yield item, image
+                yield _Input(item, focal_length_35mm(data)), image
 
     def fail(frame: Frame) -> None:
         report(str(frame.error))
@@ -197,12 +218,11 @@ def _depth_for_items(todo: list[Item], options: DepthOptions, job: JobOptions, t
         bar.update(1)
 
     def write(frame: Frame, depth_hw: np.ndarray) -> None:
-        item = frame.key
-        suffix = Path(item.destination).suffix.lower() if item.destination != STDIO else None
+        item = frame.key.item
         try:
-            data = render.encode(depth_hw, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
-                                 metric=metric, image_bgr=frame.image if options.side_by_side else None)
-            write_output(item.destination, data)
+            outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
+                                     focal_35mm=frame.key.focal_35mm)
+            _write_outputs(item.destination, outputs)
             if job.name_outputs and item.destination != STDIO:
                 note(f"wrote {item.destination}")
         except OutputStopped:

@@ -5,6 +5,36 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class SpaceOptions:
+    """How depth becomes distances and points: the camera, relative-to-metric conversion, and the point cloud.
+
+    Every field defaults to "not given"; `jobs.measure` decides what each absence means (documented in README's
+    3D section) and refuses combinations that cannot work before any model loads.
+    """
+
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    hfov: float | None = None  # degrees, horizontal
+    near: float | None = None  # metres: where a relative map's largest value is put
+    far: float | None = None  # metres: where its smallest value is put
+    align_to: str | None = None  # a CSV of x,y,depth_m[,frame]
+    mesh: bool = False
+    edge_threshold: float | None = None  # None: geometry.DEFAULT_EDGE_THRESHOLD
+    stride: int | None = None
+    max_points: int | None = None
+    y_up: bool = False
+
+    def cloud_only(self) -> list[str]:
+        """The flags given that only a point cloud uses."""
+        given = {"--mesh": self.mesh, "--edge-threshold": self.edge_threshold is not None,
+                 "--stride": self.stride is not None, "--max-points": self.max_points is not None,
+                 "--y-up": self.y_up}
+        return [flag for flag, used in given.items() if used]
+
+
+@dataclass(frozen=True)
 class DepthOptions:
     """How to run the model and how to draw or store its depth; shared by every command."""
 
@@ -18,6 +48,7 @@ class DepthOptions:
     invert: bool = False
     side_by_side: bool = False
     verbose: bool = False
+    space: SpaceOptions = SpaceOptions()
 
 
 def load_job_model(options: DepthOptions):

@@ -206,12 +206,12 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if output == STDIO:
         raise UsageError("video output cannot go to stdout (-o -); give a file name")
     if output is None:
-        if fmt in render.RAW_FORMATS:
+        if fmt in render.FILE_PER_FRAME_FORMATS:
             return plan_output(source, str(source.with_name(f"{source.stem}_depth")), fmt, overwrite=overwrite)
         return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
-    if fmt in render.RAW_FORMATS:
+    if fmt in render.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
         if source.is_dir() and out.resolve() == source.resolve():
@@ -224,7 +224,7 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
         raise UsageError(f"{output}: --format gray16 writes lossless 16-bit FFV1 video, which needs a .mkv name")
     if extension not in SUPPORTED_EXTENSIONS:
         raise UsageError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
-                        f"(or --format npy, exr or tiff with -o DIR for a folder of frames)")
+                         f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise UsageError(f"{output}: is the input video; choose another output name")
     return out

@@ -8,7 +8,6 @@ one line saying where it stopped; Ctrl-C or SIGTERM stops reading, finishes the 
 valid, shorter video (with audio cut to match); any other failure leaves no file under the output name.
 """
 
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import render
+from .. import align, metadata, render
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
 from ..media.atomic import STDIO, write_atomic
@@ -27,6 +26,7 @@ from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
 from ..media.video_write import VideoWriter
 from ..pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
+from .measure import Measure, plan_measure
 from .options import DepthOptions, is_video_model, load_job_model, note, report
 from .plan import frame_files, plan_output
 
@@ -87,7 +87,7 @@ def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> s
     """The normalisation mode to use, after refusing options that contradict --format."""
     if options.side_by_side and fmt not in VIDEO_FORMATS:
         raise UsageError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
-    if fmt in render.RAW_FORMATS:
+    if fmt in render.FILE_PER_FRAME_FORMATS:
         if video.normalize is not None:
             raise UsageError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
         return "none"
@@ -108,9 +108,10 @@ def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> s
 class _PictureVideo:
     """Colour or 8-bit gray depth pictures (optionally beside the frame) encoded into a video."""
 
-    def __init__(self, out: Path, info: VideoInfo, fps: Fraction, options: DepthOptions, metric: bool,
+    def __init__(self, out: Path, info: VideoInfo, fps: Fraction, measure: Measure,
                  tracker: render.RangeTracker, audio_from: Path | None, audio_start: Fraction):
-        self._options, self._metric, self._tracker = options, metric, tracker
+        options = measure.options
+        self._options, self._measure, self._tracker, self._name = options, measure, tracker, str(info.path)
         width = info.width * (2 if options.side_by_side else 1)
         self._writer = VideoWriter(out, width=width, height=info.height, fps=fps, audio_from=audio_from,
                                    audio_start=audio_start)
@@ -123,8 +124,9 @@ class _PictureVideo:
         options, frame_bgr = self._options, frame.image
         if frame.cut:  # a new scene's depth has its own range: the smoothed one starts again
             self._tracker.reset()
+        depth_hw = self._measure.frame_values(depth_hw, self._name, frame.key)
         picture = render.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
-                                   metric=self._metric, value_range=self._tracker.update(depth_hw))
+                                   metric=self._measure.distances, value_range=self._tracker.update(depth_hw))
         if options.side_by_side:
             picture = render.side_by_side(frame_bgr, picture)
         elif picture.ndim == 2:
@@ -142,10 +144,9 @@ class _Gray16Video:
     """Depth values on one fixed range as lossless 16-bit video, with a JSON sidecar to map them back."""
 
     def __init__(self, out: Path, info: VideoInfo, fps: Fraction, value_range: tuple[float, float],
-                 description: dict):
-        self._range = value_range
-        self._sidecar = Path(f"{out}.json")
-        self._description = description
+                 measure: Measure, video_keys: dict):
+        self._range, self._measure, self._info, self._video_keys = value_range, measure, info, video_keys
+        self._sidecar = Path(f"{out}{render.SIDECAR_SUFFIX}")
         self._writer = VideoWriter(out, width=info.width, height=info.height, fps=fps, pix_fmt_in="gray16le")
 
     @property
@@ -154,19 +155,25 @@ class _Gray16Video:
 
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         # metric=False, invert=False: v grows with the stored value, so depth = lo + v / 65535 * (hi - lo)
+        depth_hw = self._measure.frame_values(depth_hw, str(self._info.path), frame.key)
         self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
 
     def close(self) -> None:
         """The sidecar is written before the video is renamed into place, so the video never exists without
         the only key to its values; if the video cannot be published, the sidecar goes too."""
         lo, hi = self._range
-        sidecar = {**self._description, "frames": self.frames_written, "lo": lo, "hi": hi,
+        measure, options = self._measure, self._measure.options
+        description = metadata.describe(
+            model=str(options.model), metric=measure.metric, input_size=options.input_size, width=self._info.width,
+            height=self._info.height, source=str(self._info.path), max_depth=measure.max_depth,
+            conversion=measure.fixed)
+        sidecar = {**description, **self._video_keys, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
 
         written = []
 
         def write_sidecar():
-            write_atomic(self._sidecar, (json.dumps(sidecar, indent=2) + "\n").encode())
+            write_atomic(self._sidecar, metadata.sidecar(sidecar))
             written.append(self._sidecar)
 
         try:
@@ -181,10 +188,12 @@ class _Gray16Video:
 
 
 class _FrameFolder:
-    """Raw float32 depth, one file per frame: `frame_000000.<ext>` numbered in output order from 0."""
+    """One file per frame, `frame_000000.<ext>` numbered in output order from 0: raw float32 depth (an npy of
+    metres with its `.json` beside it) or a point cloud."""
 
-    def __init__(self, out: Path, fmt: str):
-        self._folder, self._fmt, self._extension = out, fmt, render.extension_for(fmt)
+    def __init__(self, out: Path, info: VideoInfo, measure: Measure):
+        self._folder, self._measure, self._name = out, measure, str(info.path)
+        self._extension = render.extension_for(measure.options.fmt)
         self.frames_written = 0
         # an earlier run's frames (the plan allowed this with --overwrite) go before the first new one is
         # written, so an interrupted run leaves only its own frames, never a mix of two runs
@@ -192,8 +201,12 @@ class _FrameFolder:
             stale.unlink(missing_ok=True)
 
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
-        name = f"frame_{self.frames_written:06d}{self._extension}"
-        write_atomic(self._folder / name, render.encode(depth_hw, self._fmt))
+        path = self._folder / f"frame_{self.frames_written:06d}{self._extension}"
+        outputs = self._measure.encode(depth_hw, frame.image, name=f"{self._name} frame {frame.key}",
+                                       destination=str(path), frame=frame.key)
+        for suffix, data in outputs[1:]:  # sidecars first: a frame file that exists is complete
+            write_atomic(Path(f"{path}{suffix}"), data)
+        write_atomic(path, outputs[0][1])
         self.frames_written += 1
 
     def close(self) -> None:
@@ -242,7 +255,7 @@ def _frames(reader: FrameReader | SequenceReader, scene_cuts: bool):
         reader.close()
 
 
-def _measure_range(model, info, selection, options, video, mode, stop, total) -> tuple[float, float] | None:
+def _measure_range(model, info, selection, measure, video, mode, stop, total) -> tuple[float, float] | None:
     """First pass for one range over the whole selection; None when stopped by a signal before any frame.
 
     Pictures take the widest of the frames' 1st..99th percentile ranges (so a few extreme pixels do not
@@ -252,6 +265,7 @@ def _measure_range(model, info, selection, options, video, mode, stop, total) ->
     lows, highs = [], []
 
     def consume(frame, depth_hw):
+        depth_hw = measure.frame_values(depth_hw, str(info.path), frame.key)
         lo, hi = render.depth_range(depth_hw) if mode == "minmax" else percentiles.update(depth_hw)
         lows.append(lo)
         highs.append(hi)
@@ -260,7 +274,7 @@ def _measure_range(model, info, selection, options, video, mode, stop, total) ->
     reader = _open_reader(info, selection)
     with _progress_bar(video.progress, total, "pass 1/2 (range)") as bar:
         run_pipeline(_frames(reader, video.scene_cuts), depth_stage(model, info), consume,
-                     input_size=options.input_size, batch_size=video.batch_size, stop=stop)
+                     input_size=measure.options.input_size, batch_size=video.batch_size, stop=stop)
     if stop.requested:
         return None
     if not lows:
@@ -277,6 +291,7 @@ class VideoJob:
     selection: Selection
     normalize: str  # ema, frame, global, or none for raw formats
     total: int | None  # frames the output will get if the file is intact (None: unknown length)
+    measure: Measure  # what the values written mean: the model's, or meters after --near/--far or --align-to
 
 
 def plan_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> VideoJob:
@@ -286,6 +301,7 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
     source_path = Path(source)
     out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite)
     normalize = check_combination(options.fmt, options, video)
+    measure = plan_measure(options)
     if source_path.is_dir():
         info = probe_sequence(source_path, parse_rate(video.fps) if video.fps is not None else None)
     else:
@@ -295,7 +311,7 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
     if total == 0:
         length = f"{float(info.frame_count / info.fps):.3f} s, {info.frame_count} frames"
         raise UserError(f"{source}: --start {video.start:g} s is past the end of the video ({length})")
-    return VideoJob(info, out, selection, normalize, total)
+    return VideoJob(info, out, selection, normalize, total, measure)
 
 
 def run_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> int:
@@ -307,17 +323,21 @@ def run_video(source: str, output: str | None, options: DepthOptions, video: Vid
 
 def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions, stop: GracefulStop) -> int:
     """Run a planned job with a loaded model; returns the exit code."""
-    info, out, selection = job.info, job.out, job.selection
+    info, out, selection, measure = job.info, job.out, job.selection, job.measure
+    measure.use_model(model.config)
+    fit_frame = align.first_frame_with_points(measure.points) if measure.points else None
+    if fit_frame is not None and not _fit_on_frame(model, info, measure, fit_frame, stop):
+        return _finish_stopped(stop, out, 0)
     value_range = None
     if job.normalize == "global":
         mode = "minmax" if options.fmt == "gray16" else "percentiles"
-        value_range = _measure_range(model, info, selection, options, video, mode, stop, job.total)
+        value_range = _measure_range(model, info, selection, measure, video, mode, stop, job.total)
         if value_range is None:
             return _finish_stopped(stop, out, 0)
     reader = _open_reader(info, selection)
     try:
-        sink = _open_sink(out, info, info.fps / selection.every, options, video, job.normalize, value_range,
-                          model.config.metric, selection)
+        sink = _open_sink(out, info, info.fps / selection.every, measure, video, job.normalize, value_range,
+                          selection)
     except BaseException:
         reader.close()
         raise
@@ -342,7 +362,7 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     if stop.requested:
         return _finish_stopped(stop, out, sink.frames_written)
     if video.name_outputs:
-        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in render.RAW_FORMATS
+        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in render.FILE_PER_FRAME_FORMATS
              else f"wrote {out} ({sink.frames_written} frames)")
     if reader.error:
         report(f"{reader.error}; {out} holds the {sink.frames_written} frames before it")
@@ -350,22 +370,37 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     return EXIT_OK
 
 
-def _open_sink(out, info, fps, options, video, normalize, value_range, metric, selection):
-    if options.fmt in render.RAW_FORMATS:
-        return _FrameFolder(out, options.fmt)
-    if options.fmt == "gray16":
-        description = {
-            "source": str(info.path), "model": str(options.model), "input_size": options.input_size,
-            "kind": "metric" if metric else "relative",
-            "larger": "farther" if metric else "nearer",
-            "unit": "meters" if metric else "none (relative inverse depth)",
-            "fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
-            "every": selection.every,
-        }
-        return _Gray16Video(out, info, fps, value_range, description)
+def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, stop: GracefulStop) -> bool:
+    """--align-to on a video: fit once on source frame `index` (the first its points name), before any output.
+
+    Frames before it are written before it is decoded in the main pass, so it is read and run on its own first.
+    Returns False when a signal stopped it.
+    """
+    def consume(frame, depth_hw):
+        measure.conversion(depth_hw, f"{info.path} frame {index}", frame.key)
+
+    reader = _open_reader(info, Selection(index, index + 1, 1))
+    run_pipeline(reader, depth_stage(model, info), consume, input_size=measure.options.input_size, batch_size=1,
+                 stop=stop)
+    if stop.requested:
+        return False
+    if measure.fixed is None:
+        raise UserError(f"{measure.options.space.align_to}: its points are for frame {index}, which {info.path} "
+                        f"does not have (frames count from 0)")
+    return True
+
+
+def _open_sink(out, info, fps, measure, video, normalize, value_range, selection):
+    fmt = measure.options.fmt
+    if fmt in render.FILE_PER_FRAME_FORMATS:
+        return _FrameFolder(out, info, measure)
+    if fmt == "gray16":
+        video_keys = {"fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
+                      "every": selection.every}
+        return _Gray16Video(out, info, fps, value_range, measure, video_keys)
     tracker = render.RangeTracker(normalize, global_range=value_range)
     audio_from = info.path if video.audio and info.has_audio else None
-    return _PictureVideo(out, info, fps, options, metric, tracker, audio_from, Fraction(selection.start) / info.fps)
+    return _PictureVideo(out, info, fps, measure, tracker, audio_from, Fraction(selection.start) / info.fps)
 
 
 def _finish_stopped(stop: GracefulStop, out: Path, frames: int) -> int:

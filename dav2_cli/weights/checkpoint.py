@@ -151,6 +151,44 @@ def from_upstream_layout(state_dict: dict, config: ModelConfig, source: str) -> 
     return {ours: state_dict[theirs] for theirs, ours in expected.items()}
 
 
+def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | None]:
+    """(metric?, max_depth) of a checkpoint on disk, from its config.json or its name, without reading weights.
+
+    HuggingFace's form (a folder, or a .safetensors file) says so in a config.json beside the weights; without
+    one, and for upstream's .pth files, the file name decides.
+    """
+    if not (path.is_dir() or path.suffix.lower() == ".safetensors"):
+        if "video_depth_anything" in path.name.lower():  # upstream's VDA names; their metric kind gives metres
+            from .video_checkpoint import metric_from_video_name
+
+            return metric_from_video_name(path, max_depth), None
+        return metric_from_name(path, max_depth)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    config_json = weights.with_name("config.json")
+    if not config_json.is_file():
+        return metric_from_name(weights, max_depth)
+    metric, config_max_depth = read_hf_config(config_json)
+    if max_depth is not None and not metric:
+        raise UserError(f"{config_json}: --max-depth applies to metric checkpoints only, and this one is "
+                        f"relative")
+    max_depth = max_depth if max_depth is not None else config_max_depth
+    if metric and max_depth is None:
+        raise UserError(f"{config_json}: a metric checkpoint without max_depth; pass --max-depth "
+                        f"(20 for indoor/Hypersim, 80 for outdoor/VKITTI)")
+    return metric, max_depth
+
+
+def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, float | None]:
+    """(metric?, max_depth) of a model name or checkpoint, known before anything is loaded or downloaded."""
+    path = Path(path_or_name).expanduser()
+    spec = None if path.exists() else catalog.find_spec(str(path_or_name))
+    if spec is not None:
+        if spec.kind != "metric" and max_depth is not None:
+            raise UserError(f"{spec.name}: --max-depth applies to metric models only, and this one is relative")
+        return spec.kind == "metric", (max_depth if max_depth is not None else spec.max_depth)
+    return checkpoint_kind(catalog.resolve(path_or_name, download=False), max_depth)
+
+
 def read_safetensors(path: Path, max_depth: float | None) -> tuple[dict, bool, float | None]:
     """HuggingFace's form: a folder with config.json + model.safetensors, or a lone .safetensors file.
 
@@ -161,18 +199,7 @@ def read_safetensors(path: Path, max_depth: float | None) -> tuple[dict, bool, f
     from safetensors.torch import load_file
 
     weights = path / "model.safetensors" if path.is_dir() else path
-    config_json = weights.with_name("config.json")
-    if config_json.is_file():
-        metric, config_max_depth = read_hf_config(config_json)
-        if max_depth is not None and not metric:
-            raise UserError(f"{config_json}: --max-depth applies to metric checkpoints only, and this one is "
-                            f"relative")
-        max_depth = max_depth if max_depth is not None else config_max_depth
-        if metric and max_depth is None:
-            raise UserError(f"{config_json}: a metric checkpoint without max_depth; pass --max-depth "
-                            f"(20 for indoor/Hypersim, 80 for outdoor/VKITTI)")
-    else:
-        metric, max_depth = metric_from_name(weights, max_depth)
+    metric, max_depth = checkpoint_kind(path, max_depth)
     try:
         loaded = load_file(weights)
     except FileNotFoundError:

@@ -1,0 +1,159 @@
+"""`dav2 info`: what a file dav2 wrote holds, and the depth at one of its pixels.
+
+A depth file is only useful for measuring if its meaning travels with it; this command is the proof that it
+does: it reads the description back from wherever the format keeps it (text chunks, EXR attributes, TIFF
+ImageDescription, PLY comments, JSON sidecars) and undoes the picture formats' scaling with their own `lo`/`hi`.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import metadata, render
+from ..errors import EXIT_OK, UsageError, UserError
+from ..media import depth_files
+from ..media.images import read_input_bytes
+from ..pointcloud import read_ply
+
+
+@dataclass
+class DepthFile:
+    kind: str  # what the file is, in words
+    description: dict
+    values_hw: np.ndarray | None = None  # the stored depth values, once decoded; None: no pixel grid here
+    note: str = ""  # how exact a decoded value is
+
+
+def _sidecar(path: Path) -> dict:
+    sidecar = Path(f"{path}{render.SIDECAR_SUFFIX}")
+    if not sidecar.is_file():
+        return {}
+    return _json(read_input_bytes(sidecar), sidecar)
+
+
+def _json(data: bytes, name) -> dict:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{name}: not a JSON description") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{name}: not a JSON description")
+    return value
+
+
+def _picture_values(picture: np.ndarray, description: dict, name, lossy: bool) -> tuple[np.ndarray, str]:
+    """A picture's levels turned back into depth values with its own lo/hi and direction."""
+    if "lo" not in description or "hi" not in description:
+        raise UserError(f"{name}: a picture without lo/hi; its depth cannot be recovered")
+    if "layout" in description:  # side by side: the depth is the right half
+        picture = picture[:, picture.shape[1] // 2:]
+    levels = 65535 if picture.dtype == np.uint16 else 255
+    if picture.ndim == 3 and "cmap" in description:
+        table = render._colormap_table(description["cmap"]).astype(np.int32)  # 256 x 3 BGR
+        distance = ((picture[:, :, None, :3].astype(np.int32) - table[None, None]) ** 2).sum(axis=3)
+        level = np.argmin(distance, axis=2).astype(np.float64)  # the nearest colour of the map
+    else:
+        level = (picture if picture.ndim == 2 else picture[:, :, 0]).astype(np.float64)
+    lo, hi = float(description["lo"]), float(description["hi"])
+    grows = description.get("brighter", description.get("larger")) == description.get("larger")
+    values = lo + level / levels * (hi - lo) if grows else hi - level / levels * (hi - lo)
+    step = (hi - lo) / levels
+    note = f"within {step:.3g} (one level of {levels}){', more in lossy JPEG' if lossy else ''}"
+    return values.astype(np.float32), note
+
+
+def read_depth_file(path: Path) -> DepthFile:
+    """The description and (where the file is a grid) the depth values of a file dav2 wrote."""
+    data = read_input_bytes(path)
+    name = str(path)
+    if path.suffix.lower() == render.SIDECAR_SUFFIX:
+        return DepthFile("JSON description", _json(data, name))
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        description = metadata.png_text(data) or _sidecar(path)
+        picture = depth_files.read_picture(data, name)
+        kind = "16-bit PNG" if picture.dtype == np.uint16 else "8-bit PNG"
+        return DepthFile(kind, description, *(_picture_values(picture, description, name, False)
+                                               if description else (None, "")))
+    if data.startswith(b"\xff\xd8"):
+        description = metadata.jpeg_comment(data)
+        picture = depth_files.read_picture(data, name)
+        return DepthFile("JPEG", description, *(_picture_values(picture, description, name, True)
+                                                if description else (None, "")))
+    if data[:4] == b"\x76\x2f\x31\x01":
+        return DepthFile("EXR (float32)", metadata.exr_strings(data), depth_files.read_exr(data, name), "exact")
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        values = depth_files.read_picture(data, name)
+        return DepthFile("TIFF (float32)", metadata.tiff_description(data), values.astype(np.float32), "exact")
+    if data.startswith(b"\x93NUMPY"):
+        return DepthFile("npy (float32)", _sidecar(path), depth_files.read_npy(data, name), "exact")
+    if data.startswith(b"ply\n"):
+        try:
+            description, vertices = read_ply(data)
+        except ValueError as exc:
+            raise UserError(f"{name}: {exc}") from None
+        return DepthFile(f"PLY point cloud, {len(vertices)} points", description, _ply_depth(description, vertices))
+    description = _sidecar(path)  # a video: its description is OUT.json
+    if description:
+        return DepthFile("video (see its .json)", description)
+    raise UserError(f"{name}: not a file dav2 wrote (no description found in it or in {name}.json)")
+
+
+def _ply_depth(description: dict, vertices) -> np.ndarray | None:
+    """A depth map rebuilt from the cloud: each vertex projected back to its pixel with the header's intrinsics."""
+    intrinsics, width, height = description.get("intrinsics"), description.get("width"), description.get("height")
+    if not (isinstance(intrinsics, dict) and width and height):
+        return None
+    x, y, z = (vertices[axis].astype(np.float64) for axis in "xyz")
+    if description.get("axes") == "y-up":
+        y, z = -y, -z
+    values = np.full((height, width), np.nan, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(intrinsics["fx"] * x / z + intrinsics["cx"])
+        v = np.rint(intrinsics["fy"] * y / z + intrinsics["cy"])
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    values[v[inside].astype(int), u[inside].astype(int)] = z[inside]
+    return values
+
+
+def _lines(description: dict, prefix: str = "") -> list[str]:
+    lines = []
+    for key, value in description.items():
+        if isinstance(value, dict):
+            lines += _lines(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"  {prefix}{key}: {value}")
+    return lines
+
+
+def run_info(source: str, at: tuple[int, int] | None, echo=print) -> int:
+    path = Path(source)
+    found = read_depth_file(path)
+    if not found.description:
+        raise UserError(f"{source}: a {found.kind} without a dav2 description (not written by dav2, or written "
+                        f"before files described themselves)")
+    if at is not None:
+        if found.values_hw is None:
+            raise UsageError(f"{source}: --at needs a depth map or point cloud; a {found.kind} has no pixels to read")
+        height, width = found.values_hw.shape
+        if not (0 <= at[0] < width and 0 <= at[1] < height):
+            raise UsageError(f"--at {at[0]},{at[1]} is outside the {width}x{height} depth map")
+    echo(f"{source}: {found.kind}")
+    for line in _lines(found.description):
+        echo(line)
+    if at is not None:
+        echo(_depth_line(found, *at))
+    return EXIT_OK
+
+
+def _depth_line(found: DepthFile, x: int, y: int) -> str:
+    value = float(found.values_hw[y, x])
+    unit = found.description.get("unit", "")
+    shown = f"{value:.6g} {'m' if unit == metadata.METRIC_UNIT else '(inverse depth, no unit)'}"
+    if not np.isfinite(value):
+        shown = "no point" if found.kind.startswith("PLY") else f"{value} (no depth there)"
+    larger = found.description.get("larger")
+    detail = f"; larger = {larger}" if larger else ""
+    exactness = f", {found.note}" if found.note and np.isfinite(value) else ""
+    return f"depth at ({x}, {y}): {shown}{exactness}{detail}"

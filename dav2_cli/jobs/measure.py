@@ -1,0 +1,183 @@
+"""What the written values mean: relative depth made metric, the camera it was seen through, and the description
+every output carries.
+
+Decided once per job from the command line and the model's kind (read off its name or config, never by loading
+it), so a command that cannot give distances (a point cloud from a relative model with neither --near/--far nor
+--align-to, say) stops with a usage error before any model loads or any file is written. Then applied to each
+image or frame: convert, describe, encode.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import align, metadata, render
+from ..errors import UsageError, UserError
+from ..geometry import (
+    DEFAULT_EDGE_THRESHOLD,
+    DEFAULT_HFOV_DEG,
+    SATURATED_FRACTION,
+    CloudOptions,
+    resolve_intrinsics,
+)
+from ..media.atomic import STDIO
+from ..media.images import read_input_bytes
+from .options import DepthOptions
+
+
+def _say(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"dav2: {message}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+@dataclass
+class Measure:
+    """One job's rules for turning the model's output into the values written, and for describing them."""
+
+    options: DepthOptions
+    metric: bool | None  # the model's kind; None until known (see `use_model`)
+    max_depth: float | None
+    points: list | None = None  # from --align-to
+    fixed: align.DisparityToDepth | None = None  # a video's conversion, fitted once and used for every frame
+    _assumption_said: bool = field(default=False, repr=False)
+
+    def use_model(self, config) -> None:
+        """Take the kind and range from the loaded model itself, which has the last word."""
+        self.metric, self.max_depth = config.metric, config.max_depth
+
+    @property
+    def converts(self) -> bool:
+        return self.options.space.near is not None or self.points is not None
+
+    @property
+    def distances(self) -> bool:
+        """Whether the values written are metres (larger = farther) rather than relative inverse depth."""
+        return self.metric or self.converts
+
+    def conversion(self, raw_hw, name: str, frame: int | None = None) -> align.DisparityToDepth | None:
+        """The line from the model's disparity to 1/Z for this map: near/far, or a fit to the known points.
+
+        A video (`frame` given) keeps the first one it makes, so every frame is scaled alike.
+        """
+        if not self.converts:
+            return None
+        if self.fixed is not None:
+            return self.fixed
+        disparity = align.model_disparity(raw_hw, self.metric)
+        space = self.options.space
+        if space.near is not None:
+            conversion = align.from_near_far(disparity, space.near, space.far)
+            detail = f"inverse depth spread over {space.near:g}..{space.far:g} m (--near/--far)"
+        else:
+            points = self.points
+            if frame is not None and align.first_frame_with_points(points) is not None:
+                points = [p for p in points if p.frame == align.first_frame_with_points(points)]
+            conversion = align.fit_points(disparity, points, space.align_to)
+            fit = conversion.details
+            detail = (f"aligned to {fit['points']} points of {space.align_to}: 1/depth = {conversion.scale:.6g} "
+                      f"* value + {conversion.shift:.6g}, RMS relative error {100 * fit['rms_relative_error']:.2g}% "
+                      f"(max {100 * fit['max_relative_error']:.2g}%)")
+        if self.options.verbose:
+            _say(f"{name}: {detail}")
+        if frame is not None:
+            self.fixed = conversion
+        return conversion
+
+    def values(self, raw_hw, conversion: align.DisparityToDepth | None) -> np.ndarray:
+        """What is written: the model's values, or metres when converted (NaN where a metric model saturated)."""
+        if conversion is None:
+            return raw_hw
+        disparity = align.model_disparity(raw_hw, self.metric)
+        if self.metric and self.max_depth is not None:
+            disparity[np.asarray(raw_hw) >= SATURATED_FRACTION * self.max_depth] = np.nan
+        return conversion.apply(disparity)
+
+    def frame_values(self, raw_hw, name: str, frame: int) -> np.ndarray:
+        """A video frame's values as written: converted with the video's one conversion when there is one."""
+        return self.values(raw_hw, self.conversion(raw_hw, name, frame))
+
+    def intrinsics(self, width: int, height: int, name: str, focal_35mm: float | None = None):
+        """The camera for one image; says once per job on stderr when it had to be assumed."""
+        space = self.options.space
+        intrinsics = resolve_intrinsics(width, height, fx=space.fx, fy=space.fy, cx=space.cx, cy=space.cy,
+                                        hfov=space.hfov, focal_35mm=focal_35mm)
+        if intrinsics.source == "assumed" and self.options.fmt in render.CLOUD_FORMATS and not self._assumption_said:
+            self._assumption_said = True
+            _say(f"{name}: no focal length (no --fx/--fy, --hfov or EXIF FocalLengthIn35mmFilm); assuming a "
+                 f"{DEFAULT_HFOV_DEG:g} degree horizontal field of view (fx = fy = {intrinsics.fx:.1f} px at "
+                 f"{width}x{height}) "
+                 f"for it and any other such input; give --hfov or --fx/--fy for true geometry")
+        return intrinsics
+
+    def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,
+               frame: int | None = None, value_range=None) -> list[tuple[str, bytes]]:
+        """Every file one depth map becomes, [(suffix, bytes)], described; see render.encode_outputs."""
+        options = self.options
+        conversion = self.conversion(raw_hw, name, frame)
+        values = self.values(raw_hw, conversion)
+        height, width = values.shape
+        cloud = options.fmt in render.CLOUD_FORMATS
+        intrinsics = self.intrinsics(width, height, name, focal_35mm)
+        known = cloud or intrinsics.source != "assumed"
+        description = metadata.describe(
+            model=str(options.model), metric=self.metric, input_size=options.input_size, width=width,
+            height=height, source=name, max_depth=self.max_depth, conversion=conversion,
+            intrinsics=intrinsics if known else None)
+        request = None
+        if cloud:
+            space = options.space
+            edge = DEFAULT_EDGE_THRESHOLD if space.edge_threshold is None else space.edge_threshold
+            request = render.CloudRequest(intrinsics, image_bgr, CloudOptions(
+                edge_threshold=edge, stride=space.stride or 1, max_points=space.max_points, mesh=space.mesh,
+                y_up=space.y_up), None if conversion is not None else self.max_depth)
+        suffix = Path(destination).suffix.lower() if destination != STDIO else None
+        outputs = render.encode_outputs(values, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
+                                     metric=self.distances, value_range=value_range,
+                                     image_bgr=image_bgr if options.side_by_side else None,
+                                     description=description, cloud=request)
+        if options.fmt == "npy" and conversion is None:
+            # npy of the model's own values, as README documents them: one file per input, as scripts and
+            # mirrored folders expect; its sidecar is written where the values became metres and need saying so
+            outputs = outputs[:1]
+        return outputs
+
+
+def plan_measure(options: DepthOptions) -> Measure:
+    """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
+    from ..weights.checkpoint import model_kind
+
+    space, fmt = options.space, render.canonical_format(options.fmt)
+    if space.hfov is not None and (space.fx is not None or space.fy is not None):
+        raise UsageError("--hfov and --fx/--fy both set the focal length; give one of them")
+    if (space.near is None) != (space.far is None):
+        raise UsageError("--near and --far go together: the distances the map's nearest and farthest values get")
+    if space.near is not None and space.align_to is not None:
+        raise UsageError("--near/--far and --align-to both make depth metric; give one of them")
+    if space.near is not None and not space.near < space.far:
+        raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
+    if fmt not in render.CLOUD_FORMATS and space.cloud_only():
+        raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply")
+    metric = max_depth = None
+    if fmt in render.CLOUD_FORMATS or space.near is not None or space.align_to is not None:
+        # only these depend on the kind; otherwise the model is not even looked up (a finished --skip-existing
+        # job never touches it)
+        metric, max_depth = model_kind(options.model, options.max_depth)
+    if metric and space.near is not None:
+        raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "
+                         f"and already gives meters (--align-to can correct its scale)")
+    if fmt in render.CLOUD_FORMATS and not metric and space.near is None and space.align_to is None:
+        raise UsageError(f"--format ply needs distances, but {options.model} is a relative model (inverse depth "
+                         f"with unknown scale and shift); add --near N --far F (meters), --align-to points.csv "
+                         f"(x,y,depth_m rows), or use a metric model (e.g. -m metric-indoor-vits)")
+    points = None
+    if space.align_to is not None:
+        text = read_input_bytes(space.align_to)
+        try:
+            points = align.parse_points(text.decode("utf-8-sig"), space.align_to)
+        except UnicodeDecodeError:
+            raise UserError(f"{space.align_to}: not a UTF-8 text file of x,y,depth_m rows") from None
+    return Measure(options, metric, max_depth, points)
