@@ -365,7 +365,8 @@ def test_cli_models_lists_names_kinds_and_cache(tmp_path):
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
     assert len(lines) == 15
-    assert lines["video-vits"][2:4] == ["video", "relative"] and lines["metric-video-vits"][2:5] == ["video", "metric", "m"]
+    assert lines["video-vits"][2:4] == ["video", "relative"]
+    assert lines["metric-video-vits"][2:5] == ["video", "metric", "m"]
     assert lines["vits"] == ["vits", "small", "relative", "99", "MB", "Apache-2.0", "-"]
     assert lines["vitl"][-2:] == ["CC-BY-NC-4.0", "-"]
     assert lines["metric-indoor-vitb"][2:4] == ["metric", "20"]

@@ -30,7 +30,8 @@ def write(path, image):
 
 
 def files_under(folder):
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    """Depth files under `folder`, without the .json sidecars that describe npy files."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.suffix != ".json")
 
 
 @pytest.fixture(scope="module")

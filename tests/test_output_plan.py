@@ -21,6 +21,11 @@ from dav2_cli.media.video_write import VideoWriter
 from dav2_cli.weights.catalog import looks_like_path, resolve
 
 
+def depth_files(folder):
+    """The depth maps in `folder`, without the .json sidecars that describe npy files."""
+    return [path for path in folder.iterdir() if path.suffix != ".json"]
+
+
 def dav2(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
 
@@ -78,13 +83,13 @@ def test_a_frame_folder_of_an_earlier_run_is_refused_then_replaced_with_overwrit
     frames = tmp_path / "frames"
     common = ["--format", "npy", "-o", frames, "-m", vits_checkpoint, "--input-size", 28, "--dtype", "float32"]
     assert dav2("video", clip, *common).exit_code == 0
-    assert len(list(frames.iterdir())) == 6
+    assert len(list(depth_files(frames))) == 6
     refused = dav2("video", clip, *common, "--max-frames", 3)
     assert refused.exit_code == 2 and "--overwrite" in refused.output
-    assert len(list(frames.iterdir())) == 6  # untouched
+    assert len(list(depth_files(frames))) == 6  # untouched
     replaced = dav2("video", clip, *common, "--max-frames", 3, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert sorted(p.name for p in frames.iterdir()) == [f"frame_{i:06d}.npy" for i in range(3)]
+    assert sorted(p.name for p in depth_files(frames)) == [f"frame_{i:06d}.npy" for i in range(3)]
 
 
 def test_a_gray16_video_is_never_published_without_its_sidecar(tmp_path, vits_checkpoint, monkeypatch):
@@ -170,3 +175,15 @@ def test_h264_is_tagged_bt709_in_primaries_and_transfer_too(tmp_path):
     info = subprocess.run([find_ffmpeg(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
     video_line = next(line for line in info.splitlines() if "Video:" in line)
     assert "bt709" in video_line and "unknown" not in video_line, video_line
+
+
+def test_an_npy_of_the_models_values_says_what_they_are_beside_it(tmp_path, vits_checkpoint):
+    cv2.imwrite(str(tmp_path / "x.jpg"), synthetic_photo(60, 80))
+    result = dav2("image", tmp_path / "x.jpg", "-o", tmp_path / "x.npy", "-m", vits_checkpoint, "--input-size", 56)
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "x.npy").shape == (60, 80)  # np.load still gives the bare array
+    described = json.loads((tmp_path / "x.npy.json").read_text())
+    assert described["kind"] == "relative" and described["larger"] == "nearer" and described["input_size"] == 56
+    assert described["model"] == str(vits_checkpoint) and (described["width"], described["height"]) == (80, 60)
+    info = dav2("info", tmp_path / "x.npy", "--at", "3,4")
+    assert info.exit_code == 0 and "relative" in info.output

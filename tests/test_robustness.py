@@ -22,6 +22,11 @@ from dav2_cli.jobs.plan import parse_shard, plan_folder, take_shard
 from dav2_cli.media import atomic, images
 
 
+def depth_files(folder):
+    """The depth maps in `folder`, without the .json sidecars that describe npy files."""
+    return [path for path in folder.iterdir() if path.suffix != ".json"]
+
+
 def dav2(*args):
     args = [str(a) for a in args]
     if "--input-size" not in args:
@@ -85,7 +90,7 @@ def test_ctrl_c_keeps_finished_outputs_and_skip_existing_finishes_exactly_the_re
     assert result.exit_code == 0, result.output
     summary = result.stderr.strip().splitlines()[-1]
     assert summary == f"dav2: done {20 - len(finished)}, skipped {len(finished)}, failed 0"
-    assert sorted(p.name for p in out.iterdir()) == [f"img{i:02d}.npy" for i in range(20)]
+    assert sorted(p.name for p in depth_files(out)) == [f"img{i:02d}.npy" for i in range(20)]
     for name, stamp in stamps.items():  # finished outputs were left alone, not rewritten
         assert ((out / name).stat().st_ino, (out / name).stat().st_mtime_ns) == stamp
 
@@ -96,8 +101,8 @@ def test_sigterm_stops_after_the_batch_in_hand_with_exit_143(tmp_path, make_phot
     code, stderr = start_and_signal(source, out, vits_checkpoint, signal.SIGTERM)
     assert code == 143, stderr
     assert "terminated" in stderr.strip().splitlines()[-1]
-    assert not leftovers(out) and 1 <= len(list(out.iterdir())) < 10
-    for path in out.iterdir():
+    assert not leftovers(out) and 1 <= len(list(depth_files(out))) < 10
+    for path in depth_files(out):
         assert np.load(path).shape == (60, 80)
 
 
@@ -152,7 +157,7 @@ def test_shard_runs_together_write_every_output_once(tmp_path, make_photo, vits_
         result = dav2("folder", source, "-o", out, "-m", vits_checkpoint, "--format", "npy", "--shard", f"{k}/3")
         assert result.exit_code == 0, result.output
         done += int(result.stderr.split("done ")[1].split(",")[0])
-    assert done == 5 and sorted(p.name for p in out.iterdir()) == [f"img{i:02d}.npy" for i in range(5)]
+    assert done == 5 and sorted(p.name for p in depth_files(out)) == [f"img{i:02d}.npy" for i in range(5)]
 
 
 # --- bad inputs --------------------------------------------------------------------------------------------------
@@ -186,7 +191,7 @@ def test_bad_files_in_a_folder_are_named_once_and_the_rest_are_done(tmp_path, ma
     out = tmp_path / "out"
     result = dav2("folder", source, "-o", out, "-m", vits_checkpoint, "--format", "npy")
     assert result.exit_code == 1
-    assert sorted(p.name for p in out.iterdir()) == ["img00.npy", "img01.npy", "link.npy", "png_named.npy"]
+    assert sorted(p.name for p in depth_files(out)) == ["img00.npy", "img01.npy", "link.npy", "png_named.npy"]
     errors = error_lines(result.stderr)
     named = [*bad, "broken.png", "loop.png"]
     assert len(errors) == len(named)
@@ -225,7 +230,7 @@ def test_a_subfolder_that_cannot_be_listed_is_named_and_the_rest_are_done(tmp_pa
     assert result.exit_code == 1
     assert error_lines(result.stderr) == [f"dav2: error: {source / 'locked'}: permission denied"]
     assert result.stderr.strip().splitlines()[-1] == "dav2: done 1, skipped 0, failed 1"
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["img00.npy"]
+    assert [p.name for p in depth_files((tmp_path / "out"))] == ["img00.npy"]
 
 
 def test_unreadable_file_is_named_with_permission_denied(tmp_path, make_photo, vits_checkpoint, monkeypatch):
@@ -272,7 +277,7 @@ def test_fuzzed_files_among_good_ones(tmp_path, make_photo, vits_checkpoint):
         bad_names.append(name)
     result = dav2("folder", source, "-o", tmp_path / "out", "-m", vits_checkpoint, "--format", "npy")
     assert result.exit_code == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img00.npy", "img01.npy", "img02.npy"]
+    assert sorted(p.name for p in depth_files((tmp_path / "out"))) == ["img00.npy", "img01.npy", "img02.npy"]
     errors = error_lines(result.stderr)
     assert len(errors) == 24 and "Traceback" not in result.output
     for name in bad_names:
@@ -401,8 +406,8 @@ def test_disk_full_stops_once_and_keeps_finished_outputs(tmp_path, make_photo, v
     errors = error_lines(result.stderr)
     assert errors == [f"dav2: error: {out / 'img02.npy'}: no space left on device"]
     assert result.stderr.strip().splitlines()[-1].startswith("dav2: done 2, skipped 0, failed 1, stopped (1 not done")
-    assert sorted(p.name for p in out.iterdir()) == ["img00.npy", "img01.npy"]  # and no temporary files
-    assert all(np.load(path).shape == (60, 80) for path in out.iterdir())
+    assert sorted(p.name for p in depth_files(out)) == ["img00.npy", "img01.npy"]  # and no temporary files
+    assert all(np.load(path).shape == (60, 80) for path in depth_files(out))
 
 
 def test_too_long_output_names_fail_one_by_one(tmp_path, make_photo, vits_checkpoint):
@@ -414,7 +419,7 @@ def test_too_long_output_names_fail_one_by_one(tmp_path, make_photo, vits_checkp
     assert result.exit_code == 1
     errors = error_lines(result.stderr)
     assert len(errors) == 2 and all("file name too long" in line for line in errors)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img00.npy"]
+    assert sorted(p.name for p in depth_files((tmp_path / "out"))) == ["img00.npy"]
 
 
 def test_too_long_output_folder_is_one_line(tmp_path, make_photo, vits_checkpoint):

@@ -139,10 +139,6 @@ class Measure:
                                      metric=self.distances, value_range=value_range,
                                      image_bgr=image_bgr if options.side_by_side else None,
                                      description=description, cloud=request)
-        if options.fmt == "npy" and conversion is None:
-            # npy of the model's own values, as README documents them: one file per input, as scripts and
-            # mirrored folders expect; its sidecar is written where the values became metres and need saying so
-            outputs = outputs[:1]
         return outputs
 
 
