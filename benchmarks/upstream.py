@@ -4,9 +4,12 @@ Nobody here wrote it: it is the `depth-anything-v2==0.1.0` wheel from PyPI (upst
 never vendored into this repository; it is downloaded once into a cache folder. The wheel declares Python 3.12
 and torchvision, neither of which the model code needs, so it is unpacked rather than installed, and
 torchvision (used only for `Compose` in upstream's preprocessing helper) is stood in for by a tiny equivalent when
-it is missing.
+it is missing. The stand-in exists only while upstream's modules import (they bind `Compose` then): left in
+`sys.modules` it would tell every later import that torchvision is installed, and libraries that probe for it
+(transformers) fail on a module with no import spec.
 """
 
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -45,12 +48,14 @@ def ensure_unpacked() -> Path:
     return CACHE
 
 
-def _stand_in_for_torchvision() -> None:
+def _torchvision_stand_in() -> dict:
+    """Modules to place in `sys.modules` while upstream's code imports: {} where torchvision itself works."""
     try:
         import torchvision.transforms  # noqa: F401
-        return
+        return {}
     except Exception:  # noqa: BLE001 - absent, or present but broken beside this torch build
-        pass
+        for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+            del sys.modules[name]  # a broken torchvision's half-imported modules must not linger either
 
     class Compose:
         def __init__(self, transforms):
@@ -63,23 +68,31 @@ def _stand_in_for_torchvision() -> None:
 
     torchvision = types.ModuleType("torchvision")
     transforms = types.ModuleType("torchvision.transforms")
+    torchvision.__spec__ = importlib.machinery.ModuleSpec("torchvision", None, is_package=True)
+    transforms.__spec__ = importlib.machinery.ModuleSpec("torchvision.transforms", None)
     transforms.Compose = Compose
     torchvision.transforms = transforms
-    sys.modules["torchvision"] = torchvision
-    sys.modules["torchvision.transforms"] = transforms
+    return {"torchvision": torchvision, "torchvision.transforms": transforms}
 
 
 def upstream_dpt():
     """The `depth_anything_v2.dpt` module of upstream's code."""
     root = str(ensure_unpacked())
-    _stand_in_for_torchvision()
     if root not in sys.path:
         sys.path.insert(0, root)
+    if "depth_anything_v2.dpt" in sys.modules:
+        return sys.modules["depth_anything_v2.dpt"]
     import logging
 
     logging.getLogger("dinov2").setLevel(logging.ERROR)  # its "xFormers not available" warnings
-    from depth_anything_v2 import dpt
-
+    stand_in = _torchvision_stand_in()
+    sys.modules.update(stand_in)
+    try:
+        from depth_anything_v2 import dpt
+    finally:
+        for name, module in stand_in.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
     return dpt
 
 

@@ -85,11 +85,12 @@ def depth_options(command):
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
                      callback=device_option, help="Where to run the model."),
         click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")),
-                     default="auto", show_default=True,
+                     default="auto", show_default=True, envvar="DAV2_DTYPE", show_envvar=True,
                      help="Compute precision; output is always float32. auto: bfloat16 on GPUs and CPUs with "
                           "native bf16 (AVX512-BF16/AMX), float16 on older GPUs, exact float32 on other CPUs. "
                           "int8 (x86 CPUs): encoder Linear layers in int8: somewhat faster, not exact "
-                          "(~0.5-1% of the depth range off float32). "
+                          "(~0.5-1% of the depth range off float32). The DAV2_DTYPE environment variable sets "
+                          "it for every command; --dtype overrides it. "
                           "`dav2 bench` shows what each gives on this machine."),
         click.option("--max-depth", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Metric checkpoints: override max depth in meters (default from the name: 20 for "

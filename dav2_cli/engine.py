@@ -6,17 +6,23 @@ rest of the package never sees them.
 Precision ("auto" picks per machine, from what its hardware runs natively; measured in README's speed section):
 - CUDA: bfloat16 where the GPU has native bf16, else float16 under autocast, which keeps LayerNorm, softmax
   and the residual stream in float32 so DINOv2's large activations cannot overflow float16's range.
-- CPU with native bf16 (AVX512-BF16 or AMX): bfloat16, with attention as blocked bf16 matrix multiplies
-  (model/image_encoder.py) instead of torch's fused CPU kernel. On such a CPU (2-core EPYC with AVX512-BF16,
-  vits at 504x756) the fused kernel ran bf16 no faster than float32 and held attention at ~400 of ~580 ms,
-  while the linear layers and convolutions took 160 ms: attention decides whether bf16 reaches 4x upstream.
-  The blocked form keeps each block's scores in cache instead of sending them through memory; it has not yet
-  been timed on such a CPU (`python -m benchmarks.speed` times both there). In float32 it loses to the fused
-  kernel (1.49 vs 1.31 s for the whole model on AVX2), so float32 everywhere keeps the fused kernel.
-- Any other CPU: float32, exact. bf16 has no hardware there (on the 2-core AVX2 EPYC this was built on, bf16
-  matmuls ran ~300x and the whole model ~7x slower than float32), and the one faster path there, `int8`
-  (model/int8.py), gained only 1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make
-  a lossy result the default, so it stays an explicit choice.
+- CPU with native bf16 (AVX512-BF16 or AMX): bfloat16. Measured against dav2's float32 (vits, 504x756, 2 cores):
+  on an AMX Xeon 423 vs 1114 ms quiet and 1848 vs 4270 ms with one busy process per core beside it; on an
+  AVX512-BF16 Zen 4 (no AMX) also faster quiet and loaded (README). Its mean error is ~0.2-0.5% of the range.
+- Any other CPU: float32, exact. bf16 has no hardware there (on a 2-core AVX2 EPYC, bf16 matmuls ran ~300x and
+  the whole model ~7x slower than float32), and the one faster path there, `int8` (model/int8.py), gained only
+  1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make a lossy result the default.
+
+Attention form (model/image_encoder.py) for bf16 on such a CPU: measured, not guessed. The fastest form differs
+between CPU generations that share the same flags: torch's fused kernel won on AMX (5.02x upstream against 3.18x
+for blocked multiplies) and on an AVX512-BF16 Zen 4, while plain matmul + softmax beat it on a Zen 5 (0.52 vs
+0.63 s). So, like cuDNN's benchmark mode, `tuned_attention_form` times the fused and matmul forms on one encoder
+block's attention at the grid being run (~0.1-0.3 s), once per machine, torch version, thread count, encoder
+and grid, and keeps the answer in dav2's cache folder. The fused form is kept unless the other is clearly faster,
+because it holds up best when other processes share the cores. The blocked form is never a candidate: its many
+small kernels collapsed under load (AMX: 5336 ms against float32's 4270 with a busy process per core; Zen 4:
+slower than float32 even quiet), and a one-off timing on a quiet machine could not see that.
+Every other precision keeps the fused kernel: in float32 it beat both other forms on AVX2 (1.31 vs 1.49 s).
 
 Threads: torch keeps its default intra-op pool (one thread per physical core); dav2's own jobs hold OpenCV to one
 thread (jobs/options.py), while the Python API leaves the caller's OpenCV settings alone. OpenCV's share of the
@@ -25,19 +31,23 @@ threads beside the model; a second pool of OpenCV workers would compete with tor
 cores, and OpenMP's barrier-synchronised kernels stall whenever one of their threads is descheduled.
 """
 
+import json
+import os
+import platform
+import time
+
 import numpy as np
 import torch
 
 from . import prep
 from .errors import UserError
 from .model import VideoModelConfig
-from .model.int8 import quantize_encoder_linears, quantized_engine
+from .model.compute import PRECISIONS
+from .model.int8 import quantized_engine
+from .weights.catalog import dav2_home
 from .weights.checkpoint import build_model, load_checkpoint
 
-PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# scores per attention block on native-bf16 CPUs: 2 MiB of bf16, a block of ~90 queries for vits at 504x756
-BLOCKED_ATTENTION_SCORES = 1 << 20
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -88,6 +98,95 @@ def auto_precision(device: torch.device) -> str:
     return "float32"
 
 
+# attention forms timed for bf16 on native-bf16 CPUs, the first being the one kept unless another is clearly faster
+TUNED_FORMS = ("fused", "matmul")
+CLEARLY_FASTER = 0.9  # another form must take under 90% of the fused form's time
+TUNING_RUNS = 3
+
+
+def attention_form(device: torch.device, precision: str):
+    """The attention form for `precision` on `device`: a fixed form, or `tuned_attention_form`, which the model
+    calls once per grid (see the module docstring)."""
+    if device.type == "cpu" and precision == "bfloat16" and cpu_has_native_bf16(cpu_capabilities()):
+        return tuned_attention_form
+    return "fused"
+
+
+def tuning_cache_path():
+    return dav2_home() / "attention-forms.json"
+
+
+def tuning_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
+    """What the fastest form depends on: the CPU, torch and its thread count, the encoder width and the grid."""
+    capabilities = cpu_capabilities()
+    flags = "+".join(sorted(name for name, present in capabilities.items() if present is True))
+    width = block.attn.qkv.in_features
+    return (f"{platform.machine()} {capabilities.get('cpu_name') or platform.processor()} [{flags}] "
+            f"torch {torch.__version__} threads {torch.get_num_threads()} width {width} "
+            f"grid {grid_hw[0]}x{grid_hw[1]}")
+
+
+def _read_tuning_cache() -> dict:
+    try:
+        cached = json.loads(tuning_cache_path().read_text())
+        return cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_tuning_cache(entries: dict) -> None:
+    """Best effort: an unwritable cache folder only means timing again in the next process."""
+    path = tuning_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+        partial.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        os.replace(partial, path)
+    except OSError:
+        pass
+
+
+@torch.inference_mode()
+def time_attention_forms(block: torch.nn.Module, grid_hw: tuple[int, int], forms=TUNED_FORMS,
+                         runs: int = TUNING_RUNS) -> dict:
+    """Best seconds of one block's attention in each form on tokens of `grid_hw`, the forms interleaved."""
+    attn = block.attn
+    width = attn.qkv.in_features
+    tokens_bnc = torch.randn(1, 1 + grid_hw[0] * grid_hw[1], width,
+                             generator=torch.Generator().manual_seed(0)).to(attn.qkv.weight.dtype)
+    kept, best = attn.form, {form: float("inf") for form in forms}
+    try:
+        for form in forms:  # warm-up: first calls allocate and pick kernels
+            attn.form = form
+            attn(tokens_bnc)
+        for _ in range(runs):
+            for form in forms:
+                attn.form = form
+                began = time.perf_counter()
+                attn(tokens_bnc)
+                best[form] = min(best[form], time.perf_counter() - began)
+    finally:
+        attn.form = kept
+    return best
+
+
+def pick_attention_form(seconds: dict) -> str:
+    fused = seconds["fused"]
+    fastest = min(seconds, key=seconds.get)
+    return fastest if seconds[fastest] < CLEARLY_FASTER * fused else "fused"
+
+
+def tuned_attention_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
+    """The fastest attention form for `block` at `grid_hw` on this machine: from the cache, else timed now."""
+    key = tuning_key(block, grid_hw)
+    cached = _read_tuning_cache()
+    if cached.get(key) in TUNED_FORMS:
+        return cached[key]
+    form = pick_attention_form(time_attention_forms(block, grid_hw))
+    _write_tuning_cache({**_read_tuning_cache(), key: form})  # re-read: another process may have added to it
+    return form
+
+
 def resolve_precision(spec: str, device: torch.device) -> str:
     """`--dtype` (auto or one of PRECISIONS) → the precision the model will compute in on `device`."""
     spec = str(spec).strip().lower()
@@ -106,25 +205,17 @@ def resolve_precision(spec: str, device: torch.device) -> str:
 
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
     """A float32 eval-mode model made ready to compute in `precision` on `device` (converted in place)."""
-    model.precision = precision
     # the decoder runs channels-last (see model/reassembly.py); conv weights stored that way are not
     # re-laid-out on every call
-    model.to(memory_format=torch.channels_last)
-    if precision == "int8":
-        return quantize_encoder_linears(model)
-    if precision == "float16":
-        model.autocast_dtype = torch.float16
-        return model.to(device)
-    if precision == "bfloat16" and device.type == "cpu" and cpu_has_native_bf16(cpu_capabilities()):
-        model.image_encoder.use_blocked_attention(BLOCKED_ATTENTION_SCORES)
-    return model.to(device=device, dtype=TORCH_DTYPES[precision])
+    model.to(device=device, memory_format=torch.channels_last)
+    return model.compute_in(precision, attention_form(device, precision))
 
 
 def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_depth: float | None = None):
     """An eval-mode Depth-Anything V2 on `device`, computing in `dtype`; float32 (B,3,H,W) in, (B,H,W) out.
 
     `dtype`: auto (per machine, see the module docstring), float32, bfloat16, float16 (CUDA) or int8 (CPU).
-    The precision actually used is in `model.precision`.
+    The precision actually used is in `model.precision`, the attention form in `model.attention_form`.
     """
     torch_device = resolve_device(device)
     precision = resolve_precision(dtype, torch_device)
@@ -132,7 +223,7 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
     if isinstance(checkpoint.config, VideoModelConfig) and torch_device.type == "cpu" and dtype == "auto":
         precision = "float32"  # VDA in bf16/fp16 gave black or flickering depth upstream (VDA #92, #97)
     model = build_model(checkpoint)
-    model.source = checkpoint.source
+    model.source = checkpoint.source  # a declared attribute of the model, for messages
     return prepare_model(model, torch_device, precision)
 
 

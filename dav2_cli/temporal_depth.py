@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from . import prep
+from .model.compute import HALF_PRECISIONS
 
 WINDOW = 32
 STEP = 22
@@ -214,36 +215,13 @@ class TemporalDepth:
         new_nchw = torch.from_numpy(np.stack(inputs[carried:])).to(device)
         depth_thw, tokens = self.model.window(new_nchw, carried_tokens)
         if not bool(torch.isfinite(depth_thw).all()):
-            if not _reduced_precision(self.model):
-                raise RuntimeError("Video Depth Anything gave non-finite depth in float32")
-            self.notify(f"dav2: non-finite depth in {_precision_name(self.model)}; recomputing in float32 "
+            if self.model.precision not in HALF_PRECISIONS:
+                raise RuntimeError(f"Video Depth Anything gave non-finite depth in {self.model.precision}")
+            self.notify(f"dav2: non-finite depth in {self.model.precision}; recomputing in float32 "
                         f"from here on (Video Depth Anything is unreliable in half precision)")
-            use_float32(self.model)
+            self.model.back_to_float32()
             # the carried encoder outputs came from the failed precision: the whole window again, from inputs
             depth_thw, tokens = self.model.window(torch.from_numpy(np.stack(inputs)).to(device))
         # resized before chaining, as upstream does (see the module docstring)
         return list(prep.to_image_size(depth_thw, self.image_hw).cpu().numpy()), tokens
-
-
-def _reduced_precision(model: torch.nn.Module) -> bool:
-    return model.autocast_dtype is not None or model.patch_embed.proj.weight.dtype in (torch.bfloat16,
-                                                                                       torch.float16)
-
-
-def _precision_name(model: torch.nn.Module) -> str:
-    if model.autocast_dtype is not None:
-        return str(model.autocast_dtype).removeprefix("torch.")
-    return str(model.patch_embed.proj.weight.dtype).removeprefix("torch.")
-
-
-def use_float32(model: torch.nn.Module) -> torch.nn.Module:
-    """Undo a half-precision preparation (engine.prepare_model) in place: float32 weights, fused attention."""
-    model.autocast_dtype = None
-    model.image_encoder.use_blocked_attention(None)
-    model.float()
-    model.precision = "float32"
-    return model
-
-
-
 

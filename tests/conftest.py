@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from benchmarks.upstream import upstream_model
+from dav2_cli import engine
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _attention_timings_kept_per_test(tmp_path, monkeypatch):
+    """Each test sees an empty cache of attention timings, and none are written to the user's cache folder."""
+    monkeypatch.setattr(engine, "tuning_cache_path", lambda: tmp_path / "dav2-cache" / "attention-forms.json")
 
 
 @pytest.fixture(scope="session")

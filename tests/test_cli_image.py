@@ -1,5 +1,6 @@
 """`dav2 image` end to end: naming rules, formats, stdin/stdout, errors and exit codes."""
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 import dav2_cli
 from dav2_cli.cli import main
+from dav2_cli.model.int8 import quantized_engine
 
 
 def depth_files(folder):
@@ -27,14 +29,16 @@ def photos(tmp_path, make_photo):
     return paths
 
 
-def dav2(*args):
+def dav2(*args, input=None, pin_float32=True):
     args = [str(a) for a in args]
     if "--input-size" not in args:
-        args += ["--input-size", "280"]  # small and fast; the hidden-check test below uses 504
-    return CliRunner().invoke(main, args, catch_exceptions=False)
+        args += ["--input-size", "280"]  # small and fast; the npy test below uses 504
+    if pin_float32 and "--dtype" not in args:
+        args += ["--device", "cpu", "--dtype", "float32"]  # exact everywhere: `auto` picks bf16 on some CPUs
+    return CliRunner().invoke(main, args, input=input, catch_exceptions=False)
 
 
-def test_hidden_check_command_writes_float32_npy_at_each_images_size(photos, vits_checkpoint, tmp_path):
+def test_npy_outputs_are_float32_depth_at_each_images_own_size(photos, vits_checkpoint, tmp_path):
     out = tmp_path / "DIR"
     result = dav2("image", *photos, "-m", vits_checkpoint, "--input-size", 504, "--dtype", "float32",
                   "--device", "cpu", "-o", out, "--format", "npy")
@@ -79,10 +83,9 @@ def test_side_by_side_puts_the_photo_left(photos, vits_checkpoint, tmp_path):
 
 
 def test_stdin_to_stdout_pipe(photos, vits_checkpoint):
-    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", "-", "-o", "-", "--format", "png",
-                             "-m", str(vits_checkpoint)], input=photos[0].read_bytes(), capture_output=True)
-    assert result.returncode == 0, result.stderr
-    picture = cv2.imdecode(np.frombuffer(result.stdout, np.uint8), cv2.IMREAD_UNCHANGED)
+    result = dav2("image", "-", "-o", "-", "--format", "png", "-m", vits_checkpoint, input=photos[0].read_bytes())
+    assert result.exit_code == 0, result.stderr
+    picture = cv2.imdecode(np.frombuffer(result.stdout_bytes, np.uint8), cv2.IMREAD_UNCHANGED)
     assert picture.shape == (120, 160, 3)
 
 
@@ -90,10 +93,9 @@ def test_bad_input_is_named_the_rest_still_done_and_exit_is_1(photos, vits_check
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(broken), str(tmp_path / "missing.png"),
-                             str(photos[1]), "-m", str(vits_checkpoint), "-o", str(out), "--format", "npy"],
-                            capture_output=True, text=True)
-    assert result.returncode == 1
+    result = dav2("image", broken, tmp_path / "missing.png", photos[1], "-m", vits_checkpoint, "-o", out,
+                  "--format", "npy")
+    assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and "Traceback" not in result.stderr
     # the missing file is found by a stat before the model loads, the damaged one when it is decoded
@@ -104,9 +106,8 @@ def test_bad_input_is_named_the_rest_still_done_and_exit_is_1(photos, vits_check
 def test_bad_checkpoint_is_one_line_and_exit_1(photos, tmp_path):
     bogus = tmp_path / "bogus.pth"
     bogus.write_bytes(b"definitely not a zip file")
-    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m", str(bogus)],
-                            capture_output=True, text=True)
-    assert result.returncode == 1
+    result = dav2("image", photos[0], "-m", bogus)
+    assert result.exit_code == 1
     assert result.stderr.startswith("dav2: error: ") and "bogus.pth" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -122,6 +123,33 @@ def test_unwritable_output_is_reported(photos, vits_checkpoint, tmp_path):
 @pytest.mark.parametrize("args", [["--format", "nope"], ["--input-size", "10"], ["--dtype", "int4"]])
 def test_usage_errors_exit_2(photos, vits_checkpoint, args):
     assert dav2("image", photos[0], "-m", vits_checkpoint, *args).exit_code == 2
+
+
+def test_dav2_dtype_sets_the_precision_and_dtype_overrides_it(photos, vits_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAV2_DTYPE", "int8" if quantized_engine() else "bfloat16")
+    pinned = dav2("image", photos[0], "-m", vits_checkpoint, "-o", tmp_path / "a.npy", "--device", "cpu", "-v",
+                  pin_float32=False)
+    assert pinned.exit_code == 0, pinned.output
+    assert f"on cpu in {'int8' if quantized_engine() else 'bfloat16'}" in pinned.stderr
+    overridden = dav2("image", photos[0], "-m", vits_checkpoint, "-o", tmp_path / "b.npy", "--device", "cpu",
+                      "--dtype", "float32", "-v")
+    assert overridden.exit_code == 0 and "on cpu in float32" in overridden.stderr
+
+
+def test_an_invalid_dav2_dtype_is_a_usage_error_before_torch_is_imported(photos, tmp_path):
+    code = ("import sys; from click.testing import CliRunner; from dav2_cli.cli import main; "
+            f"r = CliRunner().invoke(main, ['image', {str(photos[0])!r}, '-o', {str(tmp_path / 'x.png')!r}]); "
+            "print(r.exit_code, 'torch' in sys.modules); print(r.output)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "DAV2_DTYPE": "float64"})
+    first, *rest = result.stdout.splitlines()
+    assert first == "2 False", result.stdout + result.stderr
+    assert "DAV2_DTYPE" in "\n".join(rest)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_help_names_the_dav2_dtype_variable():
+    assert "DAV2_DTYPE" in CliRunner().invoke(main, ["image", "--help"]).output
 
 
 def test_side_by_side_with_raw_format_is_refused(photos, vits_checkpoint, tmp_path):
@@ -146,14 +174,12 @@ def test_version_and_help_do_not_import_torch():
 
 
 def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_checkpoint, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m", str(vits_checkpoint),
-                             "-o", str(tmp_path / "r.npy"), "--input-size", "112", "-v"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = dav2("image", photos[0], "-m", vits_checkpoint, "-o", tmp_path / "r.npy", "--input-size", 112, "-v")
+    assert result.exit_code == 0, result.stderr
     assert "model vits (relative: inverse depth, larger = nearer)" in result.stderr
     assert str(vits_checkpoint) in result.stderr and "on cpu in float32" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "dav2_cli", "image", str(photos[0]), "-m",
-                             str(vits_metric_checkpoint), "-o", str(tmp_path / "m.npy"), "--input-size", "112",
-                             "--verbose"], capture_output=True, text=True)
+    result = dav2("image", photos[0], "-m", vits_metric_checkpoint, "-o", tmp_path / "m.npy", "--input-size", 112,
+                  "--verbose")
     assert "metric: meters, larger = farther, max_depth 20 m" in result.stderr
 
 

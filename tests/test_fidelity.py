@@ -77,11 +77,18 @@ def test_metric_max_depth_override_scales_output(upstream_vits_metric, vits_metr
     np.testing.assert_allclose(doubled, 2 * default, rtol=1e-5)
 
 
-@pytest.mark.parametrize("height,width,input_size", [(480, 640, 336), (150, 100, 280)])
-def test_relative_vitb_equals_upstream(tmp_path, make_photo, height, width, input_size):
+@pytest.fixture(scope="module")
+def upstream_vitb_and_checkpoint(tmp_path_factory):
+    """Built once for both sizes below: initialising ~100M random parameters takes seconds."""
     reference_model = upstream_model("vitb", seed=1)
-    path = tmp_path / "depth_anything_v2_vitb.pth"
+    path = tmp_path_factory.mktemp("vitb") / "depth_anything_v2_vitb.pth"
     torch.save(reference_model.state_dict(), path)
+    return reference_model, path
+
+
+@pytest.mark.parametrize("height,width,input_size", [(480, 640, 336), (150, 100, 280)])
+def test_relative_vitb_equals_upstream(upstream_vitb_and_checkpoint, make_photo, height, width, input_size):
+    reference_model, path = upstream_vitb_and_checkpoint
     model = dav2_cli.load_model(path, device="cpu", dtype="float32")
     assert model.config.encoder == "vitb" and model.config.heads == 12
     image = make_photo(height, width, seed=11)
@@ -100,7 +107,7 @@ def test_model_forward_equals_upstream_forward_on_odd_grid_too(upstream_vits, vi
     assert float((ours - reference).abs().max() / (reference.max() - reference.min())) < TOLERANCE
 
 
-def test_bfloat16_model_still_returns_float32_close_to_float32(vits_checkpoint, make_photo):
+def test_a_bfloat16_model_still_returns_float32_close_to_float32(vits_checkpoint, make_photo):
     image = make_photo(60, 80)  # small: bfloat16 is emulated, and slow, on CPUs without native support
     exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 112)
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")

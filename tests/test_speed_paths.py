@@ -4,6 +4,8 @@ Speed itself is a benchmark (benchmarks/speed.py, `dav2 bench`), never asserted 
 each faster path computes what the exact one does, within the bound it documents.
 """
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import dav2_cli
 from dav2_cli import bench, engine
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
-from dav2_cli.model.image_encoder import query_blocked_attention
+from dav2_cli.model.image_encoder import matmul_attention, query_blocked_attention
 from dav2_cli.model.int8 import Int8Linear, quantized_engine
 
 needs_int8 = pytest.mark.skipif(quantized_engine() is None, reason="no x86 int8 kernels in this torch build")
@@ -60,12 +62,11 @@ def test_int8_depth_of_an_image_does_not_depend_on_its_batch(vits_checkpoint, ma
     np.testing.assert_allclose(beside_loud, alone, rtol=0, atol=1e-5 * np.ptp(alone))
 
 
-def test_float16_autocast_keeps_the_residual_stream_in_float32(vits_checkpoint, make_photo):
+def test_float16_autocast_keeps_the_residual_stream_in_float32(make_photo):
     """The GPU float16 path, run on the CPU: matmuls in float16, the stream DINOv2 overflows in stays float32."""
     image = make_photo(56, 84, seed=5)
-    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 56)
-    model = engine.prepare_model(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), torch.device("cpu"),
-                                 "float16")
+    model = engine.prepare_model(bench.random_model(), torch.device("cpu"), "float16")
+    exact = dav2_cli.predict(engine.prepare_model(bench.random_model(), torch.device("cpu"), "float32"), image, 56)
     stream_dtypes, matmul_dtypes = set(), set()
     model.image_encoder.blocks[0].register_forward_hook(lambda m, i, out: stream_dtypes.add(out.dtype))
     model.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda m, i, out: matmul_dtypes.add(out.dtype))
@@ -83,10 +84,16 @@ def test_a_model_loaded_under_inference_mode_predicts(vits_checkpoint, make_phot
         np.testing.assert_array_equal(dav2_cli.predict(model, image, 56), expected)
 
 
-def test_loading_a_model_holds_opencv_to_one_thread(vits_checkpoint):
-    cv2.setNumThreads(2)
-    dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    assert cv2.getNumThreads() == 1
+def test_a_job_holds_opencv_to_one_thread_beside_torch(vits_checkpoint):
+    from dav2_cli.jobs.options import DepthOptions, load_job_model
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        load_job_model(DepthOptions(model=str(vits_checkpoint), device="cpu", dtype="float32"))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
 
 
 @pytest.mark.parametrize("batch,tokens,score_elements", [
@@ -102,9 +109,19 @@ def test_query_blocked_attention_equals_the_fused_kernel(batch, tokens, score_el
     torch.testing.assert_close(blocked_bnhd, fused_bnhd, rtol=0, atol=1e-5)
 
 
-def test_a_model_with_blocked_attention_still_equals_upstream(upstream_vits, vits_checkpoint):
+@pytest.mark.parametrize("batch,tokens", [(1, 50), (2, 37)])
+def test_matmul_attention_equals_the_fused_kernel(batch, tokens):
+    generator = torch.Generator().manual_seed(tokens)
+    q_bhnd, k_bhnd, v_bhnd = (torch.randn(batch, 6, tokens, 64, generator=generator) for _ in range(3))
+    fused_bnhd = F.scaled_dot_product_attention(q_bhnd, k_bhnd, v_bhnd).transpose(1, 2)
+    torch.testing.assert_close(matmul_attention(q_bhnd, k_bhnd, v_bhnd), fused_bnhd, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["blocked", "matmul"])
+def test_every_attention_form_still_equals_upstream(upstream_vits, vits_checkpoint, form):
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    model.image_encoder.use_blocked_attention(6 * 64 * 130)  # 64 queries a block: 3 blocks over 131 tokens
+    model.image_encoder.set_attention_form(form)
+    assert model.attention_form == form
     x = torch.randn(2, 3, 140, 182, generator=torch.Generator().manual_seed(1))  # batch of 2, 10x13 patches
     with torch.inference_mode():
         ours, reference = model(x), upstream_vits(x)
@@ -112,40 +129,114 @@ def test_a_model_with_blocked_attention_still_equals_upstream(upstream_vits, vit
     assert float((ours - reference).abs().max() / spread) < 1e-5
 
 
-@pytest.mark.parametrize("native_bf16,precision,blocked", [
+CPU_KINDS = {  # what torch.cpu.get_capabilities() reports on each kind of CPU, as far as `auto` looks
+    "avx2 only": {"avx2": True, "avx512_bf16": False, "amx_bf16": False},
+    "avx512 without bf16": {"avx2": True, "avx512_f": True},
+    "avx512-bf16 (zen 4/5)": {"avx2": True, "avx512_f": True, "avx512_bf16": True},
+    "amx (xeon)": {"avx2": True, "avx512_f": True, "avx512_bf16": True, "amx_bf16": True},
+    "unknown": {},
+}
+
+
+@pytest.mark.parametrize("kind,precision,form", [
+    ("avx2 only", "float32", "fused"),
+    ("avx512 without bf16", "float32", "fused"),
+    ("avx512-bf16 (zen 4/5)", "bfloat16", engine.tuned_attention_form),
+    ("amx (xeon)", "bfloat16", engine.tuned_attention_form),
+    ("unknown", "float32", "fused"),
+])
+def test_auto_on_each_kind_of_cpu(monkeypatch, kind, precision, form):
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS[kind])
+    cpu = torch.device("cpu")
+    assert engine.resolve_precision("auto", cpu) == precision
+    assert engine.attention_form(cpu, precision) == form
+
+
+@pytest.mark.parametrize("native_bf16,precision,tuned", [
     (True, "bfloat16", True),
-    (True, "float32", False),  # float32 keeps the fused kernel: the blocked form is slower there
+    (True, "float32", False),  # float32 keeps the fused kernel: the other forms are slower there
+    (True, "int8", False),
     (False, "bfloat16", False),  # emulated bf16 matmuls: the fused kernel is the lesser evil
 ])
-def test_blocked_attention_only_for_bf16_on_cpus_with_native_bf16(monkeypatch, vits_checkpoint, native_bf16,
-                                                                   precision, blocked):
+def test_attention_is_timed_only_for_bf16_on_cpus_with_native_bf16(monkeypatch, native_bf16, precision, tuned):
     monkeypatch.setattr(engine, "cpu_capabilities", lambda: {"avx512_bf16": native_bf16})
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", precision)
-    settings = {block.attn.blocked_scores for block in model.image_encoder.blocks}
-    assert settings == ({engine.BLOCKED_ATTENTION_SCORES} if blocked else {None})
+    form = engine.attention_form(torch.device("cpu"), precision)
+    assert form == (engine.tuned_attention_form if tuned else "fused")
+
+
+def test_auto_on_a_native_bf16_cpu_runs_the_form_timed_fastest_and_caches_it(monkeypatch, vits_checkpoint,
+                                                                              make_photo):
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS["avx512-bf16 (zen 4/5)"])
+    timed = []
+
+    def matmul_wins(block, grid_hw):
+        timed.append(grid_hw)
+        return {"fused": 1.0, "matmul": 0.5}
+
+    monkeypatch.setattr(engine, "time_attention_forms", matmul_wins)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")
+    dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
+    dav2_cli.predict(model, make_photo(56, 84, seed=2), 56)  # same grid: decided already
+    assert model.precision == "bfloat16" and model.attention_form == "matmul" and timed == [(4, 6)]
+    dav2_cli.predict(model, make_photo(84, 56, seed=3), 56)  # a new grid is timed on its own
+    assert timed == [(4, 6), (6, 4)]
+
+    monkeypatch.setattr(engine, "time_attention_forms", lambda block, grid_hw: pytest.fail("timed again"))
+    again = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")  # a later run reads the cache folder
+    dav2_cli.predict(again, make_photo(56, 84, seed=1), 56)
+    assert again.attention_form == "matmul"
+    assert any("grid 4x6" in key for key in json.loads(engine.tuning_cache_path().read_text()))
+
+
+def test_timing_the_attention_forms_leaves_the_block_as_it_was():
+    block = bench.random_model().image_encoder.blocks[0]
+    seconds = engine.time_attention_forms(block, (3, 4), runs=1)
+    assert set(seconds) == set(engine.TUNED_FORMS) and all(0 < s < float("inf") for s in seconds.values())
+    assert block.attn.form == "fused"
+
+
+def test_an_unreadable_tuning_cache_is_timed_afresh(monkeypatch):
+    engine.tuning_cache_path().parent.mkdir(parents=True, exist_ok=True)
+    engine.tuning_cache_path().write_text("{not json")
+    monkeypatch.setattr(engine, "time_attention_forms", lambda block, grid_hw: {"fused": 1.0, "matmul": 2.0})
+    assert engine.tuned_attention_form(bench.random_model().image_encoder.blocks[0], (2, 2)) == "fused"
+    assert list(json.loads(engine.tuning_cache_path().read_text()).values()) == ["fused"]
+
+
+@pytest.mark.parametrize("seconds,expected", [
+    ({"fused": 1.0, "matmul": 0.5}, "matmul"),
+    ({"fused": 1.0, "matmul": 0.95}, "fused"),  # not clearly faster: fused holds up better under load
+    ({"fused": 1.0, "matmul": 1.5}, "fused"),
+])
+def test_the_fused_form_is_kept_unless_another_is_clearly_faster(seconds, expected):
+    assert engine.pick_attention_form(seconds) == expected
 
 
 def test_auto_on_a_native_bf16_cpu_stays_within_one_percent_of_float32(monkeypatch, vits_checkpoint, make_photo):
-    """What `--dtype auto` runs on AVX512-BF16/AMX CPUs (bf16, blocked attention), emulated here if need be."""
+    """What `--dtype auto` runs on AVX512-BF16/AMX CPUs, emulated here if need be."""
     image = make_photo(84, 112, seed=7)
     exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 84)
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: {"avx512_bf16": True})
+    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS["amx (xeon)"])
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")
-    assert model.precision == "bfloat16" and model.image_encoder.blocks[0].attn.blocked_scores is not None
     mean_error, _ = range_error(dav2_cli.predict(model, image, 84), exact)
+    assert model.precision == "bfloat16" and model.attention_form in engine.TUNED_FORMS
     assert 0 < mean_error < 0.01
 
 
-@pytest.mark.parametrize("capabilities,expected", [
-    ({"avx2": True, "avx512_bf16": False, "amx_bf16": False}, "float32"),
-    ({"avx2": True, "avx512_f": True}, "float32"),
-    ({"avx512_f": True, "avx512_bf16": True}, "bfloat16"),
-    ({"amx_bf16": True}, "bfloat16"),
-    ({}, "float32"),
+@pytest.mark.parametrize("precision,form,message", [
+    ("float64", "fused", "precision 'float64'"),
+    ("bfloat16", "sparse", "attention form 'sparse'"),
 ])
-def test_auto_on_the_cpu_picks_bf16_only_where_native(monkeypatch, capabilities, expected):
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: capabilities)
-    assert engine.resolve_precision("auto", torch.device("cpu")) == expected
+def test_the_model_refuses_unknown_speed_options(vits_checkpoint, precision, form, message):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    with pytest.raises(ValueError, match=message):
+        model.compute_in(precision, form)
+
+
+def test_a_converted_model_cannot_be_converted_again(vits_checkpoint):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32").compute_in("bfloat16")
+    with pytest.raises(ValueError, match="already computes in bfloat16"):
+        model.compute_in("float32")
 
 
 @pytest.mark.parametrize("native_bf16,expected", [(True, "bfloat16"), (False, "float16")])

@@ -191,32 +191,37 @@ def test_scale_and_shift_fit():
 
 
 class NonFiniteInHalfPrecision(torch.nn.Module):
-    """Stands in for a GPU whose bf16 run overflows: the wrapped model's depth is NaN unless in float32."""
+    """Stands in for a GPU whose half-precision run overflows: the wrapped model's depth is NaN unless in float32."""
 
-    def __init__(self, model):
+    def __init__(self, model, precision):
         super().__init__()
         self.inner = model
         self.config, self.patch_embed, self.image_encoder = model.config, model.patch_embed, model.image_encoder
-        self.autocast_dtype = None
+        self.precision = precision
         self.calls = []
 
     def window(self, new_frames, carried_tokens=None):
-        half = self.patch_embed.proj.weight.dtype != torch.float32 or self.autocast_dtype is not None
-        self.calls.append("half" if half else "float32")
+        self.calls.append(self.precision)
         depth, tokens = self.inner.window(new_frames, carried_tokens)
-        return (torch.full_like(depth, float("nan")) if half else depth), tokens
+        return (torch.full_like(depth, float("nan")) if self.precision != "float32" else depth), tokens
+
+    def back_to_float32(self):
+        self.inner.back_to_float32()
+        self.precision = "float32"
 
 
 def test_non_finite_half_precision_falls_back_to_float32(tiny):
     """The CUDA float16 form (float32 weights under autocast): the fallback is exactly the float32 result."""
+    import copy
+
     frames = make_frames(40)
     expected = run(tiny, frames)
-    wrapped = NonFiniteInHalfPrecision(tiny)
-    wrapped.autocast_dtype = torch.float16
+    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).compute_in("float16"), "float16")
     messages = []
     temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW, notify=messages.append)
     depth = np.stack([d for _, d in temporal.push(frames) + temporal.finish()])
-    assert wrapped.calls == ["half", "float32", "float32"]  # retried once, then float32 for good
+    assert wrapped.calls == ["float16", "float32", "float32"]  # retried once, then float32 for good
+    assert wrapped.inner.precision == "float32"
     assert len(messages) == 1 and "float16" in messages[0] and "float32" in messages[0]
     np.testing.assert_array_equal(depth, expected)
 
@@ -227,18 +232,18 @@ def test_bf16_weights_fall_back_to_float32_compute(tiny):
 
     frames = make_frames(40)
     expected = run(tiny, frames)
-    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).to(torch.bfloat16))
+    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).compute_in("bfloat16"), "bfloat16")
     messages = []
     temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW, notify=messages.append)
     depth = np.stack([d for _, d in temporal.push(frames) + temporal.finish()])
-    assert wrapped.calls == ["half", "float32", "float32"] and "bfloat16" in messages[0]
+    assert wrapped.calls == ["bfloat16", "float32", "float32"] and "bfloat16" in messages[0]
     assert wrapped.inner.patch_embed.proj.weight.dtype == torch.float32
     assert np.isfinite(depth).all()
     assert np.abs(depth - expected).max() < 0.05 * (expected.max() - expected.min())
 
 
 def test_non_finite_float32_is_an_error_not_a_black_frame(tiny):
-    wrapped = NonFiniteInHalfPrecision(tiny)
+    wrapped = NonFiniteInHalfPrecision(tiny, "float32")
     wrapped.window = lambda frames, carried=None: (torch.full((32, *frames.shape[2:]), float("nan")), None)
     temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW)
     with pytest.raises(RuntimeError, match="non-finite"):

@@ -141,4 +141,4 @@ def test_load_model_gives_a_float32_vda_on_the_cpu_by_default(tiny_state_dict, t
 
     model = engine.load_model(save(tiny_state_dict, tmp_path), device="cpu", dtype="auto")
     assert isinstance(model, VideoDepthAnything) and model.precision == "float32"
-    assert model.patch_embed.proj.weight.dtype == torch.float32 and model.autocast_dtype is None
+    assert model.patch_embed.proj.weight.dtype == torch.float32 and model.attention_form == "fused"

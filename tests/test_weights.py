@@ -24,16 +24,18 @@ def test_config_is_read_off_the_weights(vits_checkpoint):
 
 
 def synthetic_state_dict(width, blocks, channels, fusion, swiglu=False):
-    """Just the tensors config derivation reads, shaped like a real checkpoint's."""
-    state = {"pretrained.patch_embed.proj.weight": torch.zeros(width, 3, 14, 14)}
-    for i in range(blocks):
-        if swiglu:
-            state[f"pretrained.blocks.{i}.mlp.w12.weight"] = torch.zeros(8192, width)
-            state[f"pretrained.blocks.{i}.mlp.w3.weight"] = torch.zeros(width, 4096)
-        else:
-            state[f"pretrained.blocks.{i}.mlp.fc1.weight"] = torch.zeros(4 * width, width)
-    for i, c in enumerate(channels, start=1):
-        state[f"depth_head.scratch.layer{i}_rn.weight"] = torch.zeros(fusion, c, 3, 3)
+    """Just the tensors config derivation reads, shaped like a real checkpoint's, on the meta device: only shapes
+    matter, and vitg's real-sized tensors would take ~3 GB."""
+    with torch.device("meta"):
+        state = {"pretrained.patch_embed.proj.weight": torch.empty(width, 3, 14, 14)}
+        for i in range(blocks):
+            if swiglu:
+                state[f"pretrained.blocks.{i}.mlp.w12.weight"] = torch.empty(8192, width)
+                state[f"pretrained.blocks.{i}.mlp.w3.weight"] = torch.empty(width, 4096)
+            else:
+                state[f"pretrained.blocks.{i}.mlp.fc1.weight"] = torch.empty(4 * width, width)
+        for i, c in enumerate(channels, start=1):
+            state[f"depth_head.scratch.layer{i}_rn.weight"] = torch.empty(fusion, c, 3, 3)
     return state
 
 

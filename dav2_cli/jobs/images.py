@@ -35,7 +35,14 @@ from ..media.exif import focal_length_35mm
 from ..media.images import decode_image, max_megapixels, read_input_bytes
 from ..pipeline import Frame, PerImageDepth, run_pipeline
 from .measure import Measure, plan_measure
-from .options import VIDEO_MODEL_FOR_IMAGES, DepthOptions, is_video_model, load_job_model, note, report
+from .options import (
+    VIDEO_MODEL_FOR_IMAGES,
+    DepthOptions,
+    is_video_model,
+    load_job_model,
+    note,
+    report,
+)
 from .plan import (
     Item,
     default_folder_output,

@@ -1,15 +1,16 @@
 """The whole Depth-Anything V2 model: patch embedding → image encoder → reassembly → fusion → head.
 
 Built from a `ModelConfig` read off the weights (see weights.py), never from flags, so a checkpoint always gets
-the architecture it was trained with. The module computes in whatever dtype its parameters are in, or, when
-`autocast_dtype` is set, with float32 parameters under autocast (float16 GPUs: matmuls and convs in float16,
-norms, softmax and the residual stream in float32). Its contract is float32 in and float32 out either way, so
-callers never see the compute dtype.
+the architecture it was trained with. It is built in float32 with torch's fused attention; `compute_in` is the
+one switch for its speed options: the precision (bf16 weights, float16 under autocast, int8 encoder Linears) and
+the attention form (model/compute.py). engine.py decides which of them a machine gets. The contract is float32
+in and float32 out whatever they are, so callers never see the compute dtype.
 """
 
 import torch
 from torch import nn
 
+from .compute import ComputeOptions
 from .config import ModelConfig
 from .fusion import Fusion
 from .head import DepthHead
@@ -18,12 +19,11 @@ from .patch_embed import PatchEmbedding
 from .reassembly import Reassembly
 
 
-class DepthAnythingV2(nn.Module):
-    autocast_dtype: torch.dtype | None = None
-
+class DepthAnythingV2(ComputeOptions, nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self._start_in_float32()
         self.patch_embed = PatchEmbedding(config.width, config.patch_size)
         self.image_encoder = ImageEncoder(config.width, config.heads, config.blocks, config.mlp_hidden,
                                           config.swiglu, config.taps)
@@ -38,9 +38,7 @@ class DepthAnythingV2(nn.Module):
             raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
         if image_bchw.shape[2] % size_multiple or image_bchw.shape[3] % size_multiple:
             raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_bchw.shape[2:])}")
-        if self.autocast_dtype is None:
-            return self._depth(image_bchw)
-        with torch.autocast(image_bchw.device.type, dtype=self.autocast_dtype):
+        with self.compute_context(image_bchw.device):
             return self._depth(image_bchw)
 
     def _depth(self, image_bchw: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,24 @@ from torch import nn
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled size on the intended grid
 
 
+# Attention forms; all compute softmax(q k^T / sqrt(d)) v and agree to ~1e-6 of the range in float32. Which is
+# fastest depends on the CPU generation and precision, so engine.py chooses per machine (see its docstring).
+# - "fused": torch's scaled_dot_product_attention, never materialising the heads x N x N scores;
+# - "matmul": upstream's own form, one batched q k^T, softmax and multiply by v over the whole score matrix;
+# - "blocked": the same multiplies over blocks of queries, so each block's scores stay in cache.
+ATTENTION_FORMS = ("fused", "matmul", "blocked")
+# scores per attention block of the "blocked" form: 2 MiB of bf16, a block of ~90 queries for vits at 504x756
+BLOCKED_ATTENTION_SCORES = 1 << 20
+
+
 def query_blocked_attention(q_bhnd: torch.Tensor, k_bhnd: torch.Tensor, v_bhnd: torch.Tensor,
-                            score_elements: int) -> torch.Tensor:
+                            score_elements: int = BLOCKED_ATTENTION_SCORES) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v as plain matrix multiplies over blocks of queries, one image at a time.
 
-    For CPUs whose matrix units run bf16 natively, where torch's fused CPU kernel runs bf16 no faster than
-    float32 (see engine.py). Each block's scores (heads x block x N, at most `score_elements`) stay in cache
-    between the two multiplies and the softmax, instead of a heads x N x N matrix going through memory three
-    times: in float32 on an AVX2 CPU that took a layer's attention at 1945 tokens from 135 to 60 ms.
+    Each block's scores (heads x block x N, at most `score_elements`) stay in cache between the two multiplies
+    and the softmax, instead of a heads x N x N matrix going through memory three times: in float32 on an AVX2
+    CPU that took a layer's attention at 1945 tokens from 135 to 60 ms. Its many small kernels suffer most when
+    other processes share the cores (measured on AMX: slower than float32 under load).
     Returns (B, N, heads, d), the layout the output projection reads.
     """
     b, h, n, d = q_bhnd.shape
@@ -38,14 +48,24 @@ def query_blocked_attention(q_bhnd: torch.Tensor, k_bhnd: torch.Tensor, v_bhnd: 
     return out_bnhd
 
 
-class Attention(nn.Module):
-    # None: torch's fused kernel; a number: `query_blocked_attention` with at most that many scores per block.
-    # Chosen per machine and precision by engine.prepare_model; the two agree to ~1e-7 of the range in float32.
-    blocked_scores: int | None = None
+def matmul_attention(q_bhnd: torch.Tensor, k_bhnd: torch.Tensor, v_bhnd: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v as two batched matrix multiplies over the whole score matrix.
 
-    def __init__(self, width: int, heads: int):
+    On a 2-core Zen 5 with AVX512-BF16 (no AMX) this bf16 form beat the fused kernel (DESIGN.md). The softmax
+    runs in place on the scores, so only one heads x N x N matrix is ever alive. Returns (B, N, heads, d).
+    """
+    d = q_bhnd.shape[-1]
+    scores_bhnn = torch.matmul(q_bhnd * d ** -0.5, k_bhnd.transpose(-2, -1))
+    probs_bhnn = torch.softmax(scores_bhnn, dim=-1)
+    del scores_bhnn
+    return torch.matmul(probs_bhnn, v_bhnd).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int, form: str = "fused"):
         super().__init__()
         self.heads = heads
+        self.form = form
         self.qkv = nn.Linear(width, width * 3)
         self.proj = nn.Linear(width, width)
 
@@ -53,13 +73,16 @@ class Attention(nn.Module):
         b, n, c = tokens_bnc.shape
         q_bhnd, k_bhnd, v_bhnd = self.qkv(tokens_bnc).reshape(b, n, 3, self.heads, c // self.heads).permute(
             2, 0, 3, 1, 4)
-        if self.blocked_scores is not None:
-            out_bnhd = query_blocked_attention(q_bhnd, k_bhnd, v_bhnd, self.blocked_scores)
-            return self.proj(out_bnhd.reshape(b, n, c))
-        # the fused kernel equals upstream's explicit softmax(q k^T / sqrt(d)) v to ~1e-6 and never materialises
-        # the heads x N x N score matrix
-        out_bhnd = F.scaled_dot_product_attention(q_bhnd, k_bhnd, v_bhnd)
-        return self.proj(out_bhnd.transpose(1, 2).reshape(b, n, c))
+        if self.form == "blocked":
+            out_bnhd = query_blocked_attention(q_bhnd, k_bhnd, v_bhnd)
+        elif self.form == "matmul":
+            out_bnhd = matmul_attention(q_bhnd, k_bhnd, v_bhnd)
+        else:
+            out_bnhd = F.scaled_dot_product_attention(q_bhnd, k_bhnd, v_bhnd).transpose(1, 2)
+        return self.proj(out_bnhd.reshape(b, n, c))
+
+    def extra_repr(self) -> str:
+        return f"heads={self.heads}, form={self.form}"
 
 
 class Mlp(nn.Module):
@@ -124,11 +147,37 @@ class ImageEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, mlp_hidden, swiglu) for _ in range(blocks))
         self.out_norm = nn.LayerNorm(width, eps=1e-6)
         self._pos_cache: dict = {}
+        # (block, grid_hw) -> form: when set, picks the attention form for each new grid (the fastest form depends
+        # on the token count; engine.py times the candidates on the machine). None: the set form always.
+        self._choose_form = None
+        self._form_by_grid: dict = {}
 
-    def use_blocked_attention(self, score_elements: int | None) -> None:
-        """Attention by `query_blocked_attention` with blocks of at most `score_elements` scores (None: fused)."""
+    @property
+    def attention_form(self) -> str:
+        return self.blocks[0].attn.form
+
+    def set_attention_form(self, form) -> None:
+        """Every block's attention computed in `form`: one of ATTENTION_FORMS (same values, different speed), or a
+        function (block, grid_hw) -> one of them, called once per new grid before that grid's first forward."""
+        if callable(form):
+            self._choose_form, self._form_by_grid = form, {}
+            return
+        if form not in ATTENTION_FORMS:
+            raise ValueError(f"attention form {form!r}: expected one of {', '.join(ATTENTION_FORMS)}")
+        self._choose_form = None
         for block in self.blocks:
-            block.attn.blocked_scores = score_elements
+            block.attn.form = form
+
+    def _settle_attention_form(self, grid_hw: tuple[int, int]) -> None:
+        form = self._form_by_grid.get(grid_hw)
+        if form is None:
+            form = self._choose_form(self.blocks[0], grid_hw)
+            if form not in ATTENTION_FORMS:
+                raise ValueError(f"attention form {form!r} chosen for grid {grid_hw}: expected one of "
+                                 f"{', '.join(ATTENTION_FORMS)}")
+            self._form_by_grid[grid_hw] = form
+        for block in self.blocks:
+            block.attn.form = form
 
     def position_embedding(self, grid_hw: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
         table = self.pos_embed
@@ -156,6 +205,8 @@ class ImageEncoder(nn.Module):
     def forward(self, patch_tokens_bnc: torch.Tensor, grid_hw: tuple[int, int]) -> list[torch.Tensor]:
         # the residual stream keeps the parameters' dtype: float32 under float16 autocast, where DINOv2's large
         # residual activations would otherwise approach float16's limit
+        if self._choose_form is not None:
+            self._settle_attention_form(grid_hw)
         stream_dtype = self.pos_embed.dtype
         cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1)
         tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc.to(stream_dtype)), dim=1)

@@ -12,11 +12,10 @@ The head ends in ReLU for relative and metric checkpoints alike (metric VDA outp
 sigmoid and no max_depth). Contract as DA-V2's: float32 in, float32 out, whatever the compute dtype.
 """
 
-import contextlib
-
 import torch
 from torch import nn
 
+from .compute import ComputeOptions
 from .config import VideoModelConfig
 from .fusion import Fusion
 from .head import DepthHead
@@ -30,13 +29,13 @@ TEMPORAL_LEVELS = (2, 3)
 TEMPORAL_FUSION_BLOCKS = (0, 1)
 
 
-class VideoDepthAnything(nn.Module):
-    autocast_dtype: torch.dtype | None = None
+class VideoDepthAnything(ComputeOptions, nn.Module):
     spatial_chunk_frames: int = 4  # frames per pass through the full-resolution part (peak memory)
 
     def __init__(self, config: VideoModelConfig):
         super().__init__()
         self.config = config
+        self._start_in_float32()
         self.patch_embed = PatchEmbedding(config.width, config.patch_size)
         self.image_encoder = ImageEncoder(config.width, config.heads, config.blocks, config.mlp_hidden,
                                           config.swiglu, config.taps)
@@ -52,7 +51,7 @@ class VideoDepthAnything(nn.Module):
         if clips_btchw.ndim != 5 or clips_btchw.shape[2] != 3:
             raise ValueError(f"expected (B,T,3,H,W) clips, got shape {tuple(clips_btchw.shape)}")
         self._check(clips_btchw.shape[1], clips_btchw.shape[3:])
-        with self._precision(clips_btchw.device):
+        with self.compute_context(clips_btchw.device):
             stage_tokens, grid_hw = self._encode(clips_btchw.flatten(0, 1))
             return self._decode(stage_tokens, grid_hw, clips_btchw.shape[1])
 
@@ -70,7 +69,7 @@ class VideoDepthAnything(nn.Module):
             raise ValueError(f"expected (N,3,H,W) frames, got shape {tuple(new_frames_nchw.shape)}")
         carried = 0 if carried_tokens is None else carried_tokens[0].shape[0]
         self._check(carried + new_frames_nchw.shape[0], new_frames_nchw.shape[2:])
-        with self._precision(new_frames_nchw.device):
+        with self.compute_context(new_frames_nchw.device):
             stage_tokens, grid_hw = self._encode(new_frames_nchw)
             if carried_tokens is not None:
                 stage_tokens = [torch.cat((old, new)) for old, new in zip(carried_tokens, stage_tokens)]
@@ -82,11 +81,6 @@ class VideoDepthAnything(nn.Module):
             raise ValueError(f"a window holds at most {self.config.max_frames} frames, got {frames}")
         if image_hw[0] % size_multiple or image_hw[1] % size_multiple:
             raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_hw)}")
-
-    def _precision(self, device: torch.device):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.autocast_dtype)
 
     def _encode(self, frames_nchw: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
         compute_dtype = self.patch_embed.proj.weight.dtype
