@@ -136,19 +136,24 @@ def read_pth(path: Path) -> dict:
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
 
-def from_upstream_layout(state_dict: dict, config: ModelConfig, source: str) -> dict:
-    """Rename upstream's keys to this package's, insisting that every tensor is present and expected."""
+def rename_strictly(state_dict: dict, model_class, config, to_upstream, family: str, source: str) -> dict:
+    """Rename upstream's keys to `model_class`'s (through `to_upstream`, ours → theirs), insisting that every tensor
+    is present and expected: a wrong file is named with the first key that does not fit."""
     with torch.device("meta"):  # only the names are needed: no memory, no random init
-        names = DepthAnythingV2(config).state_dict().keys()
-    expected = {upstream_key(name): name for name in names}
+        names = model_class(config).state_dict().keys()
+    expected = {to_upstream(name): name for name in names}
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected) - UNUSED_KEYS)
     for problem, keys in (("missing", missing), ("unexpected", unexpected)):
         if keys:
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            raise UserError(f"{source}: not a Depth-Anything V2 {config.encoder} checkpoint: "
-                            f"{problem} {keys[0]}{more}")
+            raise UserError(f"{source}: not a {family} {config.encoder} checkpoint: {problem} {keys[0]}{more}")
     return {ours: state_dict[theirs] for theirs, ours in expected.items()}
+
+
+def from_upstream_layout(state_dict: dict, config: ModelConfig, source: str) -> dict:
+    """Rename upstream's DA-V2 keys to this package's."""
+    return rename_strictly(state_dict, DepthAnythingV2, config, upstream_key, "Depth-Anything V2", source)
 
 
 def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | None]:

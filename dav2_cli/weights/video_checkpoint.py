@@ -13,11 +13,14 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
 from ..model import VideoDepthAnything, VideoModelConfig
-from .checkpoint import UNUSED_KEYS, Checkpoint, config_from_state_dict, upstream_key
+from .checkpoint import (
+    Checkpoint,
+    config_from_state_dict,
+    rename_strictly,
+    upstream_key,
+)
 
 TEMPORAL_PREFIX = "head.motion_modules."
 FAMILY = "Video Depth Anything"
@@ -74,16 +77,7 @@ def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
 
 def from_video_upstream_layout(state_dict: dict, config: VideoModelConfig, source: str) -> dict:
     """Rename upstream's VDA keys to ours, insisting that every tensor is present and expected."""
-    with torch.device("meta"):
-        names = VideoDepthAnything(config).state_dict().keys()
-    expected = {video_upstream_key(name): name for name in names}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected) - UNUSED_KEYS)
-    for problem, keys in (("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            raise UserError(f"{source}: not a {FAMILY} {config.encoder} checkpoint: {problem} {keys[0]}{more}")
-    return {ours: state_dict[theirs] for theirs, ours in expected.items()}
+    return rename_strictly(state_dict, VideoDepthAnything, config, video_upstream_key, FAMILY, source)
 
 
 def load_video_checkpoint(state_dict: dict, path: Path, max_depth: float | None = None) -> Checkpoint:
