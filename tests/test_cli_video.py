@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from conftest import synthetic_photo
 
 import dav2_cli
+from dav2_cli import render
 from dav2_cli.cli import main
 from dav2_cli.media import video_probe
 from dav2_cli.media.video_probe import find_ffmpeg, probe
@@ -241,10 +242,10 @@ def test_normalize_modes_across_a_scene_cut(tmp_path, vits_checkpoint, model):
     source = write_clip(tmp_path / "IN.mkv", frames)
     depths = [dav2_cli.predict(model, frame, 56) for frame in frames]
     ranges = {}
-    for mode in ("ema", "global", "frame"):
+    for mode, cuts in (("ema", "off"), ("global", "on"), ("frame", "on"), ("ema-at-cuts", "on")):
         out = tmp_path / f"{mode}.mkv"
         result = dav2(source, "-o", out, "-m", vits_checkpoint, "--input-size", 56, "--format", "gray",
-                      "--normalize", mode)
+                      "--normalize", mode.removesuffix("-at-cuts"), "--scene-cuts", cuts)
         assert result.exit_code == 0, result.output
         ranges[mode] = _recovered_ranges(decode(out), depths)
     span = depths[0].max() - depths[0].min()
@@ -259,6 +260,10 @@ def test_normalize_modes_across_a_scene_cut(tmp_path, vits_checkpoint, model):
     step = np.abs(ranges["ema"][6] - ranges["ema"][5]).max()
     assert step < 0.25 * jump
     assert np.abs(ranges["ema"][11] - ranges["ema"][5]).max() > 2 * step
+    # ema with cuts found (the default): the first scene as before, then scene B's own range from its first frame
+    np.testing.assert_allclose(ranges["ema-at-cuts"][:6], ranges["ema"][:6], atol=0.01 * span)
+    scene_b = render.RangeTracker("ema").update(depths[6])  # a fresh tracker: the first frame's percentiles
+    np.testing.assert_allclose(ranges["ema-at-cuts"][6:], np.array([scene_b] * 6), atol=0.01 * span)
 
 
 # ------------------------------------------------------------------------------------ errors

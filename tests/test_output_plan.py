@@ -93,6 +93,8 @@ def test_a_frame_folder_of_an_earlier_run_is_refused_then_replaced_with_overwrit
 
 
 def test_a_gray16_video_is_never_published_without_its_sidecar(tmp_path, vits_checkpoint, monkeypatch):
+    tmp_path = tmp_path / "job"
+    tmp_path.mkdir()
     clip = write_clip(tmp_path / "in.mkv", 3)
     out = tmp_path / "depth.mkv"
 
@@ -140,6 +142,8 @@ def test_a_bare_word_is_a_model_name_even_beside_a_folder_of_that_name(tmp_path,
     (["image", "x.jpg", "-o", "d.npy", "--format", "color"], "does not fit"),
 ])
 def test_mistakes_in_the_command_line_exit_2_before_any_work(tmp_path, monkeypatch, args, message):
+    tmp_path = tmp_path / "job"
+    tmp_path.mkdir()
     monkeypatch.chdir(tmp_path)
     cv2.imwrite("x.jpg", synthetic_photo(60, 80))
     write_clip(tmp_path / "in.mkv", 2)

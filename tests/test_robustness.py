@@ -396,7 +396,7 @@ def test_disk_full_stops_once_and_keeps_finished_outputs(tmp_path, make_photo, v
 
     def fills_up(fd):
         calls.append(fd)
-        if len(calls) > 2:
+        if len(calls) > 4:  # two images, each a .npy and its .json sidecar, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
@@ -404,7 +404,7 @@ def test_disk_full_stops_once_and_keeps_finished_outputs(tmp_path, make_photo, v
     result = dav2("folder", source, "-o", out, "-m", vits_checkpoint, "--format", "npy", "--batch-size", "2")
     assert result.exit_code == 1
     errors = error_lines(result.stderr)
-    assert errors == [f"dav2: error: {out / 'img02.npy'}: no space left on device"]
+    assert errors == [f"dav2: error: {out / 'img02.npy.json'}: no space left on device"]  # sidecar first
     assert result.stderr.strip().splitlines()[-1].startswith("dav2: done 2, skipped 0, failed 1, stopped (1 not done")
     assert sorted(p.name for p in depth_files(out)) == ["img00.npy", "img01.npy"]  # and no temporary files
     assert all(np.load(path).shape == (60, 80) for path in depth_files(out))
