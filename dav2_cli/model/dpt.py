@@ -19,8 +19,11 @@ from .patch_embed import PatchEmbedding
 from .reassembly import Reassembly
 
 
-class DepthAnythingV2(ComputeOptions, nn.Module):
-    def __init__(self, config: ModelConfig):
+class DptTrunk(ComputeOptions, nn.Module):
+    """The parts both model families share, with the same weights' shapes: patch embedding, image encoder,
+    reassembly and fusion. Each family adds its head (and Video Depth Anything its temporal modules)."""
+
+    def __init__(self, config):
         super().__init__()
         self.config = config
         self._start_in_float32()
@@ -29,6 +32,11 @@ class DepthAnythingV2(ComputeOptions, nn.Module):
                                           config.swiglu, config.taps)
         self.reassembly = Reassembly(config.width, config.reassembly_channels, config.fusion_channels)
         self.fusion = Fusion(config.fusion_channels)
+
+
+class DepthAnythingV2(DptTrunk):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
         self.head = DepthHead(config.fusion_channels, config.metric, config.max_depth or 1.0)
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,9 @@ sigmoid and no max_depth). Contract as DA-V2's: float32 in, float32 out, whateve
 import torch
 from torch import nn
 
-from .compute import ComputeOptions
 from .config import VideoModelConfig
-from .fusion import Fusion
+from .dpt import DptTrunk
 from .head import DepthHead
-from .image_encoder import ImageEncoder
-from .patch_embed import PatchEmbedding
-from .reassembly import Reassembly
 from .temporal import TemporalModule
 
 # reassembly levels mixed over time (0 = finest); the fusion blocks whose outputs are mixed follow them
@@ -29,18 +25,11 @@ TEMPORAL_LEVELS = (2, 3)
 TEMPORAL_FUSION_BLOCKS = (0, 1)
 
 
-class VideoDepthAnything(ComputeOptions, nn.Module):
+class VideoDepthAnything(DptTrunk):
     spatial_chunk_frames: int = 4  # frames per pass through the full-resolution part (peak memory)
 
     def __init__(self, config: VideoModelConfig):
-        super().__init__()
-        self.config = config
-        self._start_in_float32()
-        self.patch_embed = PatchEmbedding(config.width, config.patch_size)
-        self.image_encoder = ImageEncoder(config.width, config.heads, config.blocks, config.mlp_hidden,
-                                          config.swiglu, config.taps)
-        self.reassembly = Reassembly(config.width, config.reassembly_channels, config.fusion_channels)
-        self.fusion = Fusion(config.fusion_channels)
+        super().__init__(config)
         self.head = DepthHead(config.fusion_channels)  # ReLU: see the module docstring
         channels = config.reassembly_channels
         temporal_channels = [channels[level] for level in TEMPORAL_LEVELS] + [config.fusion_channels] * 2
