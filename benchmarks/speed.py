@@ -64,7 +64,9 @@ def load_variant(name: str, checkpoint: Path):
     precision, _, form = name.removeprefix("dav2 ").partition(" ")
     if precision == "openvino":  # "dav2 openvino PRECISION": dav2's model run by its OpenVINO backend
         return engine.load_model(checkpoint, "cpu", form, backend="openvino")
-    model = engine.load_model(checkpoint, "cpu", precision, backend="torch")
+    # "dav2 auto" is what a user gets by default: --dtype auto and --backend auto (OpenVINO where installed and
+    # timed faster here); the other variants are torch's own paths
+    model = engine.load_model(checkpoint, "cpu", precision, backend="auto" if name == "dav2 auto" else "torch")
     if form:
         model.image_encoder.set_attention_form(form)
     return model
@@ -273,7 +275,10 @@ def main() -> None:
         error = (outputs[name] - reference).abs()
         label = name
         if name == "dav2 auto":
-            label += f" = {models[name].precision}, {auto_form} attention"
+            chosen = set(getattr(models[name], "chosen", {}).values())  # --backend auto, OpenVINO installed
+            form = "" if chosen == {"openvino"} else f", {auto_form} attention"
+            label += f" = {models[name].precision}{form}" + (f", {'/'.join(sorted(chosen))} backend (timed)"
+                                                             if chosen else "")
         elif name.startswith("dav2 openvino"):
             label += f" = {models[name].precision}"
         row = [label, f"{quiet:.3f}", f"{statistics.median(runs['quiet']['upstream float32']) / quiet:.2f}x"]
