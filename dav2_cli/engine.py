@@ -277,8 +277,9 @@ def fastest_backend(model, image_bchw: torch.Tensor):
 
     The answer is cached in dav2's cache folder like the attention form, keyed by CPU and flags, torch and
     OpenVINO versions, thread count, encoder, precision and input size. Timing once costs OpenVINO's conversion
-    for that size (~5-10 s for vits on 2 cores) plus one extra forward of each backend; it is paid once per
-    machine and size, and never again once torch has won there. Ties go to torch, which starts at once.
+    for that size (~5-10 s for vits on 2 cores; the converted graph is then kept on disk for later runs) plus
+    one extra forward of each backend; it is paid once per machine and size, and never again once torch has won
+    there. Ties go to torch, which starts at once.
     """
     size_hw = tuple(image_bchw.shape[2:])
     timed = {}

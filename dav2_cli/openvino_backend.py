@@ -10,17 +10,21 @@ shape must be static because the position embedding is resized per patch grid. T
 with OpenVINO's INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for
 bfloat16 (its own default on CPUs with native bf16). Compiled models are kept per (batch, H, W), the most recent
 few only, so a folder of many sizes cannot grow memory without bound. Converting costs seconds (~5 s for vits at
-56x84, ~9 s at 504x756 on 2 cores, nearly all of it tracing and conversion, not compilation), once per shape and
-process; compiling reuses OpenVINO's own cache (CACHE_DIR) in dav2's cache folder.
+56x84, ~9 s at 504x756 on 2 cores, nearly all of it tracing and conversion, not compilation), so the converted
+graph is saved in dav2's cache folder (the few most recently used, named by a hash of the weights, model code,
+shape and versions) and later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
 
 The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
 ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision` and
 `.attention_form`. `openvino` is imported only here, and only when a model is converted.
 """
 
+import hashlib
 import importlib.util
+import os
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +35,7 @@ INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
 COMPILED_KEPT = 4  # input shapes whose compiled model stays in memory (a folder is mostly one or two sizes)
+SAVED_KEPT = 8  # converted graphs kept on disk between runs
 
 
 def installed() -> bool:
@@ -50,9 +55,10 @@ def version() -> str:
 
 
 def _cache_dir() -> str:
-    from .weights.catalog import dav2_home
+    """openvino/ in dav2's cache folder, beside the timing caches (and moved with them, as the tests do)."""
+    from . import engine
 
-    return str(dav2_home() / "openvino")
+    return str(engine.tuning_cache_path().parent / "openvino")
 
 
 class OpenVINOModel(torch.nn.Module):
@@ -77,6 +83,7 @@ class OpenVINOModel(torch.nn.Module):
         self.source = float32_model.source
         self.precision = precision
         self._compiled = OrderedDict()  # (B, H, W) -> compiled model, most recently used last
+        self._weights_digest = None  # computed on the first conversion (~0.1 s for vits)
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         size_multiple = self.config.patch_size
@@ -107,19 +114,66 @@ class OpenVINOModel(torch.nn.Module):
     def _convert(self, shape):
         import openvino
 
+        core = openvino.Core()
+        saved = self._saved_path(shape)
+        try:
+            network = core.read_model(str(saved)) if saved.is_file() else None
+            os.utime(saved)  # most recently used: the last to be evicted
+        except (RuntimeError, OSError):  # half-written by a crashed run, or removed meanwhile: convert again
+            network = None
+        if network is None:
+            network = self._trace_and_convert(shape)
+            self._save(network, saved)
+        compiled = core.compile_model(network, "CPU", {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "CACHE_DIR": _cache_dir()})
+        # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
+        actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = PRECISION_NAMES.get(actual, self.precision)
+        return compiled
+
+    def _saved_path(self, shape) -> Path:
+        """Where the converted graph for `shape` is kept: named by a hash of everything it depends on (the
+        weights, dav2's model code, the shape, torch and OpenVINO), so a stale one can never be read."""
+        if self._weights_digest is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for name, tensor in self.float32_model.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
+            for code in sorted(Path(__file__).with_name("model").glob("*.py")):
+                digest.update(code.read_bytes())
+            digest.update(f"torch {torch.__version__} openvino {version()}".encode())
+            self._weights_digest = digest.hexdigest()
+        return Path(_cache_dir()) / "models" / f"{self._weights_digest}-{'x'.join(map(str, shape))}.xml"
+
+    @staticmethod
+    def _save(network, saved: Path) -> None:
+        """Best effort, and bounded: the SAVED_KEPT most recently used graphs stay (each holds the float32
+        weights: ~100 MB for vits, ~1.3 GB for vitl)."""
+        import openvino
+
+        try:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            partial = saved.with_name(f"part-{os.getpid()}-{saved.name}")
+            openvino.save_model(network, str(partial), compress_to_fp16=False)  # float32 stays exact
+            os.replace(partial.with_suffix(".bin"), saved.with_suffix(".bin"))
+            os.replace(partial, saved)
+            kept = sorted(saved.parent.glob("*.xml"), key=lambda path: path.stat().st_mtime, reverse=True)
+            for old in kept[SAVED_KEPT:]:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".bin").unlink(missing_ok=True)
+        except (OSError, RuntimeError):
+            pass
+
+    def _trace_and_convert(self, shape):
+        import openvino
+
         example_bchw = torch.zeros(shape)
         # traced outside inference mode (tracing records autograd-free ops, but refuses inference tensors as
         # inputs); the trace is not re-run to check it: the position-embedding cache makes a second run differ
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings: every shape-dependent branch is fixed, as intended
             traced = torch.jit.trace(self.float32_model, example_bchw, check_trace=False)
-            network = openvino.convert_model(traced, example_input=example_bchw)
-        compiled = openvino.Core().compile_model(network, "CPU", {
-            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "CACHE_DIR": _cache_dir()})
-        # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
-        actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        self.precision = PRECISION_NAMES.get(actual, self.precision)
-        return compiled
+            return openvino.convert_model(traced, example_input=example_bchw)
 
 
 class FastestBackend(torch.nn.Module):

@@ -87,6 +87,31 @@ def test_openvino_keeps_only_a_few_compiled_sizes(vits_checkpoint, monkeypatch):
     assert converted == shapes and list(model._compiled) == shapes[-openvino_backend.COMPILED_KEPT:]
 
 
+def test_a_later_run_reads_the_converted_model_instead_of_converting_again(vits_checkpoint, make_photo,
+                                                                          monkeypatch):
+    pytest.importorskip("openvino")
+    x = model_input(make_photo, 56, 56, seed=5)
+    first = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        expected = first(x)
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_trace_and_convert",
+                        lambda self, shape: pytest.fail("converted again"))
+    later = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        torch.testing.assert_close(later(x), expected, rtol=0, atol=0)
+
+
+def test_converted_models_kept_on_disk_are_bounded(vits_checkpoint, make_photo, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(openvino_backend, "SAVED_KEPT", 1)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        model(model_input(make_photo, 28, 28, seed=1))
+        model(model_input(make_photo, 28, 56, seed=1))
+    saved = sorted(path.name for path in (engine.tuning_cache_path().parent / "openvino" / "models").iterdir())
+    assert len(saved) == 2 and all("1x3x28x56" in name for name in saved)  # its .xml and .bin
+
+
 def test_backend_openvino_on_the_command_line_writes_upstreams_depth(vits_checkpoint, make_photo, tmp_path):
     pytest.importorskip("openvino")
     import cv2
