@@ -42,7 +42,7 @@ def seeded_vits(folder: Path, dtype: str):
     """Random vits saved in upstream's layout and loaded the way users load a checkpoint."""
     checkpoint = folder / "depth_anything_v2_vits.pth"
     torch.save(upstream_model("vits", seed=0).state_dict(), checkpoint)
-    return engine.load_model(checkpoint, "cpu", dtype), checkpoint
+    return engine.load_model(checkpoint, "cpu", dtype, backend="torch"), checkpoint
 
 
 def cpu_seconds() -> float:

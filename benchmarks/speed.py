@@ -6,7 +6,8 @@ Every variant is timed twice: on the machine as it is ("quiet"), then with one b
 ("loaded"), which is what README's `parallel -j` sharding recipe does by design and where some kernels collapse.
 Peak RSS and start-up: each variant in a fresh process that loads the checkpoint file the way a user's run would
 (upstream: its run.py's `torch.load` + `load_state_dict`; dav2: `load_model`) and predicts one image, so no
-variant's allocations hide another's. On a CPU with native bf16 it also times bf16 in each attention form, beside
+variant's allocations hide another's. With the openvino extra installed, dav2's own OpenVINO backend runs too,
+at its auto precision and at float32 (`--backend openvino`). On a CPU with native bf16 it also times bf16 in each attention form, beside
 the one `auto` chose here. Peers (`--peers`, on by default): upstream's model exported to ONNX, run by OpenVINO
 at its default precision (bf16 where the CPU has it) and at f32, and by onnxruntime; they are installed from
 PyPI into .cache/peers on first use, never dependencies of dav2. The figures go to stdout and, with the machine's
@@ -32,7 +33,7 @@ STARTED = time.perf_counter()  # before torch is imported: the child's start-up 
 import torch  # noqa: E402
 
 from benchmarks.upstream import UPSTREAM_CONFIGS, upstream_dpt, upstream_model  # noqa: E402
-from dav2_cli import engine, prep  # noqa: E402
+from dav2_cli import engine, openvino_backend, prep  # noqa: E402
 from dav2_cli.bench import count_flops, matmul_peak, synthetic_photo  # noqa: E402
 
 IMAGE_HW = (504, 756)
@@ -49,6 +50,8 @@ def our_variants() -> list[str]:
         names += [f"bfloat16 {form}" for form in BF16_FORMS]
     if engine.quantized_engine() is not None:
         names.append("int8")
+    if openvino_backend.installed():  # the optional backend (`pip install "dav2-cli[openvino]"`)
+        names += ["openvino auto", "openvino float32"]
     return names
 
 
@@ -59,7 +62,11 @@ def load_variant(name: str, checkpoint: Path):
         model.load_state_dict(torch.load(checkpoint, map_location="cpu"))  # upstream run.py's way
         return model.eval()
     precision, _, form = name.removeprefix("dav2 ").partition(" ")
-    model = engine.load_model(checkpoint, "cpu", precision)
+    if precision == "openvino":  # "dav2 openvino PRECISION": dav2's model run by its OpenVINO backend
+        return engine.load_model(checkpoint, "cpu", form, backend="openvino")
+    # "dav2 auto" is what a user gets by default: --dtype auto and --backend auto (OpenVINO where installed and
+    # timed faster here); the other variants are torch's own paths
+    model = engine.load_model(checkpoint, "cpu", precision, backend="auto" if name == "dav2 auto" else "torch")
     if form:
         model.image_encoder.set_attention_form(form)
     return model
@@ -268,7 +275,12 @@ def main() -> None:
         error = (outputs[name] - reference).abs()
         label = name
         if name == "dav2 auto":
-            label += f" = {models[name].precision}, {auto_form} attention"
+            chosen = set(getattr(models[name], "chosen", {}).values())  # --backend auto, OpenVINO installed
+            form = "" if chosen == {"openvino"} else f", {auto_form} attention"
+            label += f" = {models[name].precision}{form}" + (f", {'/'.join(sorted(chosen))} backend (timed)"
+                                                             if chosen else "")
+        elif name.startswith("dav2 openvino"):
+            label += f" = {models[name].precision}"
         row = [label, f"{quiet:.3f}", f"{statistics.median(runs['quiet']['upstream float32']) / quiet:.2f}x"]
         if "loaded" in runs:
             loaded = statistics.median(runs["loaded"][name])

@@ -153,7 +153,7 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
         source, config = "random-init vits (no weights needed; speed does not depend on the values)", VITS
         weights = random_model().state_dict()
     else:
-        first = engine.load_model(model_spec, "cpu", "float32")
+        first = engine.load_model(model_spec, "cpu", "float32", backend="torch")
         source, config, weights = first.source, first.config, None
     model_hw = prep.model_size(image_hw, input_size)
     flops = count_flops(config, model_hw)
@@ -169,7 +169,7 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
     for variant in available_variants():
         device = torch.device(variant.device)
         if weights is None:
-            model = engine.load_model(model_spec, variant.device, variant.precision)
+            model = engine.load_model(model_spec, variant.device, variant.precision, backend="torch")
         else:
             model = DepthAnythingV2(config).requires_grad_(False).eval()
             model.load_state_dict(weights)

@@ -92,6 +92,14 @@ def depth_options(command):
                           "(~0.5-1% of the depth range off float32). The DAV2_DTYPE environment variable sets "
                           "it for every command; --dtype overrides it. "
                           "`dav2 bench` shows what each gives on this machine."),
+        click.option("--backend", type=click.Choice(("auto", "torch", "openvino")), default="auto",
+                     show_default=True, envvar="DAV2_BACKEND", show_envvar=True,
+                     help="What runs the model. openvino (CPU; float32 or bfloat16): needs "
+                          "`pip install \"dav2-cli[openvino]\"`. auto: on the CPU with OpenVINO installed, "
+                          "whichever of the two is faster on this machine, timed once per input size and "
+                          "remembered in the cache folder (the first run of a size takes seconds longer); "
+                          "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
+                          "--backend overrides it."),
         click.option("--max-depth", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Metric checkpoints: override max depth in meters (default from the name: 20 for "
                           "hypersim/indoor, 80 for vkitti/outdoor)."),

@@ -24,6 +24,12 @@ small kernels collapsed under load (AMX: 5336 ms against float32's 4270 with a b
 slower than float32 even quiet), and a one-off timing on a quiet machine could not see that.
 Every other precision keeps the fused kernel: in float32 it beat both other forms on AVX2 (1.31 vs 1.49 s).
 
+Backend: torch, or OpenVINO where it is installed (`pip install "dav2-cli[openvino]"`, openvino_backend.py).
+Which is faster differs by CPU, as the attention form does: on a 2-core Zen 4 (AVX512-BF16, no AMX) OpenVINO's
+default bf16 ran 7.67x upstream against torch bf16's 2.57x, while on an AMX Xeon torch bf16 (423 ms) beat it
+(452 ms). So `--backend auto` on the CPU times both once per machine, versions, encoder, precision and input size
+(`fastest_backend`) and caches the winner beside the attention forms; without OpenVINO it is torch, silently.
+
 Threads: torch keeps its default intra-op pool (one thread per physical core); dav2's own jobs hold OpenCV to one
 thread (jobs/options.py), while the Python API leaves the caller's OpenCV settings alone. OpenCV's share of the
 work (decode, resize, colour maps) is a few percent of a forward pass, and in the pipeline it runs in Python
@@ -40,7 +46,7 @@ import numpy as np
 import torch
 
 from . import prep
-from .errors import UserError
+from .errors import UsageError, UserError
 from .model import VideoModelConfig
 from .model.compute import PRECISIONS
 from .model.int8 import quantized_engine
@@ -116,27 +122,31 @@ def tuning_cache_path():
     return dav2_home() / "attention-forms.json"
 
 
-def tuning_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
-    """What the fastest form depends on: the CPU, torch and its thread count, the encoder width and the grid."""
+def machine_key() -> str:
+    """What every timed choice depends on beyond the model: the CPU and its flags, torch and its thread count."""
     capabilities = cpu_capabilities()
     flags = "+".join(sorted(name for name, present in capabilities.items() if present is True))
-    width = block.attn.qkv.in_features
     return (f"{platform.machine()} {capabilities.get('cpu_name') or platform.processor()} [{flags}] "
-            f"torch {torch.__version__} threads {torch.get_num_threads()} width {width} "
-            f"grid {grid_hw[0]}x{grid_hw[1]}")
+            f"torch {torch.__version__} threads {torch.get_num_threads()}")
 
 
-def _read_tuning_cache() -> dict:
+def tuning_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
+    """What the fastest form depends on: the CPU, torch and its thread count, the encoder width and the grid."""
+    width = block.attn.qkv.in_features
+    return f"{machine_key()} width {width} grid {grid_hw[0]}x{grid_hw[1]}"
+
+
+def _read_tuning_cache(path=None) -> dict:
     try:
-        cached = json.loads(tuning_cache_path().read_text())
+        cached = json.loads((path or tuning_cache_path()).read_text())
         return cached if isinstance(cached, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def _write_tuning_cache(entries: dict) -> None:
+def _write_tuning_cache(entries: dict, path=None) -> None:
     """Best effort: an unwritable cache folder only means timing again in the next process."""
-    path = tuning_cache_path()
+    path = path or tuning_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.part")
@@ -144,6 +154,16 @@ def _write_tuning_cache(entries: dict) -> None:
         os.replace(partial, path)
     except OSError:
         pass
+
+
+def cached_choice(path, key: str, choices, measure) -> str:
+    """The choice cached under `key` in the JSON file `path`, else `measure()`'s, which is then cached."""
+    cached = _read_tuning_cache(path)
+    if cached.get(key) in choices:
+        return cached[key]
+    choice = measure()
+    _write_tuning_cache({**_read_tuning_cache(path), key: choice}, path)  # re-read: another process may have added
+    return choice
 
 
 @torch.inference_mode()
@@ -178,13 +198,8 @@ def pick_attention_form(seconds: dict) -> str:
 
 def tuned_attention_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
     """The fastest attention form for `block` at `grid_hw` on this machine: from the cache, else timed now."""
-    key = tuning_key(block, grid_hw)
-    cached = _read_tuning_cache()
-    if cached.get(key) in TUNED_FORMS:
-        return cached[key]
-    form = pick_attention_form(time_attention_forms(block, grid_hw))
-    _write_tuning_cache({**_read_tuning_cache(), key: form})  # re-read: another process may have added to it
-    return form
+    return cached_choice(tuning_cache_path(), tuning_key(block, grid_hw), TUNED_FORMS,
+                         lambda: pick_attention_form(time_attention_forms(block, grid_hw)))
 
 
 def resolve_precision(spec: str, device: torch.device) -> str:
@@ -203,6 +218,82 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
+BACKENDS = ("auto", "torch", "openvino")
+BACKEND_PRECISIONS = ("float32", "bfloat16")  # what OpenVINO computes in here; int8 and float16 stay torch's
+
+
+def backend_cache_path():
+    return tuning_cache_path().with_name("backends.json")
+
+
+def resolve_backend(spec: str, device: torch.device, precision: str) -> str:
+    """`--backend` → torch, openvino, or auto (timed per input size: `fastest_backend`), checked before any model
+    loads. auto is torch wherever OpenVINO is not a candidate: off the CPU, without the package, in int8/float16."""
+    spec = str(spec).strip().lower()
+    if spec not in BACKENDS:
+        raise UsageError(f"--backend {spec}: expected {', '.join(BACKENDS)}")
+    from . import openvino_backend
+
+    if spec == "openvino":
+        openvino_backend.require_installed()
+        if device.type != "cpu":
+            raise UsageError(f"--backend openvino runs on the CPU only (asked for {device.type}); use --device cpu")
+        if precision not in BACKEND_PRECISIONS:
+            raise UsageError(f"--dtype {precision} is not available with --backend openvino; use float32, "
+                            f"bfloat16 or auto")
+        return spec
+    if spec == "auto" and (device.type != "cpu" or precision not in BACKEND_PRECISIONS
+                           or not openvino_backend.installed()):
+        return "torch"
+    return spec
+
+
+def backend_key(model: torch.nn.Module, size_hw: tuple[int, int]) -> str:
+    from . import openvino_backend
+
+    return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision} "
+            f"input {size_hw[0]}x{size_hw[1]}")
+
+
+@torch.inference_mode()
+def time_backends(models: dict, image_bchw: torch.Tensor) -> tuple[dict, dict]:
+    """Seconds of one forward of each model on `image_bchw` after one untimed warm-up each, and each one's depth.
+
+    The warm-up pays OpenVINO's conversion for this shape (seconds; see openvino_backend.py), which a run that
+    picks it would pay anyway, and torch's first-call allocations; the timed forwards add one forward of each.
+    """
+    depths = {name: model(image_bchw) for name, model in models.items()}
+    seconds = {}
+    for name, model in models.items():
+        began = time.perf_counter()
+        model(image_bchw)
+        seconds[name] = time.perf_counter() - began
+    return seconds, depths
+
+
+def fastest_backend(model, image_bchw: torch.Tensor):
+    """For `openvino_backend.FastestBackend`: the faster of its torch and OpenVINO models at this input size on
+    this machine, and the depth of `image_bchw` if it had to be computed to time them (else None).
+
+    The answer is cached in dav2's cache folder like the attention form, keyed by CPU and flags, torch and
+    OpenVINO versions, thread count, encoder, precision and input size. Timing once costs OpenVINO's conversion
+    for that size (~5-10 s for vits on 2 cores; the converted graph is then kept on disk for later runs) plus
+    one extra forward of each backend; it is paid once per machine and size, and never again once torch has won
+    there. Ties go to torch, which starts at once.
+    """
+    size_hw = tuple(image_bchw.shape[2:])
+    timed = {}
+
+    def measure():
+        seconds, depths = time_backends({"torch": model.torch_model, "openvino": model.openvino_model}, image_bchw)
+        choice = "openvino" if seconds["openvino"] < seconds["torch"] else "torch"
+        timed["depth"] = depths[choice]
+        return choice
+
+    choice = cached_choice(backend_cache_path(), backend_key(model, size_hw), ("torch", "openvino"), measure)
+    return choice, timed.get("depth")
+
+
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
     """A float32 eval-mode model made ready to compute in `precision` on `device` (converted in place)."""
     # the decoder runs channels-last (see model/reassembly.py); conv weights stored that way are not
@@ -211,20 +302,41 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) 
     return model.compute_in(precision, attention_form(device, precision))
 
 
-def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_depth: float | None = None):
+def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_depth: float | None = None,
+               backend: str | None = None):
     """An eval-mode Depth-Anything V2 on `device`, computing in `dtype`; float32 (B,3,H,W) in, (B,H,W) out.
 
     `dtype`: auto (per machine, see the module docstring), float32, bfloat16, float16 (CUDA) or int8 (CPU).
-    The precision actually used is in `model.precision`, the attention form in `model.attention_form`.
+    `backend`: torch, openvino (CPU, float32/bfloat16, `pip install "dav2-cli[openvino]"`), or auto: on the CPU
+    with OpenVINO installed, whichever of the two is timed faster here per input size (`fastest_backend`),
+    else torch. None: $DAV2_BACKEND, else auto, as on the command line. Only a torch model has the module's
+    parts (`image_encoder`...); pass backend="torch" to work on them. The precision actually used is in `model.precision`, the attention form in
+    `model.attention_form`, the backend in `model.backend` (torch models have none).
     """
     torch_device = resolve_device(device)
     precision = resolve_precision(dtype, torch_device)
+    backend = resolve_backend(os.environ.get("DAV2_BACKEND", "auto") if backend is None else backend, torch_device,
+                              precision)  # before loading: a missing package is a usage error
     checkpoint = load_checkpoint(path_or_name, max_depth=max_depth)
-    if isinstance(checkpoint.config, VideoModelConfig) and torch_device.type == "cpu" and dtype == "auto":
-        precision = "float32"  # VDA in bf16/fp16 gave black or flickering depth upstream (VDA #92, #97)
+    if isinstance(checkpoint.config, VideoModelConfig):
+        if backend == "openvino":
+            raise UsageError("--backend openvino runs Depth-Anything V2 models only; Video Depth Anything runs on "
+                             "torch (--backend torch or auto)")
+        backend = "torch"
+        if torch_device.type == "cpu" and dtype == "auto":
+            precision = "float32"  # VDA in bf16/fp16 gave black or flickering depth upstream (VDA #92, #97)
     model = build_model(checkpoint)
     model.source = checkpoint.source  # a declared attribute of the model, for messages
-    return prepare_model(model, torch_device, precision)
+    if backend == "torch":
+        return prepare_model(model, torch_device, precision)
+    from .openvino_backend import FastestBackend, OpenVINOModel
+
+    if backend == "openvino":
+        return OpenVINOModel(prepare_model(model, torch_device, "float32"), precision)
+    float32_copy = build_model(checkpoint)  # OpenVINO converts from float32 weights; torch's may become bf16
+    float32_copy.source = checkpoint.source
+    return FastestBackend(prepare_model(model, torch_device, precision),
+                          OpenVINOModel(prepare_model(float32_copy, torch_device, "float32"), precision))
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -17,6 +17,16 @@ def _attention_timings_kept_per_test(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "tuning_cache_path", lambda: tmp_path / "dav2-cache" / "attention-forms.json")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_backend_unless_asked():
+    """Tests run torch unless they ask for OpenVINO: `--backend auto`, where OpenVINO is installed (CI installs
+    it), would convert a model for every input size of every test to time the two, and run whichever won.
+    Session-wide, so module- and session-scoped models are torch ones too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAV2_BACKEND", "torch")
+        yield
+
+
 @pytest.fixture(scope="session")
 def upstream_vits():
     return upstream_model("vits", seed=0)

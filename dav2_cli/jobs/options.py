@@ -41,6 +41,7 @@ class DepthOptions:
     model: str = "vits"
     device: str = "auto"
     dtype: str = "auto"
+    backend: str = "auto"  # torch, openvino, or auto: the faster of the two here (engine.fastest_backend)
     input_size: int = 504
     max_depth: float | None = None
     fmt: str = "color"
@@ -58,13 +59,16 @@ def load_job_model(options: DepthOptions):
     from ..engine import load_model, model_device
 
     cv2.setNumThreads(1)  # the pipeline's threads run beside torch's pool: see "Threads" in engine.py
-    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth)
+    model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth,
+                       backend=options.backend)
     if options.verbose:
         config = model.config
         meaning = (f"metric: meters, larger = farther, max_depth {config.max_depth:g} m" if config.metric
                    else "relative: inverse depth, larger = nearer")
+        backend = {"openvino": " on OpenVINO", "auto": " (torch or OpenVINO, whichever is timed faster here)"}
         print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
-              f"in {model.precision}", file=sys.stderr, flush=True)
+              f"in {model.precision}{backend.get(getattr(model, 'backend', 'torch'), '')}", file=sys.stderr,
+              flush=True)
     return model
 
 

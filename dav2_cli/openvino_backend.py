@@ -1,0 +1,213 @@
+"""Depth-Anything V2 run by OpenVINO on the CPU: an optional backend (`pip install "dav2-cli[openvino]"`).
+
+Why it exists: on some CPUs OpenVINO's kernels beat torch's on this model by a wide margin (a 2-core Zen 4 with
+AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 2.57x), while on others torch
+wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more candidate that engine.py
+picks between by measuring (see `engine.time_backends`), and `--backend openvino` forces it.
+
+How: dav2's own float32 model is traced at each input shape and converted with `openvino.convert_model`; the
+shape must be static because the position embedding is resized per patch grid. The graph is compiled for the CPU
+with OpenVINO's INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for
+bfloat16 (its own default on CPUs with native bf16). Compiled models are kept per (batch, H, W), the most recent
+few only, so a folder of many sizes cannot grow memory without bound. Converting costs seconds (~5 s for vits at
+56x84, ~9 s at 504x756 on 2 cores, nearly all of it tracing and conversion, not compilation), so the converted
+graph is saved in dav2's cache folder (the few most recently used, named by a hash of the weights, model code,
+shape and versions) and later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
+
+The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
+ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision` and
+`.attention_form`. `openvino` is imported only here, and only when a model is converted.
+"""
+
+import hashlib
+import importlib.util
+import os
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+
+INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
+PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
+PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
+COMPILED_KEPT = 4  # input shapes whose compiled model stays in memory (a folder is mostly one or two sizes)
+SAVED_KEPT = 8  # converted graphs kept on disk between runs
+
+
+def installed() -> bool:
+    """Whether the optional package is there, without importing it (importing it takes about a second)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def require_installed() -> None:
+    if not installed():
+        raise UsageError(f"--backend openvino needs OpenVINO, which is not installed: {INSTALL_HINT}")
+
+
+def version() -> str:
+    from importlib.metadata import version as package_version
+
+    return package_version("openvino")
+
+
+def _cache_dir() -> str:
+    """openvino/ in dav2's cache folder, beside the timing caches (and moved with them, as the tests do)."""
+    from . import engine
+
+    return str(engine.tuning_cache_path().parent / "openvino")
+
+
+class OpenVINOModel(torch.nn.Module):
+    """A float32 dav2 model run by OpenVINO, computing in `precision` (float32 or bfloat16).
+
+    The float32 torch model stays inside: it is what each new input shape is converted from, and it keeps the
+    model's device and parameters visible to code written for torch models.
+    """
+
+    backend = "openvino"
+    attention_form = "openvino"  # OpenVINO fuses attention its own way; there is no form to choose
+
+    def __init__(self, float32_model: torch.nn.Module, precision: str):
+        super().__init__()
+        if precision not in PRECISION_HINTS:
+            raise UsageError(f"--dtype {precision} is not available with --backend openvino; use float32, "
+                             f"bfloat16 or auto")
+        if getattr(float32_model, "precision", "float32") != "float32":
+            raise ValueError("OpenVINOModel converts a float32 model")
+        self.float32_model = float32_model.eval()
+        self.config = float32_model.config
+        self.source = float32_model.source
+        self.precision = precision
+        self._compiled = OrderedDict()  # (B, H, W) -> compiled model, most recently used last
+        self._weights_digest = None  # computed on the first conversion (~0.1 s for vits)
+
+    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        size_multiple = self.config.patch_size
+        if image_bchw.ndim != 4 or image_bchw.shape[1] != 3:
+            raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
+        if image_bchw.shape[2] % size_multiple or image_bchw.shape[3] % size_multiple:
+            raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_bchw.shape[2:])}")
+        compiled = self.compiled_for(tuple(image_bchw.shape))
+        array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
+        depth_bhw = np.array(compiled(array)[0], dtype=np.float32, copy=True)  # OpenVINO reuses its buffers
+        return torch.from_numpy(depth_bhw)
+
+    def compiled_for(self, shape: tuple[int, int, int, int]):
+        compiled = self._compiled.get(shape)
+        if compiled is not None:
+            self._compiled.move_to_end(shape)
+            return compiled
+        compiled = self._convert(shape)
+        self._compiled[shape] = compiled
+        while len(self._compiled) > COMPILED_KEPT:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def forget(self, shape: tuple[int, int, int, int]) -> None:
+        """Drop the compiled model for `shape` (when torch was timed faster there, it is never used again)."""
+        self._compiled.pop(tuple(shape), None)
+
+    def _convert(self, shape):
+        import openvino
+
+        core = openvino.Core()
+        saved = self._saved_path(shape)
+        try:
+            network = core.read_model(str(saved)) if saved.is_file() else None
+            os.utime(saved)  # most recently used: the last to be evicted
+        except (RuntimeError, OSError):  # half-written by a crashed run, or removed meanwhile: convert again
+            network = None
+        if network is None:
+            network = self._trace_and_convert(shape)
+            self._save(network, saved)
+        compiled = core.compile_model(network, "CPU", {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "CACHE_DIR": _cache_dir()})
+        # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
+        actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = PRECISION_NAMES.get(actual, self.precision)
+        return compiled
+
+    def _saved_path(self, shape) -> Path:
+        """Where the converted graph for `shape` is kept: named by a hash of everything it depends on (the
+        weights, dav2's model code, the shape, torch and OpenVINO), so a stale one can never be read."""
+        if self._weights_digest is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for name, tensor in self.float32_model.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
+            for code in sorted(Path(__file__).with_name("model").glob("*.py")):
+                digest.update(code.read_bytes())
+            digest.update(f"torch {torch.__version__} openvino {version()}".encode())
+            self._weights_digest = digest.hexdigest()
+        return Path(_cache_dir()) / "models" / f"{self._weights_digest}-{'x'.join(map(str, shape))}.xml"
+
+    @staticmethod
+    def _save(network, saved: Path) -> None:
+        """Best effort, and bounded: the SAVED_KEPT most recently used graphs stay (each holds the float32
+        weights: ~100 MB for vits, ~1.3 GB for vitl)."""
+        import openvino
+
+        try:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            partial = saved.with_name(f"part-{os.getpid()}-{saved.name}")
+            openvino.save_model(network, str(partial), compress_to_fp16=False)  # float32 stays exact
+            os.replace(partial.with_suffix(".bin"), saved.with_suffix(".bin"))
+            os.replace(partial, saved)
+            kept = sorted(saved.parent.glob("*.xml"), key=lambda path: path.stat().st_mtime, reverse=True)
+            for old in kept[SAVED_KEPT:]:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".bin").unlink(missing_ok=True)
+        except (OSError, RuntimeError):
+            pass
+
+    def _trace_and_convert(self, shape):
+        import openvino
+
+        example_bchw = torch.zeros(shape)
+        # traced outside inference mode (tracing records autograd-free ops, but refuses inference tensors as
+        # inputs); the trace is not re-run to check it: the position-embedding cache makes a second run differ
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings: every shape-dependent branch is fixed, as intended
+            traced = torch.jit.trace(self.float32_model, example_bchw, check_trace=False)
+            return openvino.convert_model(traced, example_input=example_bchw)
+
+
+class FastestBackend(torch.nn.Module):
+    """`--backend auto` on a CPU with OpenVINO installed: for each input size, whichever of torch and OpenVINO
+    `engine.fastest_backend` found faster on this machine (timed once, then read from the cache folder)."""
+
+    backend = "auto"
+
+    def __init__(self, torch_model: torch.nn.Module, openvino_model: OpenVINOModel):
+        super().__init__()
+        self.torch_model = torch_model
+        self.openvino_model = openvino_model
+        self.config = torch_model.config
+        self.source = torch_model.source
+        self.chosen = {}  # (H, W) -> "torch" | "openvino"
+
+    @property
+    def precision(self) -> str:
+        return self.torch_model.precision
+
+    @property
+    def attention_form(self) -> str:
+        return self.torch_model.attention_form
+
+    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        from . import engine
+
+        size_hw = tuple(image_bchw.shape[2:])
+        if size_hw not in self.chosen:
+            name, depth_bhw = engine.fastest_backend(self, image_bchw)
+            self.chosen[size_hw] = name
+            if name != "openvino":
+                self.openvino_model.forget(tuple(image_bchw.shape))
+            if depth_bhw is not None:
+                return depth_bhw  # the timing run's answer: no need to compute it again
+        model = self.openvino_model if self.chosen[size_hw] == "openvino" else self.torch_model
+        return model(image_bchw)

@@ -1,0 +1,226 @@
+"""The optional OpenVINO backend computes upstream's depth, and `--backend auto` picks it only where timed faster.
+
+Tests that run OpenVINO skip where it is not installed; CI installs it (`.[test,openvino]`), so they run there.
+The rest simulate its presence or absence. Which backend is faster is simulated too: no timing is asserted.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dav2_cli
+from dav2_cli import engine, openvino_backend
+from dav2_cli.cli import main
+
+
+def range_error(ours, reference):
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    spread = reference.max() - reference.min()
+    assert spread > 0
+    difference = np.abs(ours - reference)
+    return float(difference.mean() / spread), float(difference.max() / spread)
+
+
+def model_input(make_photo, height, width, seed):
+    from dav2_cli import prep
+
+    return torch.from_numpy(prep.to_model_input(make_photo(height, width, seed=seed), (height, width)))[None]
+
+
+def dav2(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def without_openvino(monkeypatch):
+    """OpenVINO absent, as on a plain `pip install dav2-cli`, whether or not this environment has it."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "openvino" else find_spec(name, *args))
+
+
+@pytest.mark.parametrize("height,width", [(56, 84), (84, 70)])  # grids 4x6 and 6x5: an odd one too
+def test_openvino_float32_equals_upstream(upstream_vits, vits_checkpoint, make_photo, height, width):
+    pytest.importorskip("openvino")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    x = model_input(make_photo, height, width, seed=height)
+    with torch.inference_mode():
+        ours, reference = model(x), upstream_vits(x)
+    assert model.precision == "float32" and ours.dtype == torch.float32 and ours.shape == (1, height, width)
+    assert range_error(ours, reference)[1] < 1e-4
+
+
+def test_openvino_bfloat16_stays_within_one_percent_of_float32(vits_checkpoint, make_photo):
+    pytest.importorskip("openvino")
+    image = make_photo(84, 112, seed=7)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 84)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16", backend="openvino")
+    fast = dav2_cli.predict(model, image, 84)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert model.precision in ("bfloat16", "float32")  # float32 where the CPU has no bf16 kernels for OpenVINO
+    assert range_error(fast, exact)[0] < 0.01
+
+
+def test_openvino_depth_of_an_image_does_not_depend_on_its_batch(vits_checkpoint, make_photo):
+    pytest.importorskip("openvino")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    photos = [make_photo(56, 56, seed=1), make_photo(56, 56, seed=2)]
+    together = engine.predict_batch(model, photos, 56)
+    for photo, depth in zip(photos, together):
+        alone = engine.predict_batch(model, [photo], 56)[0]
+        np.testing.assert_allclose(depth, alone, rtol=0, atol=1e-5 * np.ptp(alone))
+
+
+def test_openvino_keeps_only_a_few_compiled_sizes(vits_checkpoint, monkeypatch):
+    pytest.importorskip("openvino")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    converted = []
+    monkeypatch.setattr(model, "_convert", lambda shape: converted.append(shape) or object())
+    shapes = [(1, 3, 28, 28 * n) for n in range(1, openvino_backend.COMPILED_KEPT + 3)]
+    for shape in shapes:
+        model.compiled_for(shape)
+    model.compiled_for(shapes[-1])  # still there: not converted again
+    assert converted == shapes and list(model._compiled) == shapes[-openvino_backend.COMPILED_KEPT:]
+
+
+def test_a_later_run_reads_the_converted_model_instead_of_converting_again(vits_checkpoint, make_photo,
+                                                                          monkeypatch):
+    pytest.importorskip("openvino")
+    x = model_input(make_photo, 56, 56, seed=5)
+    first = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        expected = first(x)
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_trace_and_convert",
+                        lambda self, shape: pytest.fail("converted again"))
+    later = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        torch.testing.assert_close(later(x), expected, rtol=0, atol=0)
+
+
+def test_converted_models_kept_on_disk_are_bounded(vits_checkpoint, make_photo, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(openvino_backend, "SAVED_KEPT", 1)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        model(model_input(make_photo, 28, 28, seed=1))
+        model(model_input(make_photo, 28, 56, seed=1))
+    saved = sorted(path.name for path in (engine.tuning_cache_path().parent / "openvino" / "models").iterdir())
+    assert len(saved) == 2 and all("1x3x28x56" in name for name in saved)  # its .xml and .bin
+
+
+def test_backend_openvino_on_the_command_line_writes_upstreams_depth(vits_checkpoint, make_photo, tmp_path):
+    pytest.importorskip("openvino")
+    import cv2
+
+    image = make_photo(56, 84, seed=3)
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 56)
+    result = dav2("image", tmp_path / "photo.png", "-m", vits_checkpoint, "-o", tmp_path / "depth.npy",
+                  "--input-size", 56, "--dtype", "float32", "--backend", "openvino", "-v")
+    assert result.exit_code == 0, result.stderr
+    assert "in float32 on OpenVINO" in result.stderr
+    assert range_error(np.load(tmp_path / "depth.npy"), exact)[1] < 1e-4
+
+
+def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, vits_checkpoint, make_photo):
+    pytest.importorskip("openvino")
+    monkeypatch.delenv("DAV2_BACKEND")
+    timed = []
+
+    def openvino_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape[2:]))
+        return {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}
+
+    monkeypatch.setattr(engine, "time_backends", openvino_faster)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    first = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
+    again = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)  # same size: decided already
+    assert model.backend == "auto" and model.chosen == {(56, 84): "openvino"} and timed == [(56, 84)]
+    np.testing.assert_array_equal(first, again)  # the timing run's answer is OpenVINO's too
+
+    monkeypatch.setattr(engine, "time_backends", lambda models, image_bchw: pytest.fail("timed again"))
+    later = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")  # a later run reads the cache folder
+    np.testing.assert_array_equal(dav2_cli.predict(later, make_photo(56, 84, seed=1), 56), first)
+    assert later.chosen == {(56, 84): "openvino"}
+    keys = list(json.loads(engine.backend_cache_path().read_text()))
+    assert len(keys) == 1 and "vits float32 input 56x84" in keys[0] and "openvino " in keys[0]
+
+
+def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatch, vits_checkpoint, make_photo):
+    """Runs without OpenVINO too: its presence is simulated, and torch winning means it is never called."""
+    monkeypatch.delenv("DAV2_BACKEND")
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
+    monkeypatch.setattr(openvino_backend, "version", lambda: "2026.0-simulated")
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self, shape: pytest.fail("converted"))
+    timed = []
+
+    def torch_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape[2:]))
+        return {"torch": 0.5, "openvino": 1.0}, {"torch": models["torch"](image_bchw)}
+
+    monkeypatch.setattr(engine, "time_backends", torch_faster)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"),
+                             make_photo(56, 84, seed=2), 56)
+    for _ in range(2):  # the second load is a later run: from the cache, not timed
+        model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="auto")
+        for _ in range(2):
+            np.testing.assert_array_equal(dav2_cli.predict(model, make_photo(56, 84, seed=2), 56), exact)
+        assert model.chosen == {(56, 84): "torch"} and model.precision == "float32"
+    assert timed == [(56, 84)]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16"])
+def test_auto_is_torch_where_openvino_offers_nothing(monkeypatch, dtype):
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
+    assert engine.resolve_backend("auto", torch.device("cpu"), dtype) == "torch"
+    assert engine.resolve_backend("auto", torch.device("cpu"), "bfloat16") == "auto"
+
+
+def test_auto_without_openvino_is_torch_silently(without_openvino, monkeypatch, vits_checkpoint):
+    monkeypatch.delenv("DAV2_BACKEND")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    assert not hasattr(model, "backend") and model.image_encoder is not None  # a plain torch model
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_openvino_asked_for_but_not_installed_is_one_line_before_loading(without_openvino, monkeypatch,
+                                                                          vits_checkpoint, make_photo, tmp_path,
+                                                                          how):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(56, 56, seed=1))
+    monkeypatch.setattr(engine, "load_checkpoint", lambda *a, **k: pytest.fail("a model was loaded"))
+    args = ["image", tmp_path / "photo.png", "-m", vits_checkpoint, "-o", tmp_path / "d.npy", "--input-size", 56]
+    if how == "flag":
+        args += ["--backend", "openvino"]
+    else:
+        monkeypatch.setenv("DAV2_BACKEND", "openvino")
+    result = dav2(*args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and 'pip install "dav2-cli[openvino]"' in result.stderr
+    assert not (tmp_path / "d.npy").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dtype", "int8"], "--dtype int8 is not available with --backend openvino"),
+    (["--device", "cuda"], ""),  # CUDA is refused for itself here, or for OpenVINO where CUDA exists
+])
+def test_openvino_refuses_what_it_cannot_run_in_one_line(monkeypatch, vits_checkpoint, make_photo, tmp_path, args,
+                                                         message):
+    import cv2
+
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
+    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(56, 56, seed=1))
+    result = dav2("image", tmp_path / "photo.png", "-m", vits_checkpoint, "-o", tmp_path / "d.npy",
+                  "--input-size", 56, "--backend", "openvino", *args)
+    assert result.exit_code in (1, 2) and result.stderr.strip().count("\n") == 0
+    assert message in result.stderr
+
+
+def test_help_names_the_backend_and_its_environment_variable():
+    help_text = dav2("image", "--help").output
+    assert "--backend" in help_text and "DAV2_BACKEND" in help_text and "dav2-cli[openvino]" in help_text
