@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
+from .model.dpt import check_image_batch
 
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
@@ -86,11 +87,7 @@ class OpenVINOModel(torch.nn.Module):
         self._weights_digest = None  # computed on the first conversion (~0.1 s for vits)
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        size_multiple = self.config.patch_size
-        if image_bchw.ndim != 4 or image_bchw.shape[1] != 3:
-            raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
-        if image_bchw.shape[2] % size_multiple or image_bchw.shape[3] % size_multiple:
-            raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_bchw.shape[2:])}")
+        check_image_batch(image_bchw, self.config.patch_size)
         compiled = self.compiled_for(tuple(image_bchw.shape))
         array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
         depth_bhw = np.array(compiled(array)[0], dtype=np.float32, copy=True)  # OpenVINO reuses its buffers

@@ -28,8 +28,7 @@ from ..media.atomic import (
     OutputStopped,
     describe_os_error,
     prepare_output_folder,
-    write_atomic,
-    write_output,
+    write_with_sidecars,
 )
 from ..media.exif import focal_length_35mm
 from ..media.images import decode_image, max_megapixels, read_input_bytes
@@ -184,15 +183,6 @@ class _Input:
         return self.item.name
 
 
-def _write_outputs(destination: str, outputs: list[tuple[str, bytes]]) -> None:
-    """Sidecars first, the output last: an output that exists (what --skip-existing looks for) is complete."""
-    main, *sidecars = outputs
-    if destination != STDIO:  # stdout takes one file; the picture formats still carry their text chunks
-        for suffix, data in sidecars:
-            write_atomic(Path(destination + suffix), data)
-    write_output(destination, main[1])
-
-
 def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally) -> str | None:
     """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
 
@@ -229,7 +219,7 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
         try:
             outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
                                      focal_35mm=frame.key.focal_35mm)
-            _write_outputs(item.destination, outputs)
+            write_with_sidecars(item.destination, outputs)
             if job.name_outputs and item.destination != STDIO:
                 note(f"wrote {item.destination}")
         except OutputStopped:

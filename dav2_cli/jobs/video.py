@@ -20,7 +20,7 @@ import numpy as np
 from .. import align, metadata, render
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, write_atomic
+from ..media.atomic import STDIO, write_atomic, write_with_sidecars
 from ..media.frame_sequence import SequenceReader, probe_sequence
 from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
@@ -204,9 +204,7 @@ class _FrameFolder:
         path = self._folder / f"frame_{self.frames_written:06d}{self._extension}"
         outputs = self._measure.encode(depth_hw, frame.image, name=f"{self._name} frame {frame.key}",
                                        destination=str(path), frame=frame.key)
-        for suffix, data in outputs[1:]:  # sidecars first: a frame file that exists is complete
-            write_atomic(Path(f"{path}{suffix}"), data)
-        write_atomic(path, outputs[0][1])
+        write_with_sidecars(path, outputs)
         self.frames_written += 1
 
     def close(self) -> None:

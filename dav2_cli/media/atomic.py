@@ -151,3 +151,14 @@ def write_output(destination, data: bytes) -> None:
             raise UserError("<stdout>: the reading end of the pipe was closed") from None
         return
     write_atomic(Path(destination), data)
+
+
+def write_with_sidecars(destination, outputs: list[tuple[str, bytes]]) -> None:
+    """An output and the files that describe it, [("", main), (".json", sidecar), ...]: sidecars first and the
+    output last, so an output that exists (what --skip-existing looks for) is complete with its description.
+    Stdout takes the main file only."""
+    (_, main), *sidecars = outputs
+    if str(destination) != STDIO:
+        for suffix, data in sidecars:
+            write_atomic(Path(f"{destination}{suffix}"), data)
+    write_output(destination, main)

@@ -19,6 +19,14 @@ from .patch_embed import PatchEmbedding
 from .reassembly import Reassembly
 
 
+def check_image_batch(image_bchw: torch.Tensor, patch_size: int) -> None:
+    """The one input contract of a per-image model, whatever runs it: (B,3,H,W), sides multiples of the patch."""
+    if image_bchw.ndim != 4 or image_bchw.shape[1] != 3:
+        raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
+    if image_bchw.shape[2] % patch_size or image_bchw.shape[3] % patch_size:
+        raise ValueError(f"image sides must be multiples of {patch_size}, got {tuple(image_bchw.shape[2:])}")
+
+
 class DptTrunk(ComputeOptions, nn.Module):
     """The parts both model families share, with the same weights' shapes: patch embedding, image encoder,
     reassembly and fusion. Each family adds its head (and Video Depth Anything its temporal modules)."""
@@ -41,11 +49,7 @@ class DepthAnythingV2(DptTrunk):
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → raw depth (B,H,W) in float32."""
-        size_multiple = self.config.patch_size
-        if image_bchw.ndim != 4 or image_bchw.shape[1] != 3:
-            raise ValueError(f"expected a (B,3,H,W) image batch, got shape {tuple(image_bchw.shape)}")
-        if image_bchw.shape[2] % size_multiple or image_bchw.shape[3] % size_multiple:
-            raise ValueError(f"image sides must be multiples of {size_multiple}, got {tuple(image_bchw.shape[2:])}")
+        check_image_batch(image_bchw, self.config.patch_size)
         with self.compute_context(image_bchw.device):
             return self._depth(image_bchw)
 
