@@ -15,7 +15,7 @@ from conftest import synthetic_photo
 
 import dav2_cli
 from dav2_cli.cli import main
-from dav2_cli.jobs import video as video_job
+from dav2_cli.media import atomic
 from dav2_cli.media.video_probe import find_ffmpeg
 from dav2_cli.media.video_write import VideoWriter
 from dav2_cli.weights.catalog import looks_like_path, resolve
@@ -101,13 +101,56 @@ def test_a_gray16_video_is_never_published_without_its_sidecar(tmp_path, vits_ch
     def full_disk(path, data):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(video_job, "write_atomic", full_disk)
+    monkeypatch.setattr(atomic, "write_atomic", full_disk)
     with pytest.raises(OSError):
         dav2("video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]  # no video, no sidecar, no temporary
     monkeypatch.undo()
     result = dav2("video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28)
     assert result.exit_code == 0 and json.loads((tmp_path / "depth.mkv.json").read_text())["frames"] == 3
+
+
+def test_a_video_that_cannot_be_published_leaves_the_earlier_video_its_own_sidecar(tmp_path, vits_checkpoint,
+                                                                                    monkeypatch):
+    tmp_path = tmp_path / "job"  # beside the cache folder the tests use
+    tmp_path.mkdir()
+    clip, out = write_clip(tmp_path / "in.mkv", 3), tmp_path / "depth.mkv"
+    args = ["video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28]
+    assert dav2(*args).exit_code == 0
+    earlier_video, earlier_sidecar = out.read_bytes(), (tmp_path / "depth.mkv.json").read_bytes()
+    replace = os.replace
+
+    def refused_rename(source, destination):
+        if str(destination).endswith(".mkv"):
+            raise PermissionError(13, "Permission denied", str(destination))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refused_rename)  # the file system refuses to put the new video in place
+    result = dav2(*args, "--max-frames", 2)
+    assert result.exit_code == 1 and "depth.mkv: permission denied" in result.output
+    assert "Traceback" not in result.output
+    assert out.read_bytes() == earlier_video
+    assert (tmp_path / "depth.mkv.json").read_bytes() == earlier_sidecar  # the first video's key, unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["depth.mkv", "depth.mkv.json", "in.mkv"]
+
+
+def test_an_image_that_cannot_be_written_leaves_the_earlier_image_its_own_sidecar(tmp_path, monkeypatch):
+    out = tmp_path / "d.png"
+    atomic.write_with_sidecars(out, [("", b"first picture"), (".json", b"first key")])
+    write_atomic = atomic.write_atomic
+
+    def full_disk_for_pictures(path, data):
+        if str(path).endswith(".png"):
+            raise atomic.OutputStopped(f"{path}: No space left on device")
+        write_atomic(path, data)
+
+    monkeypatch.setattr(atomic, "write_atomic", full_disk_for_pictures)
+    with pytest.raises(atomic.OutputStopped):
+        atomic.write_with_sidecars(out, [("", b"second picture"), (".json", b"second key")])
+    assert out.read_bytes() == b"first picture" and (tmp_path / "d.png.json").read_bytes() == b"first key"
+    with pytest.raises(atomic.OutputStopped):
+        atomic.write_with_sidecars(tmp_path / "new.png", [("", b"picture"), (".json", b"key")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "d.png.json"]  # no orphan key, no temporary
 
 
 def test_the_python_api_leaves_opencv_threads_alone(vits_checkpoint):

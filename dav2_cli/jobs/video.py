@@ -8,6 +8,7 @@ one line saying where it stopped; Ctrl-C or SIGTERM stops reading, finishes the 
 valid, shorter video (with audio cut to match); any other failure leaves no file under the output name.
 """
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from .. import align, metadata, render
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, write_atomic, write_with_sidecars
+from ..media.atomic import STDIO, write_with_sidecars, written_first
 from ..media.frame_sequence import SequenceReader, probe_sequence
 from ..media.video_probe import VideoInfo, parse_rate, probe
 from ..media.video_read import FrameReader
@@ -160,7 +161,8 @@ class _Gray16Video:
 
     def close(self) -> None:
         """The sidecar is written before the video is renamed into place, so the video never exists without
-        the only key to its values; if the video cannot be published, the sidecar goes too."""
+        the only key to its values; if the video cannot be published, the sidecar is put back as it was (an
+        earlier run's video keeps its own)."""
         lo, hi = self._range
         measure, options = self._measure, self._measure.options
         description = metadata.describe(
@@ -170,18 +172,9 @@ class _Gray16Video:
         sidecar = {**description, **self._video_keys, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
 
-        written = []
-
-        def write_sidecar():
-            write_atomic(self._sidecar, metadata.sidecar(sidecar))
-            written.append(self._sidecar)
-
-        try:
-            self._writer.close(before_publish=write_sidecar)
-        except BaseException:
-            for path in written:  # only ours: an earlier run's sidecar still belongs to its video
-                path.unlink(missing_ok=True)
-            raise
+        with contextlib.ExitStack() as written:  # put back as it was if the video is not published
+            self._writer.close(before_publish=lambda: written.enter_context(
+                written_first(self._sidecar, metadata.sidecar(sidecar))))
 
     def abort(self) -> None:
         self._writer.abort()

@@ -7,9 +7,11 @@ disk when the process exits (a second Ctrl-C mid-write) are removed then.
 """
 
 import atexit
+import contextlib
 import errno
 import os
 import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -102,7 +104,10 @@ def reserve_temp(final: Path, *, extension_last: bool = False) -> Path:
 
 def publish(temp: Path, final: Path) -> None:
     """Move a complete temporary file into place under its final name."""
-    os.replace(temp, final)
+    try:
+        os.replace(temp, final)
+    except OSError as exc:
+        raise _output_error(final, exc) from None
     _temp_files.discard(str(temp))
 
 
@@ -153,12 +158,43 @@ def write_output(destination, data: bytes) -> None:
     write_atomic(Path(destination), data)
 
 
+@contextlib.contextmanager
+def written_first(path: Path, data: bytes):
+    """Write `data` to `path` (atomically) for a block that then writes the file it describes.
+
+    If the block fails, `path` gets back what it held before, or goes if it is new: an earlier output beside
+    it keeps its own description (a gray16 file's only key to its values), never one of a run that failed.
+    """
+    path = Path(path)
+    backup = None
+    try:
+        if path.is_file():
+            backup = reserve_temp(path)
+            shutil.copyfile(path, backup)
+    except OSError as exc:
+        discard(backup)
+        raise _output_error(path, exc) from None
+    try:
+        write_atomic(path, data)
+        yield
+    except BaseException:
+        if backup is None:
+            path.unlink(missing_ok=True)
+        else:
+            with contextlib.suppress(UserError):
+                publish(backup, path)
+        raise
+    finally:
+        discard(backup)
+
+
 def write_with_sidecars(destination, outputs: list[tuple[str, bytes]]) -> None:
     """An output and the files that describe it, [("", main), (".json", sidecar), ...]: sidecars first and the
-    output last, so an output that exists (what --skip-existing looks for) is complete with its description.
-    Stdout takes the main file only."""
+    output last, so an output that exists (what --skip-existing looks for) is complete with its description;
+    if the output cannot be written, the sidecars are put back as they were. Stdout takes the main file only."""
     (_, main), *sidecars = outputs
-    if str(destination) != STDIO:
-        for suffix, data in sidecars:
-            write_atomic(Path(f"{destination}{suffix}"), data)
-    write_output(destination, main)
+    with contextlib.ExitStack() as written:
+        if str(destination) != STDIO:
+            for suffix, data in sidecars:
+                written.enter_context(written_first(Path(f"{destination}{suffix}"), data))
+        write_output(destination, main)
