@@ -37,6 +37,7 @@ threads beside the model; a second pool of OpenCV workers would compete with tor
 cores, and OpenMP's barrier-synchronised kernels stall whenever one of their threads is descheduled.
 """
 
+import copy
 import json
 import os
 import platform
@@ -334,10 +335,17 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
 
     if backend == "openvino":
         return OpenVINOModel(prepare_model(model, torch_device, "float32"), precision)
-    float32_copy = build_model(checkpoint)  # OpenVINO converts from float32 weights; torch's may become bf16
-    float32_copy.source = checkpoint.source
-    return FastestBackend(prepare_model(model, torch_device, precision),
-                          OpenVINOModel(prepare_model(float32_copy, torch_device, "float32"), precision))
+    float32_model = prepare_model(model, torch_device, "float32")  # what OpenVINO converts from
+
+    def torch_model():
+        """torch's own model, built only when a size has to be timed or torch won there: where OpenVINO is
+        cached as faster (the usual case on CPUs where it is installed for speed), a bf16 copy would only hold
+        memory. In float32 both backends share the one model."""
+        if precision == "float32":
+            return float32_model
+        return prepare_model(copy.deepcopy(float32_model), torch_device, precision)
+
+    return FastestBackend(OpenVINOModel(float32_model, precision), torch_model, precision)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

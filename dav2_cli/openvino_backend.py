@@ -175,25 +175,34 @@ class OpenVINOModel(torch.nn.Module):
 
 class FastestBackend(torch.nn.Module):
     """`--backend auto` on a CPU with OpenVINO installed: for each input size, whichever of torch and OpenVINO
-    `engine.fastest_backend` found faster on this machine (timed once, then read from the cache folder)."""
+    `engine.fastest_backend` found faster on this machine (timed once, then read from the cache folder).
+
+    torch's model is made by `make_torch_model` on first need (a size to time, or one where torch won), so a
+    run that only ever uses OpenVINO holds no second copy of the weights.
+    """
 
     backend = "auto"
 
-    def __init__(self, torch_model: torch.nn.Module, openvino_model: OpenVINOModel):
+    def __init__(self, openvino_model: OpenVINOModel, make_torch_model, precision: str):
         super().__init__()
-        self.torch_model = torch_model
         self.openvino_model = openvino_model
-        self.config = torch_model.config
-        self.source = torch_model.source
+        self._make_torch_model = make_torch_model
+        self._torch_model = None
+        self.config = openvino_model.config
+        self.source = openvino_model.source
+        self.precision = precision
         self.chosen = {}  # (H, W) -> "torch" | "openvino"
 
     @property
-    def precision(self) -> str:
-        return self.torch_model.precision
+    def torch_model(self) -> torch.nn.Module:
+        if self._torch_model is None:
+            self._torch_model = self._make_torch_model()
+        return self._torch_model
 
     @property
     def attention_form(self) -> str:
-        return self.torch_model.attention_form
+        """torch's form where torch runs; OpenVINO's own where only OpenVINO has run."""
+        return self._torch_model.attention_form if self._torch_model is not None else "openvino"
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         from . import engine

@@ -150,6 +150,28 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, vit
     assert len(keys) == 1 and "vits float32 input 56x84" in keys[0] and "openvino " in keys[0]
 
 
+def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, vits_checkpoint,
+                                                                            make_photo):
+    pytest.importorskip("openvino")
+    monkeypatch.delenv("DAV2_BACKEND")
+    built = []
+    prepare_model = engine.prepare_model
+    monkeypatch.setattr(engine, "prepare_model",
+                        lambda model, device, precision: built.append(precision) or prepare_model(model, device,
+                                                                                                   precision))
+    monkeypatch.setattr(engine, "time_backends", lambda models, image_bchw: (
+        {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}))
+    first = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")
+    dav2_cli.predict(first, make_photo(56, 84, seed=1), 56)  # a new size: both backends are timed
+    assert built == ["float32", "bfloat16"] and first.attention_form != "openvino"
+
+    built.clear()
+    later = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")  # the cache says OpenVINO at this size
+    depth = dav2_cli.predict(later, make_photo(56, 84, seed=1), 56)
+    assert built == ["float32"] and later.attention_form == "openvino" and later.precision == "bfloat16"
+    assert depth.shape == (56, 84) and np.isfinite(depth).all()
+
+
 def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatch, vits_checkpoint, make_photo):
     """Runs without OpenVINO too: its presence is simulated, and torch winning means it is never called."""
     monkeypatch.delenv("DAV2_BACKEND")
