@@ -44,12 +44,17 @@ BF16_FORMS = ("fused", "matmul", "blocked")
 
 
 def our_variants() -> list[str]:
-    """dav2's variants worth timing here: float32, auto, bf16 in each attention form where native, int8."""
-    names = ["float32", "auto"]
+    """dav2's variants worth timing here. "auto" and "float32" are what a user gets with `--dtype auto` (the
+    default) and `--dtype float32` (`DAV2_DTYPE=float32`), each with the default `--backend auto`; the rest
+    are one backend's own paths: torch in each precision and, where native, each bf16 attention form, and
+    OpenVINO where the optional extra is installed."""
+    names = ["auto", "float32"]
+    if openvino_backend.installed():  # `--backend auto` may pick OpenVINO: time torch's own float32 too
+        names.append("torch float32")
     if engine.cpu_has_native_bf16(engine.cpu_capabilities()):
-        names += [f"bfloat16 {form}" for form in BF16_FORMS]
+        names += [f"torch bfloat16 {form}" for form in BF16_FORMS]
     if engine.quantized_engine() is not None:
-        names.append("int8")
+        names.append("torch int8")
     if openvino_backend.installed():  # the optional backend (`pip install "dav2-cli[openvino]"`)
         names += ["openvino auto", "openvino float32"]
     return names
@@ -61,12 +66,10 @@ def load_variant(name: str, checkpoint: Path):
         model = dpt.DepthAnythingV2(**UPSTREAM_CONFIGS["vits"])
         model.load_state_dict(torch.load(checkpoint, map_location="cpu"))  # upstream run.py's way
         return model.eval()
-    precision, _, form = name.removeprefix("dav2 ").partition(" ")
-    if precision == "openvino":  # "dav2 openvino PRECISION": dav2's model run by its OpenVINO backend
-        return engine.load_model(checkpoint, "cpu", form, backend="openvino")
-    # "dav2 auto" is what a user gets by default: --dtype auto and --backend auto (OpenVINO where installed and
-    # timed faster here); the other variants are torch's own paths
-    model = engine.load_model(checkpoint, "cpu", precision, backend="auto" if name == "dav2 auto" else "torch")
+    words = name.removeprefix("dav2 ").split()
+    backend = words.pop(0) if words[0] in ("torch", "openvino") else "auto"
+    precision, form = words[0], words[1] if len(words) > 1 else None
+    model = engine.load_model(checkpoint, "cpu", precision, backend=backend)
     if form:
         model.image_encoder.set_attention_form(form)
     return model
@@ -274,9 +277,10 @@ def main() -> None:
         quiet = statistics.median(runs["quiet"][name])
         error = (outputs[name] - reference).abs()
         label = name
-        if name == "dav2 auto":
+        if name in ("dav2 auto", "dav2 float32"):
             chosen = set(getattr(models[name], "chosen", {}).values())  # --backend auto, OpenVINO installed
-            form = "" if chosen == {"openvino"} else f", {auto_form} attention"
+            form = "" if chosen == {"openvino"} or models[name].precision != "bfloat16" else \
+                f", {models[name].attention_form} attention"
             label += f" = {models[name].precision}{form}" + (f", {'/'.join(sorted(chosen))} backend (timed)"
                                                              if chosen else "")
         elif name.startswith("dav2 openvino"):
