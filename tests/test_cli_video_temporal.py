@@ -91,3 +91,32 @@ def test_images_with_a_video_model_are_refused_with_what_to_do(tmp_path, checkpo
     for result in (by_file, by_name):
         assert result.exit_code == 2 and "dav2 video" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_align_to_fits_the_depth_a_video_model_writes_not_the_frame_alone(tmp_path, golden, checkpoints):
+    """Video Depth Anything's depth of a frame depends on its window and the chain before it, so a fit on the
+    frame run alone would scale every frame wrongly. The points are made from the written depth itself: the fit
+    must recover them exactly, in the second window (after one alignment) and for every frame."""
+    frames, fit_frame = 40, 26
+    source = write_lossless(tmp_path / "clip.mkv", synthetic_clip(frames, *golden.image_hw, seed=4))
+    common = ["-m", checkpoints["relative"], "--format", "npy", "--input-size", golden.input_size, "--dtype",
+              "float32"]
+    assert dav2("video", source, "-o", tmp_path / "raw", *common).exit_code == 0
+    raw = read_frames(tmp_path / "raw", frames)
+    low, high = float(raw.min()), float(raw.max())
+    scale, shift = (1 - 0.1) / (high - low), 0.1 - (1 - 0.1) / (high - low) * low  # 1 m nearest .. 10 m farthest
+    height, width = golden.image_hw
+    rows = ["x,y,depth_m,frame"] + [f"{x},{y},{1 / (scale * raw[fit_frame, y, x] + shift):.9g},{fit_frame}"
+                                    for x, y in ((3, 4), (width - 5, 7), (width // 2, height // 2),
+                                                 (6, height - 3), (width - 2, height - 6), (width // 3, 2))]
+    (tmp_path / "points.csv").write_text("\n".join(rows) + "\n")
+
+    result = dav2("video", source, "-o", tmp_path / "metres", *common, "--align-to", tmp_path / "points.csv")
+    assert result.exit_code == 0, result.output
+    metres = read_frames(tmp_path / "metres", frames)
+    expected = 1 / (scale * raw.astype(np.float64) + shift)
+    assert np.abs(metres / expected - 1).max() < 1e-4
+
+    refused = dav2("video", source, "-o", tmp_path / "late", *common, "--align-to", tmp_path / "points.csv",
+                   "--start", 30 / 24)
+    assert refused.exit_code == 1 and "fit on a frame the run writes" in refused.output

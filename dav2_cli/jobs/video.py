@@ -317,7 +317,7 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     info, out, selection, measure = job.info, job.out, job.selection, job.measure
     measure.use_model(model.config)
     fit_frame = align.first_frame_with_points(measure.points) if measure.points else None
-    if fit_frame is not None and not _fit_on_frame(model, info, measure, fit_frame, stop):
+    if fit_frame is not None and not _fit_on_frame(model, info, measure, fit_frame, selection, video, stop):
         return _finish_stopped(stop, out, 0)
     value_range = None
     if job.normalize == "global":
@@ -361,18 +361,41 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     return EXIT_OK
 
 
-def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, stop: GracefulStop) -> bool:
+class _FitMade(Exception):
+    """The fit frame's depth has been seen: the rest of the fitting pass is not needed."""
+
+
+def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, selection: Selection, video: VideoOptions,
+                  stop: GracefulStop) -> bool:
     """--align-to on a video: fit once on source frame `index` (the first its points name), before any output.
 
-    Frames before it are written before it is decoded in the main pass, so it is read and run on its own first.
+    Frames before it are written before it is decoded in the main pass, so its depth is computed first. A
+    per-image model's depth of a frame does not depend on the others, so the frame runs alone. Video Depth
+    Anything's does (its window, and each window's alignment to the one before), so the main pass's own frames
+    run from its first until `index` comes out: the fit sees exactly the depth that will be written.
     Returns False when a signal stopped it.
     """
-    def consume(frame, depth_hw):
-        measure.conversion(depth_hw, f"{info.path} frame {index}", frame.key)
+    temporal = is_video_model(model)
+    if temporal and (index < selection.start or (selection.end is not None and index >= selection.end)
+                     or (index - selection.start) % selection.every):
+        raise UserError(f"{measure.options.space.align_to}: its points are for frame {index}, which this run does "
+                        f"not write; with a video model a frame's depth depends on the frames around it, so "
+                        f"fit on a frame the run writes (--start/--end/--every choose them)")
 
-    reader = _open_reader(info, Selection(index, index + 1, 1))
-    run_pipeline(reader, depth_stage(model, info), consume, input_size=measure.options.input_size, batch_size=1,
-                 stop=stop)
+    def consume(frame, depth_hw):
+        if frame.key == index:
+            measure.conversion(depth_hw, f"{info.path} frame {index}", frame.key)
+            raise _FitMade
+
+    if temporal:
+        source, batch_size = _frames(_open_reader(info, selection), video.scene_cuts), video.batch_size
+    else:
+        source, batch_size = _open_reader(info, Selection(index, index + 1, 1)), 1
+    try:
+        run_pipeline(source, depth_stage(model, info), consume, input_size=measure.options.input_size,
+                     batch_size=batch_size, stop=stop)
+    except _FitMade:
+        pass
     if stop.requested:
         return False
     if measure.fixed is None:
