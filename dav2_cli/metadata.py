@@ -8,13 +8,16 @@ every file dav2 writes carries one description (`describe`), in the place its fo
 * JPEG: a `COM` segment holding the description as JSON;
 * EXR: one `string` header attribute per key;
 * TIFF: the `ImageDescription` tag, as JSON;
+* WebP: an XMP packet whose `dc:description` is the JSON (the container is made extended, VP8X, to hold it);
 * npy, gray16 PNG: a JSON sidecar (`OUT.json`) too, built by `sidecar`.
 
 Values are strings or numbers; nested ones (intrinsics, alignment) are JSON. The readers undo exactly what the
 writers do, so `dav2 info` prints what was written. Pure bytes in, bytes out: no I/O here.
 """
 
+import html
 import json
+import re
 import struct
 import zlib
 
@@ -210,5 +213,62 @@ def tiff_description(tiff: bytes) -> dict:
         if tag == _IMAGE_DESCRIPTION and kind == _ASCII:
             raw = tiff[offset:offset + number] if number > 4 else tiff[ifd + 10 + 12 * index:][:number]
             value = _value(raw.rstrip(b"\0").decode("utf-8", "replace"))
+            return value if isinstance(value, dict) else {"description": value}
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ WebP
+
+_VP8X_XMP = 0x04  # VP8X flags: ICC 0x20, alpha 0x10, EXIF 0x08, XMP 0x04, animation 0x02
+_VP8X_ALPHA = 0x10
+_XMP_DESCRIPTION = re.compile(rb"<dc:description>\s*<rdf:Alt>\s*<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL)
+
+
+def webp_chunks(webp: bytes):
+    """(fourcc, payload) of each chunk of a RIFF WebP file, in order (payloads without their padding byte)."""
+    if webp[:4] != b"RIFF" or webp[8:12] != b"WEBP":
+        raise ValueError("not a WebP file")
+    position = 12
+    while position + 8 <= len(webp):
+        kind, length = struct.unpack_from("<4sI", webp, position)
+        yield kind, webp[position + 8:position + 8 + length]
+        position += 8 + length + (length & 1)
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+
+
+def webp_with_xmp(webp: bytes, description: dict, width: int, height: int, *, alpha: bool = False) -> bytes:
+    """`webp` (as OpenCV writes it: one still image of `width` x `height`) with the description in an XMP chunk.
+
+    A simple file (a lone VP8/VP8L chunk) becomes an extended one: a VP8X header saying an XMP chunk follows
+    the image, as the container's specification orders them.
+    """
+    chunks = [(kind, payload) for kind, payload in webp_chunks(webp) if kind != b"XMP "]
+    if chunks[0][0] == b"VP8X":
+        header = bytearray(chunks[0][1])
+        header[0] |= _VP8X_XMP
+        chunks[0] = (b"VP8X", bytes(header))
+    else:
+        flags = _VP8X_XMP | (_VP8X_ALPHA if alpha else 0)
+        size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+        chunks.insert(0, (b"VP8X", bytes([flags, 0, 0, 0]) + size))
+    text = html.escape(json.dumps(description, ensure_ascii=False), quote=False)
+    packet = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+              '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+              f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{text}</rdf:li></rdf:Alt></dc:description>'
+              '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+    chunks.append((b"XMP ", packet.encode()))
+    body = b"WEBP" + b"".join(_riff_chunk(kind, payload) for kind, payload in chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def webp_description(webp: bytes) -> dict:
+    """The description `webp_with_xmp` wrote; {} for a WebP without one."""
+    for kind, payload in webp_chunks(webp):
+        if kind == b"XMP " and (found := _XMP_DESCRIPTION.search(payload)):
+            value = _value(html.unescape(found.group(1).decode("utf-8", "replace")))
             return value if isinstance(value, dict) else {"description": value}
     return {}

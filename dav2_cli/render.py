@@ -403,7 +403,9 @@ def encode_outputs(
         data = metadata.png_with_text(data, described)
     elif ext in (".jpg", ".jpeg"):
         data = metadata.jpeg_with_comment(data, described)
-    outputs = [("", data)]  # WebP has no text chunk that viewers keep; it goes without
+    elif ext == ".webp":
+        data = metadata.webp_with_xmp(data, described, picture.shape[1], picture.shape[0])
+    outputs = [("", data)]
     if name == "gray16":
         outputs.append((SIDECAR_SUFFIX, metadata.sidecar(described)))
     return outputs

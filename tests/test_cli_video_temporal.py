@@ -93,7 +93,7 @@ def test_images_with_a_video_model_are_refused_with_what_to_do(tmp_path, checkpo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
-def test_align_to_fits_the_depth_a_video_model_writes_not_the_frame_alone(tmp_path, golden, checkpoints):
+def test_align_to_fits_the_depth_a_video_model_writes_not_the_frame_alone(tmp_path, golden, checkpoints):  # noqa: F811
     """Video Depth Anything's depth of a frame depends on its window and the chain before it, so a fit on the
     frame run alone would scale every frame wrongly. The points are made from the written depth itself: the fit
     must recover them exactly, in the second window (after one alignment) and for every frame."""

@@ -3,6 +3,7 @@
 import json
 import re
 import struct
+import xml.etree.ElementTree as ElementTree
 
 import cv2
 import numpy as np
@@ -64,7 +65,8 @@ def png_text_chunks(png):
 @pytest.mark.parametrize("metric", [False, True])
 @pytest.mark.parametrize("fmt, name, tolerance", [
     ("gray16", "d.png", 1 / 65535), ("gray", "d.png", 1 / 255), ("color", "d.png", 1 / 255),
-    ("color", "d.jpg", 0.05), ("npy", "d.npy", 0), ("exr", "d.exr", 0), ("tiff", "d.tiff", 0),
+    ("color", "d.jpg", 0.05), ("color", "d.webp", 1 / 255), ("gray", "d.webp", 1 / 255), ("npy", "d.npy", 0),
+    ("exr", "d.exr", 0), ("tiff", "d.tiff", 0),
 ])
 def test_metadata_and_depth_round_trip(tmp_path, fmt, name, tolerance, metric):
     depth = depth_map(metric)
@@ -153,3 +155,41 @@ def test_mistakes_are_one_line_with_the_documented_code(tmp_path):
     assert code == 1 and "without a dav2 description" in output
     code, output = info(tmp_path / "missing.png")
     assert code == 1 and output.startswith("dav2: error:")
+
+
+def riff_chunks(webp):
+    """(fourcc, payload) by a walk over the RIFF layout, independent of dav2's reader."""
+    assert webp[:4] == b"RIFF" and webp[8:12] == b"WEBP" and struct.unpack_from("<I", webp, 4)[0] == len(webp) - 8
+    found, position = [], 12
+    while position < len(webp):
+        kind, length = struct.unpack_from("<4sI", webp, position)
+        found.append((kind, webp[position + 8:position + 8 + length]))
+        position += 8 + length + (length & 1)
+    assert position == len(webp)
+    return found
+
+
+def test_webp_carries_its_description_in_a_standard_xmp_packet(tmp_path):
+    depth = depth_map(False)
+    path, outputs = write(tmp_path, "d.webp", "color", depth, False, intrinsics=None)
+    chunks = riff_chunks(outputs[""])
+    assert [kind for kind, _ in chunks] == [b"VP8X", b"VP8L", b"XMP "]  # lossless, extended to hold XMP
+    flags, width, height = chunks[0][1][0], *(int.from_bytes(chunks[0][1][at:at + 3], "little") + 1
+                                               for at in (4, 7))
+    assert flags == 0x04 and (width, height) == (WIDTH, HEIGHT)
+    packet = chunks[2][1].decode()
+    root = ElementTree.fromstring(packet[packet.index("<x:xmpmeta"):packet.index("<?xpacket end")])
+    item = root.find(".//{http://purl.org/dc/elements/1.1/}description//{http://www.w3.org/1999/02/22-rdf-syntax-"
+                     "ns#}li")
+    assert json.loads(item.text)["model"] == "depth_anything_v2_vits.pth"
+    picture = cv2.imdecode(np.frombuffer(outputs[""], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(picture, render.to_visual(depth, "color"))  # the pixels are untouched
+
+
+def test_webp_description_survives_markup_and_other_scripts(tmp_path):
+    awkward = {"source": "tiefe <&> \"Straße\" 深度.jpg", "lo": 0.5}
+    webp = cv2.imencode(".webp", np.zeros((4, 6, 3), np.uint8))[1].tobytes()
+    assert metadata.webp_description(metadata.webp_with_xmp(webp, awkward, 6, 4)) == awkward
+    again = metadata.webp_with_xmp(metadata.webp_with_xmp(webp, {"lo": 1}, 6, 4), awkward, 6, 4)
+    assert [kind for kind, _ in riff_chunks(again)].count(b"XMP ") == 1  # replaced, not stacked
+    assert metadata.webp_description(again) == awkward and metadata.webp_description(webp) == {}

@@ -81,6 +81,11 @@ def read_depth_file(path: Path) -> DepthFile:
         picture = depth_files.read_picture(data, name)
         return DepthFile("JPEG", description, *(_picture_values(picture, description, name, True)
                                                 if description else (None, "")))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        description = metadata.webp_description(data)
+        picture = depth_files.read_picture(data, name)
+        return DepthFile("WebP", description, *(_picture_values(picture, description, name, False)
+                                                if description else (None, "")))
     if data[:4] == b"\x76\x2f\x31\x01":
         return DepthFile("EXR (float32)", metadata.exr_strings(data), depth_files.read_exr(data, name), "exact")
     if data[:4] in (b"II*\x00", b"MM\x00*"):

@@ -11,6 +11,8 @@ does not change, so the focal in pixels is the same for the image as stored and 
 
 import struct
 
+from ..metadata import webp_chunks
+
 EXIF_IFD_POINTER = 0x8769
 FOCAL_LENGTH_35MM = 0xA405
 _SHORT, _LONG = 3, 4
@@ -76,13 +78,9 @@ def _png_exif(data: bytes) -> bytes | None:
 
 
 def _webp_exif(data: bytes) -> bytes | None:
-    position = 12
-    while position + 8 <= len(data):
-        kind, length = struct.unpack_from("<4sI", data, position)
+    for kind, body in webp_chunks(data):
         if kind == b"EXIF":
-            body = data[position + 8:position + 8 + length]
             return body[6:] if body.startswith(b"Exif\x00\x00") else body
-        position += 8 + length + (length & 1)
     return None
 
 
