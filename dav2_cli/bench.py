@@ -7,6 +7,7 @@ photo-like image, reports the model's achieved GFLOP/s against a matrix-multiply
 same precision, and the mean difference from CPU float32 on that image.
 """
 
+import os
 import platform
 import statistics
 import time
@@ -31,15 +32,19 @@ PEAK_SECONDS = 0.4  # per precision; long enough for a stable best-of, short eno
 class Variant:
     device: str
     precision: str
-    is_auto: bool  # what `--dtype auto` picks on this device
+    is_auto: bool  # what `--dtype auto` picks on this device (on the CPU, one backend's row of it: see run_bench)
+    backend: str = "torch"
 
     @property
     def label(self) -> str:
-        return f"{self.device} {self.precision}" + (" (auto)" if self.is_auto else "")
+        return f"{self.device} {self.precision}" + (" openvino" if self.backend == "openvino" else "")
 
 
 def available_variants() -> list[Variant]:
-    """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, and CUDA or Apple MPS when present."""
+    """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, the same float32 and bf16 run by
+    OpenVINO where it is installed, and CUDA or Apple MPS when present."""
+    from . import openvino_backend
+
     cpu = torch.device("cpu")
     cpu_auto = engine.auto_precision(cpu)
     precisions = ["float32"]
@@ -48,12 +53,33 @@ def available_variants() -> list[Variant]:
     if quantized_engine() is not None:
         precisions.append("int8")
     variants = [Variant("cpu", p, p == cpu_auto) for p in precisions]
+    if openvino_backend.installed():
+        variants += [Variant("cpu", p, p == cpu_auto, "openvino") for p in precisions
+                     if p in engine.BACKEND_PRECISIONS]
     if torch.cuda.is_available():
         cuda_auto = engine.auto_precision(torch.device("cuda"))
         variants += [Variant("cuda", "float32", False), Variant("cuda", cuda_auto, True)]
     if torch.backends.mps.is_available():
         variants.append(Variant("mps", engine.auto_precision(torch.device("mps")), True))
     return variants
+
+
+def default_rows(variants: list[Variant], seconds: list[float]) -> set[int]:
+    """Which rows the default runs: per device, the `--dtype auto` row, and on the CPU with both backends
+    timed, the one `--backend` (or DAV2_BACKEND) names, or for auto the faster here, as auto decides."""
+    setting = os.environ.get("DAV2_BACKEND", "auto").strip().lower()
+    chosen = set()
+    for device in dict.fromkeys(variant.device for variant in variants):
+        rows = [i for i, variant in enumerate(variants) if variant.device == device and variant.is_auto]
+        named = [i for i in rows if variants[i].backend == setting]
+        if named:
+            rows = named
+        elif len(rows) > 1:  # auto: OpenVINO only where it was faster, ties to torch
+            torch_row = next(i for i in rows if variants[i].backend == "torch")
+            fastest = min(rows, key=lambda i: seconds[i])
+            rows = [fastest if seconds[fastest] < seconds[torch_row] else torch_row]
+        chosen.update(rows[:1])
+    return chosen
 
 
 def random_model(config: ModelConfig = VITS, seed: int = 0) -> DepthAnythingV2:
@@ -164,16 +190,22 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
          f"{grid_hw[1]}x{grid_hw[0]}), {flops / 1e9:.1f} GFLOP per image; median of {repeat} after {warmup} "
          f"warm-up, predict() end to end")
     image_bgr = synthetic_photo(*image_hw)
-    rows = [("variant", "ms/image", "images/s", "GFLOP/s", "peak GFLOP/s", "of peak", "mean err vs cpu float32")]
+    header = ("variant", "ms/image", "images/s", "GFLOP/s", "peak GFLOP/s", "of peak", "mean err vs cpu float32")
+    variants, rows, seconds_each = available_variants(), [], []
     reference = None
-    for variant in available_variants():
+    for variant in variants:
         device = torch.device(variant.device)
-        if weights is None:
+        if variant.backend == "openvino":
+            from .openvino_backend import OpenVINOModel
+
+            float32 = engine.load_model(model_spec, "cpu", "float32", backend="torch") if weights is None else \
+                engine.prepare_model(_with_weights(config, weights), device, "float32")
+            model = OpenVINOModel(float32, variant.precision)
+            engine.predict(model, image_bgr, input_size)  # converts, or reads the converted graph: not timed
+        elif weights is None:
             model = engine.load_model(model_spec, variant.device, variant.precision, backend="torch")
         else:
-            model = DepthAnythingV2(config).requires_grad_(False).eval()
-            model.load_state_dict(weights)
-            model = engine.prepare_model(model, device, variant.precision)
+            model = engine.prepare_model(_with_weights(config, weights), device, variant.precision)
         seconds, depth_hw = time_predict(model, image_bgr, input_size, warmup, repeat)
         del model
         peak = matmul_peak(device, variant.precision)
@@ -183,9 +215,22 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
             spread = float(reference.max() - reference.min())
             error = f"{np.abs(depth_hw - reference).mean() / spread:.3%} of range" if spread > 0 else "n/a"
         achieved = flops / seconds
-        rows.append((variant.label, f"{seconds * 1e3:.0f}", f"{1 / seconds:.2f}", f"{achieved / 1e9:.1f}",
-                     f"{peak / 1e9:.1f}", f"{achieved / peak:.0%}", error))
+        seconds_each.append(seconds)
+        rows.append([variant.label, f"{seconds * 1e3:.0f}", f"{1 / seconds:.2f}", f"{achieved / 1e9:.1f}",
+                     f"{peak / 1e9:.1f}", f"{achieved / peak:.0%}", error])
+    for index in default_rows(variants, seconds_each):
+        rows[index][0] += " (auto)"
+    rows.insert(0, header)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         echo("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
                        for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+    if any(variant.backend == "openvino" for variant in variants):
+        echo("(auto) marks what the default runs here: --dtype auto, and --backend auto picks the faster backend "
+             "(DAV2_BACKEND or --backend pin it); openvino rows exclude the one-off conversion of a new size")
+
+
+def _with_weights(config: ModelConfig, weights: dict) -> DepthAnythingV2:
+    model = DepthAnythingV2(config).requires_grad_(False).eval()
+    model.load_state_dict(weights)
+    return model

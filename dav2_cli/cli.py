@@ -457,7 +457,7 @@ def image_size_option(ctx, param, value):
 
 @main.command(epilog="""\b
 Examples:
-  dav2 bench                                # random-init vits, 756x504, every precision here
+  dav2 bench                                # random-init vits, 756x504, every precision and backend here
   dav2 bench -m vitb --image-size 1920x1080 --repeat 5
 """)
 @click.option("-m", "--model", default=None, metavar="NAME|PATH",
@@ -471,7 +471,8 @@ Examples:
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Untimed runs first (allocations, caches).")
 def bench(model, input_size, image_size, repeat, warmup):
-    """Speed of each precision this machine offers (ms/image, GFLOP/s, share of peak) and its error."""
+    """Speed of each precision and backend this machine offers (ms/image, GFLOP/s, share of peak) and its error;
+    (auto) marks what the default runs here."""
     from .bench import run_bench
 
     def job():

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import dav2_cli
-from dav2_cli import bench, engine
+from dav2_cli import bench, engine, openvino_backend
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
 from dav2_cli.model.image_encoder import matmul_attention, query_blocked_attention
@@ -286,20 +286,38 @@ def test_bench_prints_a_row_per_precision(monkeypatch):
     assert sum(row.startswith("cpu ") and "(auto)" in row for row in rows.values()) == 1
     if quantized_engine() is not None:
         assert rows["cpu int8"].endswith("% of range")
+    if openvino_backend.installed():  # the optional backend is timed too, exact in float32
+        assert rows["cpu float32 openvino"].endswith("0.000% of range")
+
+
+@pytest.mark.parametrize("setting, openvino_seconds, marked", [
+    ("auto", 0.5, "cpu bfloat16 openvino"),  # faster: what --backend auto runs
+    ("auto", 1.0, "cpu bfloat16"),  # a tie goes to torch, as auto decides
+    ("auto", 2.0, "cpu bfloat16"),
+    ("openvino", 2.0, "cpu bfloat16 openvino"),  # pinned by DAV2_BACKEND, however fast
+    ("torch", 0.5, "cpu bfloat16"),
+])
+def test_bench_marks_the_row_the_default_runs(monkeypatch, setting, openvino_seconds, marked):
+    monkeypatch.setenv("DAV2_BACKEND", setting)
+    variants = [bench.Variant("cpu", "float32", False), bench.Variant("cpu", "bfloat16", True),
+                bench.Variant("cpu", "float32", False, "openvino"), bench.Variant("cpu", "bfloat16", True, "openvino"),
+                bench.Variant("cuda", "float32", False), bench.Variant("cuda", "bfloat16", True)]
+    seconds = [3.0, 1.0, 1.5, openvino_seconds, 0.2, 0.1]
+    assert sorted(variants[i].label for i in bench.default_rows(variants, seconds)) == sorted(["cuda bfloat16", marked])
 
 
 @pytest.mark.parametrize("cuda,mps,accelerator_rows", [
     (False, False, []),
-    (True, False, ["cuda float32", "cuda bfloat16 (auto)"]),
-    (False, True, ["mps float32 (auto)"]),
+    (True, False, [("cuda float32", False), ("cuda bfloat16", True)]),
+    (False, True, [("mps float32", True)]),
 ])
 def test_bench_times_every_device_present(monkeypatch, cuda, mps, accelerator_rows):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     monkeypatch.setattr(engine, "cuda_has_native_bf16", lambda: True)
-    labels = [variant.label for variant in bench.available_variants()]
-    assert labels[0].startswith("cpu float32")  # the reference every other row is compared with
-    assert [label for label in labels if not label.startswith("cpu ")] == accelerator_rows
+    variants = bench.available_variants()
+    assert variants[0].label == "cpu float32"  # the reference every other row is compared with
+    assert [(v.label, v.is_auto) for v in variants if v.device != "cpu"] == accelerator_rows
 
 
 def test_bench_random_model_is_the_same_in_every_process_and_leaves_the_global_generator_alone():
