@@ -249,11 +249,27 @@ def resolve_backend(spec: str, device: torch.device, precision: str) -> str:
     return spec
 
 
+SIZE_IN_KEY = " input "
+
+
 def backend_key(model: torch.nn.Module, size_hw: tuple[int, int]) -> str:
     from . import openvino_backend
 
-    return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision} "
-            f"input {size_hw[0]}x{size_hw[1]}")
+    return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision}"
+            f"{SIZE_IN_KEY}{size_hw[0]}x{size_hw[1]}")
+
+
+def torch_won_every_size(key: str) -> bool:
+    """Whether this machine, model and precision have been timed at other sizes, with torch faster at each.
+
+    Converting a size for OpenVINO costs ~5-10 s, paid before timing can tell; where torch has won every
+    size timed so far, a new size goes to torch without that price (a folder of photos in many sizes would
+    otherwise pay it per size, for nothing). Where OpenVINO won anywhere, each new size is timed as usual.
+    """
+    same_model = key.rpartition(SIZE_IN_KEY)[0] + SIZE_IN_KEY
+    verdicts = [choice for cached, choice in _read_tuning_cache(backend_cache_path()).items()
+                if cached.startswith(same_model)]
+    return bool(verdicts) and all(choice == "torch" for choice in verdicts)
 
 
 @torch.inference_mode()
@@ -280,18 +296,22 @@ def fastest_backend(model, image_bchw: torch.Tensor):
     OpenVINO versions, thread count, encoder, precision and input size. Timing once costs OpenVINO's conversion
     for that size (~5-10 s for vits on 2 cores; the converted graph is then kept on disk for later runs) plus
     one extra forward of each backend; it is paid once per machine and size, and never again once torch has won
-    there. Ties go to torch, which starts at once.
+    there. Where torch has won every size timed on this machine, a new size goes to torch untimed
+    (`torch_won_every_size`). Ties go to torch, which starts at once.
     """
     size_hw = tuple(image_bchw.shape[2:])
     timed = {}
 
     def measure():
+        if torch_won_every_size(key):
+            return "torch"
         seconds, depths = time_backends({"torch": model.torch_model, "openvino": model.openvino_model}, image_bchw)
         choice = "openvino" if seconds["openvino"] < seconds["torch"] else "torch"
         timed["depth"] = depths[choice]
         return choice
 
-    choice = cached_choice(backend_cache_path(), backend_key(model, size_hw), ("torch", "openvino"), measure)
+    key = backend_key(model, size_hw)
+    choice = cached_choice(backend_cache_path(), key, ("torch", "openvino"), measure)
     return choice, timed.get("depth")
 
 

@@ -142,12 +142,15 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, vit
     assert model.backend == "auto" and model.chosen == {(56, 84): "openvino"} and timed == [(56, 84)]
     np.testing.assert_array_equal(first, again)  # the timing run's answer is OpenVINO's too
 
+    dav2_cli.predict(model, make_photo(84, 112, seed=1), 84)  # OpenVINO won somewhere: a new size is timed
+    assert timed == [(56, 84), (84, 112)]
+
     monkeypatch.setattr(engine, "time_backends", lambda models, image_bchw: pytest.fail("timed again"))
     later = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")  # a later run reads the cache folder
     np.testing.assert_array_equal(dav2_cli.predict(later, make_photo(56, 84, seed=1), 56), first)
     assert later.chosen == {(56, 84): "openvino"}
-    keys = list(json.loads(engine.backend_cache_path().read_text()))
-    assert len(keys) == 1 and "vits float32 input 56x84" in keys[0] and "openvino " in keys[0]
+    keys = sorted(json.loads(engine.backend_cache_path().read_text()))
+    assert len(keys) == 2 and "vits float32 input 56x84" in keys[0] and "openvino " in keys[0]
 
 
 def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, vits_checkpoint,
@@ -193,6 +196,9 @@ def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatc
             np.testing.assert_array_equal(dav2_cli.predict(model, make_photo(56, 84, seed=2), 56), exact)
         assert model.chosen == {(56, 84): "torch"} and model.precision == "float32"
     assert timed == [(56, 84)]
+    # torch has won every size timed here: a new size goes to torch without converting or timing
+    assert dav2_cli.predict(model, make_photo(84, 112, seed=3), 84).shape == (84, 112)
+    assert model.chosen[(84, 112)] == "torch" and timed == [(56, 84)]
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float16"])
