@@ -5,14 +5,15 @@ AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 
 wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more candidate that engine.py
 picks between by measuring (see `engine.time_backends`), and `--backend openvino` forces it.
 
-How: dav2's own float32 model is traced at each input shape and converted with `openvino.convert_model`; the
-shape must be static because the position embedding is resized per patch grid. The graph is compiled for the CPU
-with OpenVINO's INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for
-bfloat16 (its own default on CPUs with native bf16). Compiled models are kept per (batch, H, W), the most recent
-few only, so a folder of many sizes cannot grow memory without bound. Converting costs seconds (~5 s for vits at
-56x84, ~9 s at 504x756 on 2 cores, nearly all of it tracing and conversion, not compilation), so the converted
-graph is saved in dav2's cache folder (the few most recently used, named by a hash of the weights, model code,
-shape and versions) and later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
+How: dav2's own float32 model is traced at each input shape and converted with `openvino.convert_model`; the shape
+must be static because the position embedding is resized per patch grid. The graph is compiled for the CPU with
+OpenVINO's INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its
+own default on CPUs with native bf16). Compiled models are kept per (batch, H, W), the most recent few only, so a
+folder of many sizes cannot grow memory without bound. A short last batch runs in the full batch's graph, padded,
+rather than converting a graph for its own size. Converting costs seconds (~5 s for vits at 56x84, ~9 s at 504x756
+on 2 cores, nearly all of it tracing and conversion, not compilation), so the converted graph is saved in dav2's
+cache folder (the most recently used, up to SAVED_BYTES, named by a hash of the weights, model code, shape and
+versions) and later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
 
 The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
 ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision` and
@@ -36,7 +37,8 @@ INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
 COMPILED_KEPT = 4  # input shapes whose compiled model stays in memory (a folder is mostly one or two sizes)
-SAVED_KEPT = 8  # converted graphs kept on disk between runs
+PADDED_AT_MOST = 3  # images of padding a short batch may take to run in a compiled larger batch's graph
+SAVED_BYTES = 4 << 30  # converted graphs kept on disk between runs, the most recently used first, the newest always
 
 
 def installed() -> bool:
@@ -88,10 +90,27 @@ class OpenVINOModel(torch.nn.Module):
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
-        compiled = self.compiled_for(tuple(image_bchw.shape))
+        count = image_bchw.shape[0]
+        shape = self._shape_to_run(tuple(image_bchw.shape))
         array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
-        depth_bhw = np.array(compiled(array)[0], dtype=np.float32, copy=True)  # OpenVINO reuses its buffers
+        if shape[0] > count:  # filled up with copies of its last image; their depth is dropped
+            array = np.concatenate([array, np.repeat(array[-1:], shape[0] - count, axis=0)])
+        compiled = self.compiled_for(shape)
+        depth_bhw = np.array(compiled(array)[0][:count], dtype=np.float32, copy=True)  # OpenVINO reuses buffers
         return torch.from_numpy(depth_bhw)
+
+    def _shape_to_run(self, shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """`shape`, or a batch of up to PADDED_AT_MOST more images of the same size that is compiled already.
+
+        Each batch size is a graph of its own, and converting one costs seconds (~5 s at input size 280), while
+        a folder's or a video's last batch is usually short: running it in the full batch's graph wastes a few
+        images' compute once per run instead.
+        """
+        if shape in self._compiled:
+            return shape
+        larger = [known for known in self._compiled
+                  if known[1:] == shape[1:] and shape[0] < known[0] <= shape[0] + PADDED_AT_MOST]
+        return min(larger) if larger else shape
 
     def compiled_for(self, shape: tuple[int, int, int, int]):
         compiled = self._compiled.get(shape)
@@ -144,8 +163,8 @@ class OpenVINOModel(torch.nn.Module):
 
     @staticmethod
     def _save(network, saved: Path) -> None:
-        """Best effort, and bounded: the SAVED_KEPT most recently used graphs stay (each holds the float32
-        weights: ~100 MB for vits, ~1.3 GB for vitl)."""
+        """Best effort, and bounded in bytes, not in sizes: each graph holds the float32 weights (~100 MB for vits,
+        ~1.3 GB for vitl), so SAVED_BYTES keeps ~40 input sizes of vits but only 3 of vitl."""
         import openvino
 
         try:
@@ -155,9 +174,12 @@ class OpenVINOModel(torch.nn.Module):
             os.replace(partial.with_suffix(".bin"), saved.with_suffix(".bin"))
             os.replace(partial, saved)
             kept = sorted(saved.parent.glob("*.xml"), key=lambda path: path.stat().st_mtime, reverse=True)
-            for old in kept[SAVED_KEPT:]:
-                old.unlink(missing_ok=True)
-                old.with_suffix(".bin").unlink(missing_ok=True)
+            total = 0
+            for index, graph in enumerate(kept):
+                total += sum(path.stat().st_size for path in (graph, graph.with_suffix(".bin")) if path.exists())
+                if index > 0 and total > SAVED_BYTES:
+                    graph.unlink(missing_ok=True)
+                    graph.with_suffix(".bin").unlink(missing_ok=True)
         except (OSError, RuntimeError):
             pass
 

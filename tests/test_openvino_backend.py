@@ -75,6 +75,34 @@ def test_openvino_depth_of_an_image_does_not_depend_on_its_batch(vits_checkpoint
         np.testing.assert_allclose(depth, alone, rtol=0, atol=1e-5 * np.ptp(alone))
 
 
+def test_a_short_last_batch_runs_in_the_full_batch_graph_without_converting(vits_checkpoint, make_photo,
+                                                                            monkeypatch):
+    pytest.importorskip("openvino")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    photos = [make_photo(56, 56, seed=seed) for seed in range(4)]
+    full = engine.predict_batch(model, photos, 56)
+    converted = []
+    convert = model._convert
+    monkeypatch.setattr(model, "_convert", lambda shape: converted.append(shape) or convert(shape))
+    for count in (3, 1):  # a folder's or a video's remainder
+        short = engine.predict_batch(model, photos[:count], 56)
+        assert len(short) == count
+        for depth, expected in zip(short, full):
+            np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-5 * np.ptp(expected))
+    assert converted == []
+
+    def stand_in(shape):  # a graph that returns zeros of its batch's shape: only which shapes convert matters
+        converted.append(shape)
+        return lambda array: [np.zeros((shape[0], *shape[2:]), np.float32)]
+
+    monkeypatch.setattr(model, "_convert", stand_in)
+    with torch.inference_mode():  # padding is bounded: a much smaller batch gets its own graph
+        model(torch.zeros(5, 3, 28, 28))
+        assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 28, 28)  # 3 images of padding: runs in the 5's
+        assert model(torch.zeros(1, 3, 28, 28)).shape == (1, 28, 28)  # 4 would be too many: its own graph
+    assert converted == [(5, 3, 28, 28), (1, 3, 28, 28)]
+
+
 def test_openvino_keeps_only_a_few_compiled_sizes(vits_checkpoint, monkeypatch):
     pytest.importorskip("openvino")
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
@@ -101,15 +129,23 @@ def test_a_later_run_reads_the_converted_model_instead_of_converting_again(vits_
         torch.testing.assert_close(later(x), expected, rtol=0, atol=0)
 
 
-def test_converted_models_kept_on_disk_are_bounded(vits_checkpoint, make_photo, monkeypatch):
+def test_converted_models_kept_on_disk_are_bounded_in_bytes(vits_checkpoint, make_photo, monkeypatch):
     pytest.importorskip("openvino")
-    monkeypatch.setattr(openvino_backend, "SAVED_KEPT", 1)
+    folder = engine.tuning_cache_path().parent / "openvino" / "models"
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
     with torch.inference_mode():
         model(model_input(make_photo, 28, 28, seed=1))
+        one_size = sum(path.stat().st_size for path in folder.iterdir())
+        monkeypatch.setattr(openvino_backend, "SAVED_BYTES", int(2.5 * one_size))  # room for two sizes
         model(model_input(make_photo, 28, 56, seed=1))
-    saved = sorted(path.name for path in (engine.tuning_cache_path().parent / "openvino" / "models").iterdir())
-    assert len(saved) == 2 and all("1x3x28x56" in name for name in saved)  # its .xml and .bin
+        model(model_input(make_photo, 56, 28, seed=1))
+    saved = sorted(path.name for path in folder.iterdir())
+    assert len(saved) == 4 and not any("1x3x28x28" in name for name in saved)  # the oldest went
+    monkeypatch.setattr(openvino_backend, "SAVED_BYTES", 1)  # too small even for one: the newest stays
+    with torch.inference_mode():
+        model(model_input(make_photo, 56, 56, seed=1))
+    left = [path.name for path in folder.iterdir()]
+    assert len(left) == 2 and all("1x3x56x56" in name for name in left)  # its .xml and .bin
 
 
 def test_backend_openvino_on_the_command_line_writes_upstreams_depth(vits_checkpoint, make_photo, tmp_path):
