@@ -97,7 +97,8 @@ def depth_options(command):
                      help="What runs the model. openvino (CPU; float32 or bfloat16): needs "
                           "`pip install \"dav2-cli[openvino]\"`. auto: on the CPU with OpenVINO installed, "
                           "whichever of the two is faster on this machine, timed once per input size and "
-                          "remembered in the cache folder (the first run of a size takes seconds longer); "
+                          "remembered in the cache folder (the first run of a model converts it for OpenVINO, "
+                          "a few seconds, once); "
                           "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
                           "--backend overrides it."),
         click.option("--max-depth", type=click.FloatRange(min=0, min_open=True), default=None,

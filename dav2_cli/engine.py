@@ -249,35 +249,20 @@ def resolve_backend(spec: str, device: torch.device, precision: str) -> str:
     return spec
 
 
-SIZE_IN_KEY = " input "
-
-
 def backend_key(model: torch.nn.Module, size_hw: tuple[int, int]) -> str:
     from . import openvino_backend
 
-    return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision}"
-            f"{SIZE_IN_KEY}{size_hw[0]}x{size_hw[1]}")
-
-
-def torch_won_every_size(key: str) -> bool:
-    """Whether this machine, model and precision have been timed at other sizes, with torch faster at each.
-
-    Converting a size for OpenVINO costs ~5-10 s, paid before timing can tell; where torch has won every
-    size timed so far, a new size goes to torch without that price (a folder of photos in many sizes would
-    otherwise pay it per size, for nothing). Where OpenVINO won anywhere, each new size is timed as usual.
-    """
-    same_model = key.rpartition(SIZE_IN_KEY)[0] + SIZE_IN_KEY
-    verdicts = [choice for cached, choice in _read_tuning_cache(backend_cache_path()).items()
-                if cached.startswith(same_model)]
-    return bool(verdicts) and all(choice == "torch" for choice in verdicts)
+    return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision} "
+            f"input {size_hw[0]}x{size_hw[1]}")
 
 
 @torch.inference_mode()
 def time_backends(models: dict, image_bchw: torch.Tensor) -> tuple[dict, dict]:
     """Seconds of one forward of each model on `image_bchw` after one untimed warm-up each, and each one's depth.
 
-    The warm-up pays OpenVINO's conversion for this shape (seconds; see openvino_backend.py), which a run that
-    picks it would pay anyway, and torch's first-call allocations; the timed forwards add one forward of each.
+    The warm-up pays OpenVINO's one conversion of the model if no earlier size or run has (seconds; see
+    openvino_backend.py), its first call at this shape, and torch's first-call allocations; the timed forwards add
+    one forward of each.
     """
     depths = {name: model(image_bchw) for name, model in models.items()}
     seconds = {}
@@ -293,18 +278,15 @@ def fastest_backend(model, image_bchw: torch.Tensor):
     this machine, and the depth of `image_bchw` if it had to be computed to time them (else None).
 
     The answer is cached in dav2's cache folder like the attention form, keyed by CPU and flags, torch and
-    OpenVINO versions, thread count, encoder, precision and input size. Timing once costs OpenVINO's conversion
-    for that size (~5-10 s for vits on 2 cores; the converted graph is then kept on disk for later runs) plus
-    one extra forward of each backend; it is paid once per machine and size, and never again once torch has won
-    there. Where torch has won every size timed on this machine, a new size goes to torch untimed
-    (`torch_won_every_size`). Ties go to torch, which starts at once.
+    OpenVINO versions, thread count, encoder, precision and input size. Timing costs one extra forward of each
+    backend, once per machine and size, and OpenVINO's conversion of the model once per machine (~2-3 s for vits
+    on 2 cores; one graph serves every size and is kept on disk for later runs). Ties go to torch, which starts
+    at once.
     """
     size_hw = tuple(image_bchw.shape[2:])
     timed = {}
 
     def measure():
-        if torch_won_every_size(key):
-            return "torch"
         seconds, depths = time_backends({"torch": model.torch_model, "openvino": model.openvino_model}, image_bchw)
         choice = "openvino" if seconds["openvino"] < seconds["torch"] else "torch"
         timed["depth"] = depths[choice]

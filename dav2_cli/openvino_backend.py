@@ -5,15 +5,15 @@ AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 
 wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more candidate that engine.py
 picks between by measuring (see `engine.time_backends`), and `--backend openvino` forces it.
 
-How: dav2's own float32 model is traced at each input shape and converted with `openvino.convert_model`; the shape
-must be static because the position embedding is resized per patch grid. The graph is compiled for the CPU with
-OpenVINO's INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its
-own default on CPUs with native bf16). Compiled models are kept per (batch, H, W), the most recent few only, so a
-folder of many sizes cannot grow memory without bound. A short last batch runs in the full batch's graph, padded,
-rather than converting a graph for its own size. Converting costs seconds (~5 s for vits at 56x84, ~9 s at 504x756
-on 2 cores, nearly all of it tracing and conversion, not compilation), so the converted graph is saved in dav2's
-cache folder (the most recently used, up to SAVED_BYTES, named by a hash of the weights, model code, shape and
-versions) and later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
+How: dav2's own float32 model is traced once with `torch.jit.trace` and converted with `openvino.convert_model` into
+one graph for every input size and batch size: the grid sizes stay traced values, and the position embedding
+(resized per patch grid by the torch model, cached per grid) is the graph's second input. Measured on the Zen 4 of
+README, the graph with dynamic sizes runs as fast as one converted for a single size (504x756: 720 vs 764 ms in
+bf16, 1050 vs 1022 ms in f32, interleaved). It is compiled for the CPU with OpenVINO's INFERENCE_PRECISION_HINT: f32
+for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its own default on CPUs with native bf16).
+Converting costs ~2-3 s for vits on 2 cores, so the converted graph is saved in dav2's cache folder (the most
+recently used, up to SAVED_BYTES, named by a hash of the weights, model code and versions) and later runs read it
+instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
 
 The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
 ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision` and
@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import os
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,8 @@ from .model.dpt import check_image_batch
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
-COMPILED_KEPT = 4  # input shapes whose compiled model stays in memory (a folder is mostly one or two sizes)
-PADDED_AT_MOST = 3  # images of padding a short batch may take to run in a compiled larger batch's graph
 SAVED_BYTES = 4 << 30  # converted graphs kept on disk between runs, the most recently used first, the newest always
+GRAPH_FORM = "any size, position embedding as input"  # in the saved graphs' hash: older forms are never read
 
 
 def installed() -> bool:
@@ -67,8 +65,10 @@ def _cache_dir() -> str:
 class OpenVINOModel(torch.nn.Module):
     """A float32 dav2 model run by OpenVINO, computing in `precision` (float32 or bfloat16).
 
-    The float32 torch model stays inside: it is what each new input shape is converted from, and it keeps the
-    model's device and parameters visible to code written for torch models.
+    One converted graph serves every input size and batch size: the position embedding, the one part resized per
+    patch grid outside the tensor graph, is computed by the torch model (cached per grid) and fed to the graph as
+    a second input. The float32 torch model stays inside for that, and keeps the model's device and parameters
+    visible to code written for torch models.
     """
 
     backend = "openvino"
@@ -85,60 +85,35 @@ class OpenVINOModel(torch.nn.Module):
         self.config = float32_model.config
         self.source = float32_model.source
         self.precision = precision
-        self._compiled = OrderedDict()  # (B, H, W) -> compiled model, most recently used last
-        self._weights_digest = None  # computed on the first conversion (~0.1 s for vits)
+        self._compiled = None  # converted (or read from the cache folder) and compiled on the first call
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
-        count = image_bchw.shape[0]
-        shape = self._shape_to_run(tuple(image_bchw.shape))
+        patch = self.config.patch_size
+        grid_hw = (image_bchw.shape[2] // patch, image_bchw.shape[3] // patch)
+        position_1nc = self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32)
+        compiled = self.compiled()
         array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
-        if shape[0] > count:  # filled up with copies of its last image; their depth is dropped
-            array = np.concatenate([array, np.repeat(array[-1:], shape[0] - count, axis=0)])
-        compiled = self.compiled_for(shape)
-        depth_bhw = np.array(compiled(array)[0][:count], dtype=np.float32, copy=True)  # OpenVINO reuses buffers
-        return torch.from_numpy(depth_bhw)
+        outputs = compiled([array, np.ascontiguousarray(position_1nc.cpu().numpy())])
+        return torch.from_numpy(np.array(outputs[0], dtype=np.float32, copy=True))  # OpenVINO reuses its buffers
 
-    def _shape_to_run(self, shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """`shape`, or a batch of up to PADDED_AT_MOST more images of the same size that is compiled already.
+    def compiled(self):
+        if self._compiled is None:
+            self._compiled = self._convert()
+        return self._compiled
 
-        Each batch size is a graph of its own, and converting one costs seconds (~5 s at input size 280), while
-        a folder's or a video's last batch is usually short: running it in the full batch's graph wastes a few
-        images' compute once per run instead.
-        """
-        if shape in self._compiled:
-            return shape
-        larger = [known for known in self._compiled
-                  if known[1:] == shape[1:] and shape[0] < known[0] <= shape[0] + PADDED_AT_MOST]
-        return min(larger) if larger else shape
-
-    def compiled_for(self, shape: tuple[int, int, int, int]):
-        compiled = self._compiled.get(shape)
-        if compiled is not None:
-            self._compiled.move_to_end(shape)
-            return compiled
-        compiled = self._convert(shape)
-        self._compiled[shape] = compiled
-        while len(self._compiled) > COMPILED_KEPT:
-            self._compiled.popitem(last=False)
-        return compiled
-
-    def forget(self, shape: tuple[int, int, int, int]) -> None:
-        """Drop the compiled model for `shape` (when torch was timed faster there, it is never used again)."""
-        self._compiled.pop(tuple(shape), None)
-
-    def _convert(self, shape):
+    def _convert(self):
         import openvino
 
         core = openvino.Core()
-        saved = self._saved_path(shape)
+        saved = self._saved_path()
         try:
             network = core.read_model(str(saved)) if saved.is_file() else None
             os.utime(saved)  # most recently used: the last to be evicted
         except (RuntimeError, OSError):  # half-written by a crashed run, or removed meanwhile: convert again
             network = None
         if network is None:
-            network = self._trace_and_convert(shape)
+            network = self._trace_and_convert()
             self._save(network, saved)
         compiled = core.compile_model(network, "CPU", {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "CACHE_DIR": _cache_dir()})
@@ -147,24 +122,22 @@ class OpenVINOModel(torch.nn.Module):
         self.precision = PRECISION_NAMES.get(actual, self.precision)
         return compiled
 
-    def _saved_path(self, shape) -> Path:
-        """Where the converted graph for `shape` is kept: named by a hash of everything it depends on (the
-        weights, dav2's model code, the shape, torch and OpenVINO), so a stale one can never be read."""
-        if self._weights_digest is None:
-            digest = hashlib.blake2b(digest_size=16)
-            for name, tensor in self.float32_model.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
-            for code in sorted(Path(__file__).with_name("model").glob("*.py")):
-                digest.update(code.read_bytes())
-            digest.update(f"torch {torch.__version__} openvino {version()}".encode())
-            self._weights_digest = digest.hexdigest()
-        return Path(_cache_dir()) / "models" / f"{self._weights_digest}-{'x'.join(map(str, shape))}.xml"
+    def _saved_path(self) -> Path:
+        """Where the converted graph is kept: named by a hash of everything it depends on (the weights, dav2's
+        model code, torch and OpenVINO), so a stale one can never be read."""
+        digest = hashlib.blake2b(digest_size=16)
+        for name, tensor in self.float32_model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
+        for code in sorted(Path(__file__).with_name("model").glob("*.py")):
+            digest.update(code.read_bytes())
+        digest.update(f"torch {torch.__version__} openvino {version()} {GRAPH_FORM}".encode())
+        return Path(_cache_dir()) / "models" / f"{digest.hexdigest()}.xml"
 
     @staticmethod
     def _save(network, saved: Path) -> None:
-        """Best effort, and bounded in bytes, not in sizes: each graph holds the float32 weights (~100 MB for vits,
-        ~1.3 GB for vitl), so SAVED_BYTES keeps ~40 input sizes of vits but only 3 of vitl."""
+        """Best effort, and bounded in bytes: each graph holds its model's float32 weights (~100 MB for vits,
+        ~1.3 GB for vitl), one graph per model."""
         import openvino
 
         try:
@@ -183,16 +156,19 @@ class OpenVINOModel(torch.nn.Module):
         except (OSError, RuntimeError):
             pass
 
-    def _trace_and_convert(self, shape):
+    def _trace_and_convert(self):
         import openvino
 
-        example_bchw = torch.zeros(shape)
+        patch, grid_hw = self.config.patch_size, (4, 6)  # a small even grid: the traced graph holds for every size
         # traced outside inference mode (tracing records autograd-free ops, but refuses inference tensors as
-        # inputs); the trace is not re-run to check it: the position-embedding cache makes a second run differ
+        # inputs); the trace is not re-run to check it
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings: every shape-dependent branch is fixed, as intended
-            traced = torch.jit.trace(self.float32_model, example_bchw, check_trace=False)
-            return openvino.convert_model(traced, example_input=example_bchw)
+            warnings.simplefilter("ignore")  # TracerWarnings: the input checks' branches, fixed as intended
+            example = (torch.zeros(1, 3, grid_hw[0] * patch, grid_hw[1] * patch),
+                       self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32).clone())
+            traced = torch.jit.trace(self.float32_model, example, check_trace=False)
+            return openvino.convert_model(traced, example_input=example, input=[
+                openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
 
 
 class FastestBackend(torch.nn.Module):
@@ -233,8 +209,6 @@ class FastestBackend(torch.nn.Module):
         if size_hw not in self.chosen:
             name, depth_bhw = engine.fastest_backend(self, image_bchw)
             self.chosen[size_hw] = name
-            if name != "openvino":
-                self.openvino_model.forget(tuple(image_bchw.shape))
             if depth_bhw is not None:
                 return depth_bhw  # the timing run's answer: no need to compute it again
         model = self.openvino_model if self.chosen[size_hw] == "openvino" else self.torch_model

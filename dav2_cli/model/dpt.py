@@ -47,16 +47,21 @@ class DepthAnythingV2(DptTrunk):
         super().__init__(config)
         self.head = DepthHead(config.fusion_channels, config.metric, config.max_depth or 1.0)
 
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → raw depth (B,H,W) in float32."""
+    def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
+        """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → raw depth (B,H,W) in float32.
+
+        `position_1nc` gives the encoder's position embedding for this patch grid instead of computing it (the
+        same values: `image_encoder.position_embedding`). It is the one part resized per grid in Python, so a
+        graph traced with it as an input holds for every input size: OpenVINO converts the model that way.
+        """
         check_image_batch(image_bchw, self.config.patch_size)
         with self.compute_context(image_bchw.device):
-            return self._depth(image_bchw)
+            return self._depth(image_bchw, position_1nc)
 
-    def _depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
+    def _depth(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
         compute_dtype = self.patch_embed.proj.weight.dtype
         patch_tokens_bnc, grid_hw = self.patch_embed(image_bchw.to(compute_dtype))
-        stage_tokens = self.image_encoder(patch_tokens_bnc, grid_hw)
+        stage_tokens = self.image_encoder(patch_tokens_bnc, grid_hw, position_1nc)
         pyramid = self.reassembly(stage_tokens, grid_hw)
         fused_bchw = self.fusion(pyramid)
         depth_b1hw = self.head(fused_bchw, grid_hw, self.config.patch_size)

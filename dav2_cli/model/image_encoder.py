@@ -202,7 +202,9 @@ class ImageEncoder(nn.Module):
         self._pos_cache = {key: pos_1nc}  # one grid at a time: a folder of mixed sizes must not grow memory
         return pos_1nc
 
-    def forward(self, patch_tokens_bnc: torch.Tensor, grid_hw: tuple[int, int]) -> list[torch.Tensor]:
+    def forward(self, patch_tokens_bnc: torch.Tensor, grid_hw: tuple[int, int],
+                position_1nc: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """`position_1nc`: `position_embedding(grid_hw, ...)` computed by the caller (see DepthAnythingV2)."""
         # the residual stream keeps the parameters' dtype: float32 under float16 autocast, where DINOv2's large
         # residual activations would otherwise approach float16's limit
         if self._choose_form is not None:
@@ -210,7 +212,9 @@ class ImageEncoder(nn.Module):
         stream_dtype = self.pos_embed.dtype
         cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1)
         tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc.to(stream_dtype)), dim=1)
-        tokens_bnc = tokens_bnc + self.position_embedding(grid_hw, stream_dtype)
+        if position_1nc is None:
+            position_1nc = self.position_embedding(grid_hw, stream_dtype)
+        tokens_bnc = tokens_bnc + position_1nc.to(stream_dtype)
         stage_outputs = []
         for index, block in enumerate(self.blocks[: self.taps[-1] + 1]):
             tokens_bnc = block(tokens_bnc)

@@ -16,7 +16,7 @@ class PatchEmbedding(nn.Module):
 
     def forward(self, image_bchw: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         patches_bchw = self.proj(image_bchw)
-        # plain ints even while torch.jit.trace records the model (OpenVINO's converter does): the grid sizes the
-        # position-embedding resize, which takes no tensors, and each traced graph is for one input size anyway
-        grid_hw = (int(patches_bchw.shape[2]), int(patches_bchw.shape[3]))
+        # plain ints when run; while torch.jit.trace records the model (for OpenVINO) they stay traced values, so
+        # every reshape and resize that follows holds for any input size
+        grid_hw = (patches_bchw.shape[2], patches_bchw.shape[3])
         return patches_bchw.flatten(2).transpose(1, 2), grid_hw
