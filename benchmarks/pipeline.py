@@ -11,6 +11,7 @@ process and its ffmpeg children, all threads) is reported too, with the load ave
 means little work is added to the model's, whatever else the machine was doing.
 
     python -m benchmarks.pipeline [--job folder|video|both] [--images DIR] [--video VIDEO] [--input-size 280]
+                                  [--backend torch|openvino]
 """
 
 import argparse
@@ -38,11 +39,11 @@ DEFAULT_VIDEO = SHARED_DATA / "davis_rollercoaster.mp4"
 FOLDER_BATCH_SIZE = 4  # `dav2 folder`'s default
 
 
-def seeded_vits(folder: Path, dtype: str):
+def seeded_vits(folder: Path, dtype: str, backend: str):
     """Random vits saved in upstream's layout and loaded the way users load a checkpoint."""
     checkpoint = folder / "depth_anything_v2_vits.pth"
     torch.save(upstream_model("vits", seed=0).state_dict(), checkpoint)
-    return engine.load_model(checkpoint, "cpu", dtype, backend="torch"), checkpoint
+    return engine.load_model(checkpoint, "cpu", dtype, backend=backend), checkpoint
 
 
 def cpu_seconds() -> float:
@@ -70,7 +71,8 @@ def forward_per_frame(model, video: Path, input_size: int, batch_size: int, repe
 def end_to_end_per_frame(model, checkpoint: Path, video: Path, out: Path, input_size: int, batch_size: int,
                          dtype: str, max_frames: int | None) -> tuple[float, float, int]:
     """Wall and CPU time of the whole job (probe, decode, model, render, H.264 encode, finalise) per frame."""
-    options = DepthOptions(model=str(checkpoint), device="cpu", dtype=dtype, input_size=input_size)
+    backend = getattr(model, "backend", "torch")  # the job runs what the model-only figures time
+    options = DepthOptions(model=str(checkpoint), device="cpu", dtype=dtype, input_size=input_size, backend=backend)
     video_options = VideoOptions(batch_size=batch_size, max_frames=max_frames, audio=False)
     cpu_began, began = cpu_seconds(), time.perf_counter()
     job = plan_video(str(video), str(out), options, video_options)
@@ -106,7 +108,7 @@ def forward_costs(model, inputs: dict, shapes: set, repeats: int = 2) -> dict:
 
 
 def folder_run(checkpoint: Path, images: list[Path], folder: Path, input_size: int,
-               dtype: str) -> tuple[float, float]:
+               dtype: str, backend: str) -> tuple[float, float]:
     """Wall and CPU seconds of a whole `dav2 folder` job over `images` (colour PNGs, as by default)."""
     from dav2_cli.jobs.images import JobOptions, run_folder
 
@@ -114,7 +116,7 @@ def folder_run(checkpoint: Path, images: list[Path], folder: Path, input_size: i
     source.mkdir()
     for index, path in enumerate(images):
         (source / f"{index:03d}_{path.name}").symlink_to(path.resolve())
-    options = DepthOptions(model=str(checkpoint), device="cpu", dtype=dtype, input_size=input_size)
+    options = DepthOptions(model=str(checkpoint), device="cpu", dtype=dtype, input_size=input_size, backend=backend)
     cpu_began, began = cpu_seconds(), time.perf_counter()
     code = run_folder(str(source), str(out), options, JobOptions(batch_size=FOLDER_BATCH_SIZE))
     if code != 0:
@@ -131,6 +133,7 @@ def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtyp
     """
     from dav2_cli.media.images import read_image
 
+    backend = getattr(model, "backend", "torch")  # the job runs what the model-only figures time
     images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not images:
         raise SystemExit(f"{image_dir}: no images")
@@ -147,14 +150,14 @@ def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtyp
         return tuple(sum(costs[shape][which] for shape in double_batches)
                      - sum(costs[shape][which] for shape in half_batches) for which in (0, 1))
 
-    print(f"folder {image_dir} ({len(images)} images), {dtype}, batch {FOLDER_BATCH_SIZE}, "
+    print(f"folder {image_dir} ({len(images)} images), {dtype} on {backend}, batch {FOLDER_BATCH_SIZE}, "
           f"torch threads {torch.get_num_threads()}", flush=True)
     wall_ratios, cpu_ratios = [], []
     before = model_only(forward_costs(model, inputs, shapes))
     for round_number in range(1, rounds + 1):
         with tempfile.TemporaryDirectory() as folder:
-            half = folder_run(checkpoint, images, Path(folder), input_size, dtype)
-            double = folder_run(checkpoint, images * 2, Path(folder), input_size, dtype)
+            half = folder_run(checkpoint, images, Path(folder), input_size, dtype, backend)
+            double = folder_run(checkpoint, images * 2, Path(folder), input_size, dtype, backend)
         after = model_only(forward_costs(model, inputs, shapes))
         forward = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
         wall_ratios.append((double[0] - half[0]) / forward[0])
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, default=280, help="280 runs quickly; 504 is dav2's default")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "int8"), default="float32")
+    parser.add_argument("--backend", choices=("torch", "openvino"), default="torch",
+                        help="what runs the model, in the jobs and in the model-only figures alike")
     parser.add_argument("--max-frames", type=int, default=None, help="default: the whole video")
     parser.add_argument("--repeats", type=int, default=5, help="forward passes timed for each model-only figure")
     parser.add_argument("--rounds", type=int, default=3, help="model-only / end-to-end pairs; the median counts")
@@ -186,7 +191,7 @@ def main(argv=None) -> int:
 
     wall_ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory() as folder:
-        model, checkpoint = seeded_vits(Path(folder), args.dtype)
+        model, checkpoint = seeded_vits(Path(folder), args.dtype, args.backend)
         if args.job != "video":
             folder_ratio(model, checkpoint, args.images, args.input_size, args.dtype, args.rounds)
         if args.job == "folder":
