@@ -227,7 +227,7 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
                        for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
     if any(variant.backend == "openvino" for variant in variants):
         echo("(auto) marks what the default runs here: --dtype auto, and --backend auto picks the faster backend "
-             "(DAV2_BACKEND or --backend pin it); openvino rows exclude the one-off conversion of a new size")
+             "(DAV2_BACKEND or --backend pin it); openvino rows exclude the one-off conversion of the model")
 
 
 def _with_weights(config: ModelConfig, weights: dict) -> DepthAnythingV2:

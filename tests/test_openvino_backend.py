@@ -54,6 +54,17 @@ def test_openvino_float32_equals_upstream(upstream_vits, vits_checkpoint, make_p
     assert range_error(ours, reference)[1] < 1e-4
 
 
+def test_openvino_metric_model_equals_upstream_at_sizes_other_than_the_traced_one(upstream_vits_metric,
+                                                                                  vits_metric_checkpoint, make_photo):
+    pytest.importorskip("openvino")
+    model = dav2_cli.load_model(vits_metric_checkpoint, "cpu", "float32", backend="openvino")
+    for batch, height, width in ((2, 112, 56), (1, 70, 98)):  # the graph was traced at one small grid
+        x = torch.cat([model_input(make_photo, height, width, seed=seed) for seed in range(batch)])
+        with torch.inference_mode():
+            ours, reference = model(x), upstream_vits_metric(x)
+        assert ours.shape == (batch, height, width) and range_error(ours, reference)[1] < 1e-4
+
+
 def test_openvino_bfloat16_stays_within_one_percent_of_float32(vits_checkpoint, make_photo):
     pytest.importorskip("openvino")
     image = make_photo(84, 112, seed=7)
