@@ -37,6 +37,10 @@ PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> 
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
 SAVED_BYTES = 4 << 30  # converted graphs kept on disk between runs, the most recently used first, the newest always
 GRAPH_FORM = "any size, position embedding as input"  # in the saved graphs' hash: older forms are never read
+# distinct input shapes one compiled model serves before it is compiled afresh from the saved graph (~0.5 s): OpenVINO
+# keeps ~4 MB of state for each shape it has run (vits, measured), which a folder of photos in many sizes would
+# otherwise grow without bound; dropping the compiled model frees it
+SHAPES_PER_COMPILE = 16
 
 
 def installed() -> bool:
@@ -86,12 +90,18 @@ class OpenVINOModel(torch.nn.Module):
         self.source = float32_model.source
         self.precision = precision
         self._compiled = None  # converted (or read from the cache folder) and compiled on the first call
+        self._shapes = set()  # the input shapes the compiled model has run
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
         patch = self.config.patch_size
         grid_hw = (image_bchw.shape[2] // patch, image_bchw.shape[3] // patch)
         position_1nc = self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32)
+        shape = tuple(image_bchw.shape)
+        if shape not in self._shapes:
+            if len(self._shapes) >= SHAPES_PER_COMPILE:
+                self._compiled, self._shapes = None, set()
+            self._shapes.add(shape)
         compiled = self.compiled()
         array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
         outputs = compiled([array, np.ascontiguousarray(position_1nc.cpu().numpy())])

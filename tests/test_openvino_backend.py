@@ -101,6 +101,24 @@ def test_one_converted_graph_serves_every_size_and_batch(vits_checkpoint, make_p
     assert converted == [1]
 
 
+def test_memory_for_many_sizes_is_bounded_by_compiling_afresh_from_the_saved_graph(vits_checkpoint, make_photo,
+                                                                                   monkeypatch, upstream_vits):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(openvino_backend, "SHAPES_PER_COMPILE", 2)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    calls = {"compiled": 0, "traced": 0}
+    convert, trace = openvino_backend.OpenVINOModel._convert, openvino_backend.OpenVINOModel._trace_and_convert
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert",
+                        lambda self: calls.__setitem__("compiled", calls["compiled"] + 1) or convert(self))
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_trace_and_convert",
+                        lambda self: calls.__setitem__("traced", calls["traced"] + 1) or trace(self))
+    for height, width in ((56, 56), (56, 84), (56, 56), (84, 56), (56, 112)):
+        x = model_input(make_photo, height, width, seed=width)
+        with torch.inference_mode():
+            assert range_error(model(x), upstream_vits(x))[1] < 1e-4
+    assert calls == {"compiled": 2, "traced": 1}  # the third new shape compiled afresh, from the saved graph
+
+
 def test_a_later_run_reads_the_converted_model_instead_of_converting_again(vits_checkpoint, make_photo,
                                                                           monkeypatch):
     pytest.importorskip("openvino")
