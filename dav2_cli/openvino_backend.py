@@ -91,6 +91,7 @@ class OpenVINOModel(torch.nn.Module):
         self.precision = precision
         self._compiled = None  # converted (or read from the cache folder) and compiled on the first call
         self._shapes = set()  # the input shapes the compiled model has run
+        self._graph_name = None  # the saved graph's file name, hashed from the weights on first need
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
@@ -134,15 +135,18 @@ class OpenVINOModel(torch.nn.Module):
 
     def _saved_path(self) -> Path:
         """Where the converted graph is kept: named by a hash of everything it depends on (the weights, dav2's
-        model code, torch and OpenVINO), so a stale one can never be read."""
-        digest = hashlib.blake2b(digest_size=16)
-        for name, tensor in self.float32_model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
-        for code in sorted(Path(__file__).with_name("model").glob("*.py")):
-            digest.update(code.read_bytes())
-        digest.update(f"torch {torch.__version__} openvino {version()} {GRAPH_FORM}".encode())
-        return Path(_cache_dir()) / "models" / f"{digest.hexdigest()}.xml"
+        model code, torch and OpenVINO), so a stale one can never be read. The hash reads every weight (~0.1 s
+        for vits), so it is taken once per model, not at each compile."""
+        if self._graph_name is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for name, tensor in self.float32_model.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
+            for code in sorted(Path(__file__).with_name("model").glob("*.py")):
+                digest.update(code.read_bytes())
+            digest.update(f"torch {torch.__version__} openvino {version()} {GRAPH_FORM}".encode())
+            self._graph_name = f"{digest.hexdigest()}.xml"
+        return Path(_cache_dir()) / "models" / self._graph_name
 
     @staticmethod
     def _save(network, saved: Path) -> None:
