@@ -64,6 +64,15 @@ def _picture_values(picture: np.ndarray, description: dict, name, lossy: bool) -
     return values.astype(np.float32), note
 
 
+def _picture_file(kind: str | None, description: dict, data: bytes, name, lossy: bool) -> DepthFile:
+    """A picture with its description, and its depth where the description says how to recover it. PNGs (kind
+    None) are named by their bit depth."""
+    picture = depth_files.read_picture(data, name)
+    kind = kind or ("16-bit PNG" if picture.dtype == np.uint16 else "8-bit PNG")
+    return DepthFile(kind, description, *(_picture_values(picture, description, name, lossy)
+                                           if description else (None, "")))
+
+
 def read_depth_file(path: Path) -> DepthFile:
     """The description and (where the file is a grid) the depth values of a file dav2 wrote."""
     data = read_input_bytes(path)
@@ -71,21 +80,11 @@ def read_depth_file(path: Path) -> DepthFile:
     if path.suffix.lower() == render.SIDECAR_SUFFIX:
         return DepthFile("JSON description", _json(data, name))
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        description = metadata.png_text(data) or _sidecar(path)
-        picture = depth_files.read_picture(data, name)
-        kind = "16-bit PNG" if picture.dtype == np.uint16 else "8-bit PNG"
-        return DepthFile(kind, description, *(_picture_values(picture, description, name, False)
-                                               if description else (None, "")))
+        return _picture_file(None, metadata.png_text(data) or _sidecar(path), data, name, lossy=False)
     if data.startswith(b"\xff\xd8"):
-        description = metadata.jpeg_comment(data)
-        picture = depth_files.read_picture(data, name)
-        return DepthFile("JPEG", description, *(_picture_values(picture, description, name, True)
-                                                if description else (None, "")))
+        return _picture_file("JPEG", metadata.jpeg_comment(data), data, name, lossy=True)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        description = metadata.webp_description(data)
-        picture = depth_files.read_picture(data, name)
-        return DepthFile("WebP", description, *(_picture_values(picture, description, name, False)
-                                                if description else (None, "")))
+        return _picture_file("WebP", metadata.webp_description(data), data, name, lossy=False)
     if data[:4] == b"\x76\x2f\x31\x01":
         return DepthFile("EXR (float32)", metadata.exr_strings(data), depth_files.read_exr(data, name), "exact")
     if data[:4] in (b"II*\x00", b"MM\x00*"):
