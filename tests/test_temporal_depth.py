@@ -14,6 +14,7 @@ import torch
 from benchmarks.seeded_vda import seeded_vda_model, synthetic_clip, tiny_vda_config
 from dav2_cli import prep
 from dav2_cli.temporal_depth import KEYFRAMES, TemporalDepth, fit_scale_shift
+from tests.test_vda_fidelity import push_through
 
 IMAGE_HW = (20, 24)
 SIZE_HW = prep.model_size(IMAGE_HW, 28)
@@ -46,14 +47,7 @@ def make_frames(count, seed=0, cut_at=()):
 
 
 def run(model, frames, push_sizes=None):
-    temporal = TemporalDepth(model, image_hw=IMAGE_HW)
-    done, start = [], 0
-    for size in push_sizes or [len(frames)]:
-        done += temporal.push(frames[start:start + size])
-        start += size
-    done += temporal.finish()
-    assert [frame.index for frame, _ in done] == [frame.index for frame in frames]
-    return np.stack([depth for _, depth in done])
+    return push_through(model, frames, IMAGE_HW, push_sizes)
 
 
 @torch.inference_mode()
@@ -210,16 +204,23 @@ class NonFiniteInHalfPrecision(torch.nn.Module):
         self.precision = "float32"
 
 
-def test_non_finite_half_precision_falls_back_to_float32(tiny):
-    """The CUDA float16 form (float32 weights under autocast): the fallback is exactly the float32 result."""
+def through_non_finite_windows(tiny, precision):
+    """A 40-frame clip through `tiny` in `precision`, its windows made non-finite until it falls back: (the
+    wrapped model, the messages, its depth, the float32 depth)."""
     import copy
 
     frames = make_frames(40)
     expected = run(tiny, frames)
-    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).compute_in("float16"), "float16")
+    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).compute_in(precision), precision)
     messages = []
     temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW, notify=messages.append)
     depth = np.stack([d for _, d in temporal.push(frames) + temporal.finish()])
+    return wrapped, messages, depth, expected
+
+
+def test_non_finite_half_precision_falls_back_to_float32(tiny):
+    """The CUDA float16 form (float32 weights under autocast): the fallback is exactly the float32 result."""
+    wrapped, messages, depth, expected = through_non_finite_windows(tiny, "float16")
     assert wrapped.calls == ["float16", "float32", "float32"]  # retried once, then float32 for good
     assert wrapped.inner.precision == "float32"
     assert len(messages) == 1 and "float16" in messages[0] and "float32" in messages[0]
@@ -228,14 +229,7 @@ def test_non_finite_half_precision_falls_back_to_float32(tiny):
 
 def test_bf16_weights_fall_back_to_float32_compute(tiny):
     """bf16 weights (engine's CUDA bf16 form) can only be widened again: finite depth, near the float32 one."""
-    import copy
-
-    frames = make_frames(40)
-    expected = run(tiny, frames)
-    wrapped = NonFiniteInHalfPrecision(copy.deepcopy(tiny).compute_in("bfloat16"), "bfloat16")
-    messages = []
-    temporal = TemporalDepth(wrapped, image_hw=IMAGE_HW, notify=messages.append)
-    depth = np.stack([d for _, d in temporal.push(frames) + temporal.finish()])
+    wrapped, messages, depth, expected = through_non_finite_windows(tiny, "bfloat16")
     assert wrapped.calls == ["bfloat16", "float32", "float32"] and "bfloat16" in messages[0]
     assert wrapped.inner.patch_embed.proj.weight.dtype == torch.float32
     assert np.isfinite(depth).all()

@@ -34,19 +34,25 @@ def golden():
                                seeds={"relative": relative_seed, "metric": metric_seed})
 
 
-def stream(model, clip_rgb, input_size, push_sizes=None):
-    image_hw = clip_rgb.shape[1:3]
-    size_hw = prep.model_size(image_hw, input_size)
-    frames = [SimpleNamespace(model_input=prep.to_model_input(image[:, :, ::-1], size_hw), cut=False, index=i)
-              for i, image in enumerate(clip_rgb)]
+def push_through(model, frames, image_hw, push_sizes=None):
+    """Depth of every frame, streamed through TemporalDepth in pushes of `push_sizes` (default: all at once),
+    checked to come out in order, one map per frame."""
     temporal = TemporalDepth(model, image_hw=image_hw)
     done, start = [], 0
     for size in push_sizes or [len(frames)]:
         done += temporal.push(frames[start:start + size])
         start += size
     done += temporal.finish()
-    assert [frame.index for frame, _ in done] == list(range(len(frames)))
+    assert [frame.index for frame, _ in done] == [frame.index for frame in frames]
     return np.stack([depth for _, depth in done])
+
+
+def stream(model, clip_rgb, input_size, push_sizes=None):
+    image_hw = clip_rgb.shape[1:3]
+    size_hw = prep.model_size(image_hw, input_size)
+    frames = [SimpleNamespace(model_input=prep.to_model_input(image[:, :, ::-1], size_hw), cut=False, index=i)
+              for i, image in enumerate(clip_rgb)]
+    return push_through(model, frames, image_hw, push_sizes)
 
 
 FILE_NAMES = {"relative": "video_depth_anything_vits.pth", "metric": "metric_video_depth_anything_vits.pth"}
