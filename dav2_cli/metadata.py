@@ -21,6 +21,8 @@ import re
 import struct
 import zlib
 
+from . import png
+
 RELATIVE_UNIT = "none (relative inverse depth)"
 METRIC_UNIT = "meters"
 
@@ -73,29 +75,25 @@ def _value(text: str):
 # ------------------------------------------------------------------------------------------ PNG
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_with_text(png: bytes, description: dict) -> bytes:
-    """`png` with one text chunk per key, placed right after IHDR so readers see it before the pixels."""
+def png_with_text(data: bytes, description: dict) -> bytes:
+    """`data` with one text chunk per key, placed right after IHDR so readers see it before the pixels."""
     chunks = []
     for key, value in description.items():
         text = _text(value)
         try:
-            chunks.append(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")))
+            chunks.append(png.chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")))
         except UnicodeEncodeError:  # e.g. a source name in another script: iTXt holds UTF-8
-            chunks.append(_png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode()))
-    end_of_ihdr = 8 + 12 + struct.unpack_from(">I", png, 8)[0]
-    return png[:end_of_ihdr] + b"".join(chunks) + png[end_of_ihdr:]
+            chunks.append(png.chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode()))
+    end_of_ihdr = 8 + 12 + struct.unpack_from(">I", data, 8)[0]
+    return data[:end_of_ihdr] + b"".join(chunks) + data[end_of_ihdr:]
 
 
-def png_text(png: bytes) -> dict:
+def png_text(data: bytes) -> dict:
     """The tEXt/iTXt (and zTXt) keys of a PNG, values decoded as written by `png_with_text`."""
     found, position = {}, 8
-    while position + 8 <= len(png):
-        length, kind = struct.unpack_from(">I4s", png, position)
-        body = png[position + 8:position + 8 + length]
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        body = data[position + 8:position + 8 + length]
         if kind in (b"tEXt", b"zTXt", b"iTXt") and b"\0" in body:
             key, rest = body.split(b"\0", 1)
             if kind == b"tEXt":

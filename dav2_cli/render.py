@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2_cli import metadata
+from dav2_cli import metadata, png
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.geometry import CloudOptions, Intrinsics, build_cloud
 from dav2_cli.pointcloud import encode_ply
@@ -390,10 +390,13 @@ def encode_outputs(
     picture = to_visual(depth_hw, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range)
     if image_bgr is not None:
         picture = side_by_side(image_bgr, picture)
-    ok, data = cv2.imencode(ext, picture)
-    if not ok:
-        raise UserError(f"OpenCV could not encode the depth picture as {ext}")
-    data = data.tobytes()
+    if ext == ".png":
+        data = png.encode(picture)
+    else:
+        ok, data = cv2.imencode(ext, picture)
+        if not ok:
+            raise UserError(f"OpenCV could not encode the depth picture as {ext}")
+        data = data.tobytes()
     if description is None:
         return [("", data)]
     described = picture_description(description, name, cmap=cmap, invert=invert, metric=metric,

@@ -5,6 +5,7 @@ upstream's key layout; dav2 loads that file through its normal checkpoint path. 
 downloaded on the test machines, so random weights stand in; the comparison exercises every layer either way.
 """
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -44,6 +45,17 @@ def test_sizes_match_upstream_where_its_grid_is_even(height, width, input_size):
     assert grid[0] % 2 == 0 and grid[1] % 2 == 0
     ours = prep.model_size((height, width), input_size)
     assert (ours[0] // 14, ours[1] // 14) == grid
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("image_hw,size_hw", [((1362, 2048), (280, 420)), ((900, 700), (1008, 784)),
+                                              ((1500, 500), (840, 280))])
+def test_large_images_are_resized_as_one_full_resize_would(dtype, image_hw, size_hw):
+    image = np.random.default_rng(image_hw[0]).integers(0, np.iinfo(dtype).max + 1, (*image_hw, 3), dtype=dtype)
+    assert 4 * image.size > prep._ONE_PASS_BYTES  # the strip-wise path, not the one-pass fallback
+    one_pass = cv2.resize(image.astype(np.float32), size_hw[::-1], interpolation=cv2.INTER_CUBIC)
+    error = np.abs(prep._resized_bicubic(image, size_hw) - one_pass).max()
+    assert error <= 1e-6 * np.iinfo(dtype).max
 
 
 @pytest.mark.parametrize("height,width,input_size", CASES)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dav2_cli import render
+from dav2_cli import png, render
 from dav2_cli.errors import UserError
 
 # ColorBrewer Spectral from its red end to its blue end, as (B, G, R) so it compares with OpenCV pictures.
@@ -318,6 +318,22 @@ def test_picture_formats_round_trip_through_png(fmt):
     data = render.encode(depth, fmt, metric=True)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.array_equal(decode(data), render.to_visual(depth, fmt, metric=True))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 3), (37, 53, 4), (1, 9, 3), (9, 1)])
+def test_png_files_hold_exactly_the_pixels_given(dtype, shape):
+    picture = np.random.default_rng(sum(shape)).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    data = png.encode(picture)
+    decoded = decode(data)  # OpenCV's reader checks every chunk's CRC and the zlib stream's checksum
+    assert decoded.dtype == dtype and np.array_equal(decoded, picture)
+
+
+def test_png_refuses_what_it_cannot_hold():
+    with pytest.raises(ValueError, match="8- or 16-bit"):
+        png.encode(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="cannot write"):
+        png.encode(np.zeros((4, 4, 2), np.uint8))
 
 
 def test_png_alias_encodes_the_colour_picture():
