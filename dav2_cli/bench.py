@@ -19,6 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import engine, prep
+from .allocator import keep_freed_memory
 from .model import DepthAnythingV2, ModelConfig
 from .model.int8 import Int8Linear, quantized_engine
 
@@ -175,6 +176,7 @@ def machine_line() -> str:
 def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int], repeat: int, warmup: int,
               echo=print) -> None:
     """Time every available variant and print the table (see the module docstring)."""
+    keep_freed_memory()  # as dav2's jobs run: see allocator.py
     if model_spec is None:
         source, config = "random-init vits (no weights needed; speed does not depend on the values)", VITS
         weights = random_model().state_dict()

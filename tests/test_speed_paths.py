@@ -5,6 +5,10 @@ each faster path computes what the exact one does, within the bound it documents
 """
 
 import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +19,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import dav2_cli
-from dav2_cli import bench, engine, openvino_backend
+from dav2_cli import allocator, bench, engine, openvino_backend
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
 from dav2_cli.model.image_encoder import matmul_attention, query_blocked_attention
@@ -333,3 +337,50 @@ def test_bench_random_model_is_the_same_in_every_process_and_leaves_the_global_g
 @pytest.mark.parametrize("size", ["756", "0x10", "axb"])
 def test_bench_rejects_a_bad_image_size(size):
     assert CliRunner().invoke(main, ["bench", "--image-size", size]).exit_code == 2
+
+
+_FAULTS_AFTER_WARM_UP = """
+import resource, sys
+import numpy as np
+from dav2_cli.allocator import keep_freed_memory
+if sys.argv[1] == "kept":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2):
+    np.ones(64 << 20, np.uint8)  # a batch's worth of memory, filled and freed
+before = faults()
+for _ in range(5):
+    np.ones(64 << 20, np.uint8)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
+def test_memory_freed_by_one_batch_is_reused_by_the_next_without_page_faults():
+    def faults(mode):
+        result = subprocess.run([sys.executable, "-c", _FAULTS_AFTER_WARM_UP, mode], capture_output=True, text=True,
+                                check=True, cwd=Path(__file__).resolve().parent.parent)
+        return int(result.stdout)
+
+    default, kept = faults("default"), faults("kept")
+    assert default > 100  # glibc's default hands the 64 MB back and faults it in again each time
+    assert kept < default / 10
+
+
+@pytest.mark.parametrize("command,kept", [("folder", True), ("image-many", True), ("image-one", False)])
+def test_jobs_that_run_the_model_repeatedly_keep_freed_memory(tmp_path, make_photo, vits_checkpoint, monkeypatch,
+                                                              command, kept):
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(source / name), make_photo(40, 56))
+    inputs = {"folder": ["folder", source, "-o", tmp_path / "out"],
+              "image-many": ["image", source / "a.png", source / "b.png"],
+              "image-one": ["image", source / "a.png"]}[command]
+    result = CliRunner().invoke(main, [str(a) for a in inputs] + ["-m", str(vits_checkpoint), "--input-size", "56",
+                                                                  "--dtype", "float32"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert calls == ([True] if kept else [])

@@ -193,7 +193,7 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
     from tqdm import tqdm
 
     options = measure.options
-    model = load_job_model(options)
+    model = load_job_model(options, repeated=len(todo) > 1)
     if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
         raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))
     measure.use_model(model.config)
