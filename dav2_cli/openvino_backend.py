@@ -92,6 +92,7 @@ class OpenVINOModel(torch.nn.Module):
         self._compiled = None  # converted (or read from the cache folder) and compiled on the first call
         self._shapes = set()  # the input shapes the compiled model has run
         self._graph_name = None  # the saved graph's file name, hashed from the weights on first need
+        self._unsaved = None  # the converted graph, kept here when the cache folder would not take it
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
@@ -118,16 +119,22 @@ class OpenVINOModel(torch.nn.Module):
 
         core = openvino.Core()
         saved = self._saved_path()
+        network = self._unsaved
         try:
-            network = core.read_model(str(saved)) if saved.is_file() else None
-            os.utime(saved)  # most recently used: the last to be evicted
+            if network is None and saved.is_file():
+                network = core.read_model(str(saved))
+                os.utime(saved)  # most recently used: the last to be evicted
         except (RuntimeError, OSError):  # half-written by a crashed run, or removed meanwhile: convert again
             network = None
         if network is None:
             network = self._trace_and_convert()
-            self._save(network, saved)
-        compiled = core.compile_model(network, "CPU", {
-            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision], "CACHE_DIR": _cache_dir()})
+            if not self._save(network, saved):
+                self._unsaved = network  # so compiling afresh (SHAPES_PER_COMPILE) never converts again
+        precision = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
+        try:
+            compiled = core.compile_model(network, "CPU", {**precision, "CACHE_DIR": _cache_dir()})
+        except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
+            compiled = core.compile_model(network, "CPU", precision)
         # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
         actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = PRECISION_NAMES.get(actual, self.precision)
@@ -149,9 +156,9 @@ class OpenVINOModel(torch.nn.Module):
         return Path(_cache_dir()) / "models" / self._graph_name
 
     @staticmethod
-    def _save(network, saved: Path) -> None:
+    def _save(network, saved: Path) -> bool:
         """Best effort, and bounded in bytes: each graph holds its model's float32 weights (~100 MB for vits,
-        ~1.3 GB for vitl), one graph per model."""
+        ~1.3 GB for vitl), one graph per model. False when the graph could not be saved."""
         import openvino
 
         try:
@@ -168,7 +175,8 @@ class OpenVINOModel(torch.nn.Module):
                     graph.unlink(missing_ok=True)
                     graph.with_suffix(".bin").unlink(missing_ok=True)
         except (OSError, RuntimeError):
-            pass
+            return saved.is_file()
+        return True
 
     def _trace_and_convert(self):
         import openvino

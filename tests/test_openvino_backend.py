@@ -101,10 +101,14 @@ def test_one_converted_graph_serves_every_size_and_batch(vits_checkpoint, make_p
     assert converted == [1]
 
 
-def test_memory_for_many_sizes_is_bounded_by_compiling_afresh_from_the_saved_graph(vits_checkpoint, make_photo,
-                                                                                   monkeypatch, upstream_vits):
+@pytest.mark.parametrize("cache_writable", [True, False])
+def test_memory_for_many_sizes_is_bounded_by_compiling_afresh_without_converting_again(
+        vits_checkpoint, make_photo, monkeypatch, upstream_vits, tmp_path, cache_writable):
     pytest.importorskip("openvino")
     monkeypatch.setattr(openvino_backend, "SHAPES_PER_COMPILE", 2)
+    if not cache_writable:  # a cache folder that cannot be made: the converted graph is kept in memory instead
+        (tmp_path / "not-a-folder").write_bytes(b"")
+        monkeypatch.setattr(openvino_backend, "_cache_dir", lambda: str(tmp_path / "not-a-folder" / "openvino"))
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
     calls = {"compiled": 0, "traced": 0}
     convert, trace = openvino_backend.OpenVINOModel._convert, openvino_backend.OpenVINOModel._trace_and_convert
@@ -117,6 +121,7 @@ def test_memory_for_many_sizes_is_bounded_by_compiling_afresh_from_the_saved_gra
         with torch.inference_mode():
             assert range_error(model(x), upstream_vits(x))[1] < 1e-4
     assert calls == {"compiled": 2, "traced": 1}  # the third new shape compiled afresh, from the saved graph
+    assert (model._unsaved is None) == cache_writable
 
 
 def test_a_later_run_reads_the_converted_model_instead_of_converting_again(vits_checkpoint, make_photo,
