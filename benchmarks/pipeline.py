@@ -11,7 +11,7 @@ process and its ffmpeg children, all threads) is reported too, with the load ave
 means little work is added to the model's, whatever else the machine was doing.
 
     python -m benchmarks.pipeline [--job folder|video|both] [--images DIR] [--video VIDEO] [--input-size 280]
-                                  [--backend torch|openvino]
+                                  [--backend torch|openvino] [--copies N] [--rounds N]
 """
 
 import argparse
@@ -125,12 +125,14 @@ def folder_run(checkpoint: Path, images: list[Path], folder: Path, input_size: i
     return time.perf_counter() - began, cpu_seconds() - cpu_began
 
 
-def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtype: str, rounds: int) -> None:
+def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtype: str, rounds: int,
+                 repeats: int, copies: int) -> None:
     """Marginal job time per image against the model alone on the very batches the job runs.
 
     The job groups same-grid images into batches of FOLDER_BATCH_SIZE, which are a little cheaper per image
     than one image at a time; the model-only figure uses the same batches, so the ratio is the pipeline's cost
     alone. Model-only runs bracket each pair of job runs, so a machine whose speed drifts skews one round.
+    `copies` > 1 lists every image that many times, so each run is longer and a neighbour's burst weighs less.
     """
     from dav2_cli.media.images import read_image
 
@@ -138,6 +140,7 @@ def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtyp
     images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not images:
         raise SystemExit(f"{image_dir}: no images")
+    images = images * copies
     inputs, grids = {}, []
     for path in images:
         image = read_image(path)
@@ -154,12 +157,12 @@ def folder_ratio(model, checkpoint: Path, image_dir: Path, input_size: int, dtyp
     print(f"folder {image_dir} ({len(images)} images), {dtype} on {backend}, batch {FOLDER_BATCH_SIZE}, "
           f"torch threads {torch.get_num_threads()}", flush=True)
     wall_ratios, cpu_ratios = [], []
-    before = model_only(forward_costs(model, inputs, shapes))
+    before = model_only(forward_costs(model, inputs, shapes, repeats))
     for round_number in range(1, rounds + 1):
         with tempfile.TemporaryDirectory() as folder:
             half = folder_run(checkpoint, images, Path(folder), input_size, dtype, backend)
             double = folder_run(checkpoint, images * 2, Path(folder), input_size, dtype, backend)
-        after = model_only(forward_costs(model, inputs, shapes))
+        after = model_only(forward_costs(model, inputs, shapes, repeats))
         forward = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
         wall_ratios.append((double[0] - half[0]) / forward[0])
         cpu_ratios.append((double[1] - half[1]) / forward[1])
@@ -185,6 +188,7 @@ def main(argv=None) -> int:
                         help="what runs the model, in the jobs and in the model-only figures alike")
     parser.add_argument("--max-frames", type=int, default=None, help="default: the whole video")
     parser.add_argument("--repeats", type=int, default=5, help="forward passes timed for each model-only figure")
+    parser.add_argument("--copies", type=int, default=1, help="each photo listed this many times in the folder job")
     parser.add_argument("--rounds", type=int, default=3, help="model-only / end-to-end pairs; the median counts")
     args = parser.parse_args(argv)
     if args.job != "folder" and not args.video.is_file():
@@ -195,7 +199,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         model, checkpoint = seeded_vits(Path(folder), args.dtype, args.backend)
         if args.job != "video":
-            folder_ratio(model, checkpoint, args.images, args.input_size, args.dtype, args.rounds)
+            folder_ratio(model, checkpoint, args.images, args.input_size, args.dtype, args.rounds, args.repeats,
+                         args.copies)
         if args.job == "folder":
             return 0
         size_hw = prep.model_size(next(iter_frames(args.video))[1].shape[:2], args.input_size)
