@@ -20,7 +20,7 @@ except ImportError:  # no ISA-L build for this machine: the standard library's z
     import zlib as deflate
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_DEFLATE_LEVEL = 1  # ISA-L's levels 0-3: 1 was as fast as 0 and 10% smaller; 2 and 3 cost more for 1-3%
+_DEFLATE_LEVEL = 1  # ISA-L's levels 0-3: 1 took ~10% longer than 0 for files ~14% smaller; 2 gained under 1%
 _FILTER_UP = 2
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type: gray, RGB, RGBA
 
