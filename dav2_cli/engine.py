@@ -292,8 +292,7 @@ def fastest_backend(model, image_bchw: torch.Tensor):
         timed["depth"] = depths[choice]
         return choice
 
-    key = backend_key(model, size_hw)
-    choice = cached_choice(backend_cache_path(), key, ("torch", "openvino"), measure)
+    choice = cached_choice(backend_cache_path(), backend_key(model, size_hw), ("torch", "openvino"), measure)
     return choice, timed.get("depth")
 
 

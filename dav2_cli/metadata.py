@@ -75,8 +75,8 @@ def _value(text: str):
 # ------------------------------------------------------------------------------------------ PNG
 
 
-def png_with_text(data: bytes, description: dict) -> bytes:
-    """`data` with one text chunk per key, placed right after IHDR so readers see it before the pixels."""
+def png_description_chunks(description: dict) -> list[bytes]:
+    """One text chunk per key, for `png.encode` to place right after IHDR so readers see them before the pixels."""
     chunks = []
     for key, value in description.items():
         text = _text(value)
@@ -84,12 +84,11 @@ def png_with_text(data: bytes, description: dict) -> bytes:
             chunks.append(png.chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")))
         except UnicodeEncodeError:  # e.g. a source name in another script: iTXt holds UTF-8
             chunks.append(png.chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode()))
-    end_of_ihdr = 8 + 12 + struct.unpack_from(">I", data, 8)[0]
-    return data[:end_of_ihdr] + b"".join(chunks) + data[end_of_ihdr:]
+    return chunks
 
 
 def png_text(data: bytes) -> dict:
-    """The tEXt/iTXt (and zTXt) keys of a PNG, values decoded as written by `png_with_text`."""
+    """The tEXt/iTXt (and zTXt) keys of a PNG, values decoded as written by `png_description_chunks`."""
     found, position = {}, 8
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)

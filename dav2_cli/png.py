@@ -31,8 +31,9 @@ def chunk(kind: bytes, body) -> bytes:
     return struct.pack(">I", len(body)) + kind + bytes(body) + struct.pack(">I", crc)
 
 
-def encode(picture: np.ndarray) -> bytes:
-    """A PNG file of `picture`: uint8 or uint16, HxW (gray), HxWx3 (BGR) or HxWx4 (BGRA), as OpenCV orders them."""
+def encode(picture: np.ndarray, extra_chunks: list[bytes] = ()) -> bytes:
+    """A PNG file of `picture`: uint8 or uint16, HxW (gray), HxWx3 (BGR) or HxWx4 (BGRA), as OpenCV orders them;
+    `extra_chunks` (whole chunks, such as text) go right after the header, before the pixels."""
     if picture.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"a PNG holds 8- or 16-bit samples, not {picture.dtype}")
     if picture.ndim == 2:
@@ -49,5 +50,5 @@ def encode(picture: np.ndarray) -> bytes:
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as the filter is defined
     header = struct.pack(">IIBBBBB", width, height, 8 * picture.itemsize, _COLOUR_TYPES[channels], 0, 0, 0)
-    return b"".join([SIGNATURE, chunk(b"IHDR", header),
+    return b"".join([SIGNATURE, chunk(b"IHDR", header), *extra_chunks,
                      chunk(b"IDAT", deflate.compress(filtered, _DEFLATE_LEVEL)), chunk(b"IEND", b"")])

@@ -390,21 +390,19 @@ def encode_outputs(
     picture = to_visual(depth_hw, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range)
     if image_bgr is not None:
         picture = side_by_side(image_bgr, picture)
+    described = None if description is None else picture_description(
+        description, name, cmap=cmap, invert=invert, metric=metric, value_range=value_range,
+        side_by_side_width=depth_hw.shape[1] if image_bgr is not None else None)
     if ext == ".png":
-        data = png.encode(picture)
+        data = png.encode(picture, metadata.png_description_chunks(described) if described is not None else ())
     else:
         ok, data = cv2.imencode(ext, picture)
         if not ok:
             raise UserError(f"OpenCV could not encode the depth picture as {ext}")
         data = data.tobytes()
-    if description is None:
+    if described is None:
         return [("", data)]
-    described = picture_description(description, name, cmap=cmap, invert=invert, metric=metric,
-                                    value_range=value_range,
-                                    side_by_side_width=depth_hw.shape[1] if image_bgr is not None else None)
-    if ext == ".png":
-        data = metadata.png_with_text(data, described)
-    elif ext in (".jpg", ".jpeg"):
+    if ext in (".jpg", ".jpeg"):
         data = metadata.jpeg_with_comment(data, described)
     elif ext == ".webp":
         data = metadata.webp_with_xmp(data, described, picture.shape[1], picture.shape[0])

@@ -67,6 +67,11 @@ class Selection:
             return None
         return max(0, -(-(min(limits) - self.start) // self.every))  # ceil division
 
+    def includes(self, index: int) -> bool:
+        """Whether source frame `index` is one the selection yields."""
+        return (index >= self.start and (self.end is None or index < self.end)
+                and (index - self.start) % self.every == 0)
+
 
 def select_frames(fps: Fraction, video: VideoOptions) -> Selection:
     """Seconds → frame indices: frame i is shown at i/fps, so --start keeps frames at or after it, --end
@@ -376,8 +381,7 @@ def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, selectio
     Returns False when a signal stopped it.
     """
     temporal = is_video_model(model)
-    if temporal and (index < selection.start or (selection.end is not None and index >= selection.end)
-                     or (index - selection.start) % selection.every):
+    if temporal and not selection.includes(index):
         raise UserError(f"{measure.options.space.align_to}: its points are for frame {index}, which this run does "
                         f"not write; with a video model a frame's depth depends on the frames around it, so "
                         f"fit on a frame the run writes (--start/--end/--every choose them)")
