@@ -32,6 +32,11 @@ class DisparityToDepth:
     shift: float
     method: str  # "near-far" or "points"
     details: dict = field(default_factory=dict)  # what the user gave, and the fit's residual
+    variable: str = "value"  # how the formula names d: see `disparity_name`
+
+    @property
+    def formula(self) -> str:
+        return f"1/depth = scale * {self.variable} + shift"
 
     def apply(self, disparity_hw) -> np.ndarray:
         """float32 depth, larger = farther; inf where the line puts a pixel beyond infinity (1/Z <= 0)."""
@@ -42,8 +47,13 @@ class DisparityToDepth:
         return depth_hw.astype(np.float32)
 
     def as_dict(self) -> dict:
-        return {"method": self.method, "inverse_depth": "1/depth = scale * value + shift", "scale": self.scale,
+        return {"method": self.method, "inverse_depth": self.formula, "scale": self.scale,
                 "shift": self.shift, **self.details}
+
+
+def disparity_name(metric: bool) -> str:
+    """d in the formula, in terms of the value the model wrote: the value itself, or 1 over a metric map's."""
+    return "1/value" if metric else "value"
 
 
 def model_disparity(values_hw, metric: bool) -> np.ndarray:

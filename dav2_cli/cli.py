@@ -3,6 +3,7 @@
 Nothing here imports torch, so `dav2 --help` answers instantly; the runner is imported inside each command.
 """
 
+import math
 import re
 import sys
 
@@ -16,17 +17,27 @@ Relative models (vits, vitb, vitl) output inverse depth: larger = NEARER, no uni
 Metric models output depth in meters: larger = FARTHER.
 Every picture format draws near as bright, for both kinds; raw formats (npy, exr,
 tiff) store the model's values untouched. --near/--far or --align-to turn a relative
-map into meters (larger = farther); a point cloud (ply) needs meters. Every file says
-what it holds: `dav2 info FILE`."""
+map into meters (larger = farther); a point cloud (ply) needs meters. Every depth file
+says what it holds: `dav2 info FILE` (a gray16 video in its .json; colour and gray
+videos are pictures only)."""
 
 EXIT_CODES = """\b
 Exit codes: 0 all done, 1 some inputs failed (each named on stderr),
 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
 
+MAX_IMAGE_SIDE = 1 << 20  # beyond any image OpenCV decodes: bounds for pixel counts, so numpy never overflows
+
 # render.FORMATS (+ its aliases) and render.CMAPS, spelled out because importing render loads OpenCV and
 # `dav2 --help` must stay instant; tests/test_cli_image.py keeps the two in step
 FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "ply", "png")
 CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "plasma", "cividis", "jet", "bone")
+
+
+def report_os_error(exc: OSError) -> None:
+    """A path the system refuses (a name too long, ...) where no check expected one: one line, not a traceback."""
+    from .media.atomic import describe_os_error
+
+    click.echo(f"dav2: error: {describe_os_error(exc.filename or 'output', exc)}", err=True)
 
 
 def run_job(job, *args) -> None:
@@ -36,10 +47,25 @@ def run_job(job, *args) -> None:
     except UserError as exc:
         click.echo(f"dav2: error: {exc}", err=True)
         code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+    except OSError as exc:
+        report_os_error(exc)
+        code = EXIT_FAILED
     except KeyboardInterrupt:
         click.echo("dav2: interrupted", err=True)
         code = EXIT_SIGINT
     sys.exit(code)
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which pass its bounds (every comparison with nan is false)."""
+
+    name = "finite number"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?", re.IGNORECASE)
@@ -101,7 +127,7 @@ def depth_options(command):
                           "a few seconds, once); "
                           "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
                           "--backend overrides it."),
-        click.option("--max-depth", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
                      help="Metric checkpoints: override max depth in meters (default from the name: 20 for "
                           "hypersim/indoor, 80 for vkitti/outdoor)."),
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
@@ -127,16 +153,16 @@ SPACE_FIELDS = ("fx", "fy", "cx", "cy", "hfov", "near", "far", "align_to", "mesh
 
 def space_options(command):
     """Distances and point clouds: the camera, relative-to-metric conversion, and what a cloud keeps."""
-    positive = click.FloatRange(min=0, min_open=True)
+    positive = FiniteFloat(min=0, min_open=True)
     options = [
         click.option("--fx", type=positive, default=None, metavar="PX",
                      help="Focal length across, in pixels of the image as decoded (EXIF rotation applied). "
                           "--fy defaults to it (square pixels)."),
         click.option("--fy", type=positive, default=None, metavar="PX", help="Focal length down, in pixels."),
-        click.option("--cx", type=float, default=None, metavar="PX",
+        click.option("--cx", type=FiniteFloat(), default=None, metavar="PX",
                      help="Principal point column (pixel u's centre is at u). Default: (W-1)/2."),
-        click.option("--cy", type=float, default=None, metavar="PX", help="Principal point row. Default: (H-1)/2."),
-        click.option("--hfov", type=click.FloatRange(0, 180, min_open=True, max_open=True), default=None,
+        click.option("--cy", type=FiniteFloat(), default=None, metavar="PX", help="Principal point row. Default: (H-1)/2."),
+        click.option("--hfov", type=FiniteFloat(0, 180, min_open=True, max_open=True), default=None,
                      metavar="DEG", help="Horizontal field of view instead of --fx/--fy: fx = fy = W/(2 tan(hfov/2)). "
                                          "Without either: the photo's EXIF 35 mm focal length, else 60 degrees "
                                          "(said on stderr)."),
@@ -151,13 +177,13 @@ def space_options(command):
                           "weight). A video fits once, on the first frame named. -v prints the fit's error."),
         click.option("--mesh", is_flag=True,
                      help="ply: add faces between neighbouring points, never across a depth edge."),
-        click.option("--edge-threshold", type=click.FloatRange(min=0), default=None, metavar="G",
+        click.option("--edge-threshold", type=FiniteFloat(min=0), default=None, metavar="G",
                      help="ply: drop points where ln(depth) changes faster than G per radian of view angle "
                           "(about tan of how edge-on the surface is seen) [default: 20, ~3 degrees from edge-on; "
                           "0 keeps every point]."),
-        click.option("--stride", type=click.IntRange(min=1), default=None, metavar="N",
+        click.option("--stride", type=click.IntRange(1, MAX_IMAGE_SIDE), default=None, metavar="N",
                      help="ply: one point per N x N pixels (every Nth row and column)."),
-        click.option("--max-points", type=click.IntRange(min=1), default=None, metavar="N",
+        click.option("--max-points", type=click.IntRange(1, MAX_IMAGE_SIDE ** 2), default=None, metavar="N",
                      help="ply: the smallest stride that keeps at most N points."),
         click.option("--y-up", is_flag=True,
                      help="ply: y up, z backward (Blender, three.js) instead of OpenCV's y down, z forward."),
@@ -174,7 +200,40 @@ def make_options(fmt, **values):
     return DepthOptions(fmt=fmt, space=space, **values)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+; 8.1 shows the help itself
+
+
+class OneLineErrors(click.Group):
+    """click's own usage errors (an unknown flag, a bad choice, a missing argument) as one line like every other
+    error, `dav2: error: <reason> (see `dav2 CMD --help`)`, instead of the usage block click prints first."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # a caller that handles click's exceptions itself
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as exc:  # a bare `dav2` or `dav2 models`-like group: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            reason = " ".join(exc.format_message().split())
+            click.echo(f"dav2: error: {reason}{where}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            click.echo(f"dav2: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:  # met while checking the command line (`-m` names a file, ...)
+            report_os_error(exc)
+            sys.exit(EXIT_FAILED)
+        except click.Abort:  # Ctrl-C before any job began (a job reports its own interruption)
+            click.echo("dav2: interrupted", err=True)
+            sys.exit(EXIT_SIGINT)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help and --version return 0
+
+
+@click.group(cls=OneLineErrors,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=DEPTH_MEANING + "\n\n" + EXIT_CODES)
 @click.version_option(__version__, "-V", "--version", prog_name="dav2")
 def main():
@@ -302,7 +361,7 @@ Examples:
 """ + "\n" + VIDEO_FORMATS_HELP + "\n\n" + DEPTH_MEANING + "\n\n" + EXIT_CODES)
 @click.argument("source", metavar="IN")
 @click.option("-o", "--output", default=None, metavar="OUT|DIR",
-              help="Output video (.mp4, .webm, .mkv) or, for npy/exr/tiff, a folder. "
+              help="Output video (.mp4, .webm, .mkv) or, for npy/exr/tiff/ply, a folder. "
                    "Default: IN_depth.mp4 (gray16: .mkv; raw: a folder IN_depth/) beside IN.")
 @depth_options
 @space_options
@@ -311,13 +370,13 @@ Examples:
                    "smoothed over time: one pass, no flicker, adapts slowly after a scene cut. global: one "
                    "range for the whole video: perfectly stable, but the model runs twice (2x the time). "
                    "frame: each frame's own min/max: most contrast, flickers. gray16 always uses global.")
-@click.option("--start", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+@click.option("--start", type=FiniteFloat(min=0), default=0.0, metavar="SECONDS",
               help="Skip the frames before this time.")
-@click.option("--end", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+@click.option("--end", type=FiniteFloat(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop before the frame at this time.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N",
               help="Write at most N frames.")
-@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+@click.option("--every", type=click.IntRange(1, 1000), default=1, show_default=True, metavar="N",
               help="Keep every Nth frame; the output's frame rate is IN's divided by N (exactly).")
 @click.option("--fps", default=None, metavar="RATE", callback=fps_option,
               help="Frame rate to use when IN states none (or to override it): 25, 29.97, 30000/1001.")
@@ -329,7 +388,7 @@ Examples:
                    "chain of windows there and the ema brightness range starts again, so nothing is carried "
                    "across a cut.")
 @click.option("--overwrite", is_flag=True,
-              help="npy/exr/tiff: replace the frames an earlier run left in the -o folder (without it, such a "
+              help="npy/exr/tiff/ply: replace the frames an earlier run left in the -o folder (without it, such a "
                    "folder is refused, so two runs never mix).")
 @click.option("--progress", "progress", flag_value=True, default=None,
               help="Show progress even when stderr is not a terminal.")

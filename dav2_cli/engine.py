@@ -359,6 +359,7 @@ def predict_batch(model: torch.nn.Module, images_bgr: list[np.ndarray],
     image_hw = images_bgr[0].shape[:2]
     if any(image.shape[:2] != image_hw for image in images_bgr):
         raise ValueError("predict_batch needs images of one size; group them first")
+    prep.check_sizing("image", image_hw, input_size)
     size_hw = prep.model_size(image_hw, input_size)
     batch_bchw = np.stack([prep.to_model_input(image, size_hw) for image in images_bgr])
     return predict_prepared(model, batch_bchw, image_hw)
@@ -381,6 +382,11 @@ def predict(model: torch.nn.Module, image_bgr: np.ndarray, input_size: int = pre
 
     Relative models return inverse depth (larger = nearer, no unit); metric models return meters.
     """
+    if not isinstance(image_bgr, np.ndarray):
+        raise TypeError(f"expected an HxWx3 BGR numpy array (as cv2.imread returns), got {type(image_bgr).__name__}")
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 BGR image, got shape {image_bgr.shape}")
+    if image_bgr.dtype not in (np.uint8, np.uint16):  # the range decides the scaling: 0..255 or 0..65535
+        raise ValueError(f"expected a uint8 or uint16 image (as cv2.imread returns), got {image_bgr.dtype}; "
+                         f"scale a float image in 0..1 to uint16 first, e.g. (image * 65535).round().astype(np.uint16)")
     return predict_batch(model, [image_bgr], input_size)[0]

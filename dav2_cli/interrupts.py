@@ -5,6 +5,7 @@ sends SIGTERM, so the first signal only sets a flag that jobs check between item
 it raises KeyboardInterrupt at once (temporary files are still cleaned up by the writers).
 """
 
+import contextlib
 import signal
 import threading
 
@@ -40,3 +41,24 @@ class GracefulStop:
             signal.signal(signum, handler)
         self._previous.clear()
         return False
+
+
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Ctrl-C held until the block ends, then handled as it would have been (a KeyboardInterrupt, or the job's
+    GracefulStop). For C++ code that calls back into Python, such as OpenVINO's model converter: an exception
+    raised inside it comes out as the library's RuntimeError with a traceback, or aborts the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for frame in held:
+        if callable(previous):
+            previous(signal.SIGINT, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt

@@ -38,9 +38,9 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
     converted = conversion is not None
     description = {}
     if source is not None:
-        description["source"] = source
+        description["source"] = printable_path(source)
     description.update({
-        "model": model,
+        "model": printable_path(model),
         "kind": "metric" if metric else "relative",
         "unit": METRIC_UNIT if metric or converted else RELATIVE_UNIT,
         "larger": "farther" if metric or converted else "nearer",
@@ -55,6 +55,12 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
     if converted:
         description["alignment"] = conversion.as_dict()
     return description
+
+
+def printable_path(name: str) -> str:
+    """A path as text every format can hold: bytes of a file name that are not UTF-8 (which Python keeps as
+    lone surrogates) written as \\xNN escapes, instead of failing the file that describes it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def sidecar(description: dict) -> bytes:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
+from .interrupts import ctrl_c_held
 from .model.dpt import check_image_batch
 
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
@@ -93,6 +94,7 @@ class OpenVINOModel(torch.nn.Module):
         self._shapes = set()  # the input shapes the compiled model has run
         self._graph_name = None  # the saved graph's file name, hashed from the weights on first need
         self._unsaved = None  # the converted graph, kept here when the cache folder would not take it
+        self.eval()  # as load_model promises, whichever backend it returns
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         check_image_batch(image_bchw, self.config.patch_size)
@@ -111,7 +113,10 @@ class OpenVINOModel(torch.nn.Module):
 
     def compiled(self):
         if self._compiled is None:
-            self._compiled = self._convert()
+            # OpenVINO's converter calls back into Python, and its calls turn an interrupt into RuntimeError,
+            # which the fallbacks below would take for a failure: Ctrl-C waits for the few seconds this takes
+            with ctrl_c_held():
+                self._compiled = self._convert()
         return self._compiled
 
     def _convert(self):
@@ -212,6 +217,7 @@ class FastestBackend(torch.nn.Module):
         self.source = openvino_model.source
         self.precision = precision
         self.chosen = {}  # (H, W) -> "torch" | "openvino"
+        self.eval()
 
     @property
     def torch_model(self) -> torch.nn.Module:

@@ -11,6 +11,8 @@ default is 504, the nearest even grid below it (36 patches on the short side; 51
 import cv2
 import numpy as np
 
+from .errors import UserError
+
 SIZE_MULTIPLE = 28  # two 14-pixel patches: an even patch grid
 DEFAULT_INPUT_SIZE = 504
 IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -18,6 +20,21 @@ IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 MAX_INPUT_SIZE = 4200  # 150 patches on the short side; beyond this attention memory explodes for no gain
+MAX_ASPECT_RATIO = 16  # the short side is scaled to input_size, so the long side grows with this
+
+
+def check_sizing(name: str, image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE) -> None:
+    """What `model_size` can size: an input size in range, and an image with pixels and at most 16:1."""
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or \
+            not SIZE_MULTIPLE <= input_size <= MAX_INPUT_SIZE:
+        raise UserError(f"input size {input_size!r}: expected a whole number from {SIZE_MULTIPLE} to {MAX_INPUT_SIZE}")
+    height, width = image_hw
+    if height < 1 or width < 1:
+        raise UserError(f"{name}: {width}x{height} has no pixels")
+    long_side, short_side = max(image_hw), min(image_hw)
+    if long_side > MAX_ASPECT_RATIO * short_side:
+        raise UserError(f"{name}: {width}x{height} is more than {MAX_ASPECT_RATIO}:1; the model would see a "
+                        f"{long_side / short_side:.0f} times longer side than --input-size (crop it first)")
 
 
 def model_size(image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE) -> tuple[int, int]:

@@ -147,6 +147,31 @@ def test_align_to_recovers_known_distances(photo, vits_checkpoint, tmp_path):
     assert "alignment.method: points" in output and "alignment.points: 5" in output
 
 
+def test_align_to_on_a_metric_model_says_it_fitted_the_inverse_of_its_metres(photo, vits_metric_checkpoint,
+                                                                            tmp_path):
+    metres = raw_depth(photo, vits_metric_checkpoint, tmp_path).astype(np.float64)
+    truth = 2 * metres  # a model that sees everything at half its distance
+    csv = tmp_path / "points.csv"
+    csv.write_text("x,y,depth_m\n" + "".join(f"{x},{y},{truth[y, x]}\n" for x, y in [(3, 4), (80, 10), (40, 30)]))
+    out = tmp_path / "aligned.npy"
+    code, output = dav2("image", photo, "-m", vits_metric_checkpoint, "-o", out, "--align-to", csv, "-v", *SMALL)
+    assert code == 0, output
+    np.testing.assert_allclose(np.load(out), truth, rtol=1e-4)
+    alignment = json.loads((tmp_path / "aligned.npy.json").read_text())["alignment"]
+    assert alignment["inverse_depth"] == "1/depth = scale * 1/value + shift"  # value: the model's metres
+    assert alignment["scale"] == pytest.approx(0.5, rel=1e-4) and alignment["shift"] == pytest.approx(0, abs=1e-6)
+    assert "1/depth = 0.5 * 1/value + " in output
+
+
+@pytest.mark.parametrize("flag", ["--fx", "--fy", "--cx", "--cy", "--hfov", "--max-depth", "--edge-threshold"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_camera_or_depth_number_that_is_not_finite_is_a_usage_error(photo, vits_metric_checkpoint, tmp_path, flag,
+                                                                      value):
+    out = tmp_path / "o.ply"
+    code, output = dav2("image", photo, "-m", vits_metric_checkpoint, "-o", out, flag, value, *SMALL)
+    assert code == 2 and f"'{value}' is not a finite number" in output and not out.exists()
+
+
 def test_align_to_with_one_point_is_refused(photo, vits_checkpoint, tmp_path):
     csv = tmp_path / "one.csv"
     csv.write_text("3,4,2.0\n")

@@ -125,6 +125,18 @@ def test_usage_errors_exit_2(photos, vits_checkpoint, args):
     assert dav2("image", photos[0], "-m", vits_checkpoint, *args).exit_code == 2
 
 
+@pytest.mark.parametrize("model", ["vits", "relative-file", "video-vits"])
+def test_max_depth_for_a_model_that_takes_none_is_a_usage_error_before_any_work(photos, vits_checkpoint, tmp_path,
+                                                                               model):
+    # the name alone says so: a catalogue name (nothing downloaded), or upstream's file naming
+    model = {"relative-file": vits_checkpoint}.get(model, model)
+    command, out = ("video", tmp_path / "frames") if str(model).startswith("video") else ("image", tmp_path / "d.npy")
+    result = dav2(command, photos[0], "-m", model, "--max-depth", 5, "-o", out, "--format", "npy")
+    assert result.exit_code == 2, result.output
+    assert "--max-depth applies to metric" in result.stderr and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_dav2_dtype_sets_the_precision_and_dtype_overrides_it(photos, vits_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("DAV2_DTYPE", "int8" if quantized_engine() else "bfloat16")
     pinned = dav2("image", photos[0], "-m", vits_checkpoint, "-o", tmp_path / "a.npy", "--device", "cpu", "-v",

@@ -13,6 +13,7 @@ import torch
 import dav2_cli
 from benchmarks.upstream import upstream_model
 from dav2_cli import prep
+from dav2_cli.errors import UserError
 
 TOLERANCE = 1e-4  # of the depth range
 
@@ -126,3 +127,19 @@ def test_a_bfloat16_model_still_returns_float32_close_to_float32(vits_checkpoint
     fast = dav2_cli.predict(model, image, 112)
     assert fast.dtype == np.float32
     assert np.abs(fast - exact).mean() / (exact.max() - exact.min()) < 0.01
+
+
+@pytest.mark.parametrize(("image", "input_size", "error", "message"), [
+    (None, 56, TypeError, "expected an HxWx3 BGR numpy array"),
+    ([[1, 2, 3]], 56, TypeError, "got list"),
+    (np.zeros((0, 0, 3), np.uint8), 56, UserError, "has no pixels"),
+    (np.zeros((2, 40, 3), np.uint8), 56, UserError, "more than 16:1"),
+    (np.zeros((28, 28, 3), np.float32), 56, ValueError, "uint8 or uint16"),
+    (np.zeros((28, 28, 3), np.uint8), 0, UserError, "input size 0: expected a whole number from 28 to 4200"),
+    (np.zeros((28, 28, 3), np.uint8), "56", UserError, "input size '56'"),
+])
+def test_predict_refuses_what_it_cannot_size_in_one_clear_exception(vits_checkpoint, image, input_size, error,
+                                                                     message):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
+    with pytest.raises(error, match=message):
+        dav2_cli.predict(model, image, input_size)

@@ -1,8 +1,11 @@
 """Every format dav2 writes says what it holds, and `dav2 info` reads it back, depth at a pixel included."""
 
 import json
+import os
 import re
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 
 import cv2
@@ -193,3 +196,13 @@ def test_webp_description_survives_markup_and_other_scripts(tmp_path):
     again = metadata.webp_with_xmp(metadata.webp_with_xmp(webp, {"lo": 1}, 6, 4), awkward, 6, 4)
     assert [kind for kind, _ in riff_chunks(again)].count(b"XMP ") == 1  # replaced, not stacked
     assert metadata.webp_description(again) == awkward and metadata.webp_description(webp) == {}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's always-full device")
+def test_a_full_stdout_is_one_line_not_a_traceback(tmp_path):
+    path, _ = write(tmp_path, "d.png", "gray16", depth_map(False), False)
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "dav2_cli", "info", str(path)], stdout=full,
+                                stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["dav2: error: output: no space left on device"]

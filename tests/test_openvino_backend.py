@@ -6,6 +6,7 @@ The rest simulate its presence or absence. Which backend is faster is simulated 
 
 import importlib.util
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -246,6 +247,32 @@ def test_auto_is_torch_where_openvino_offers_nothing(monkeypatch, dtype):
     monkeypatch.setattr(openvino_backend, "installed", lambda: True)
     assert engine.resolve_backend("auto", torch.device("cpu"), dtype) == "torch"
     assert engine.resolve_backend("auto", torch.device("cpu"), "bfloat16") == "auto"
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino", "auto"])
+def test_load_model_returns_an_eval_mode_model_on_every_backend(monkeypatch, vits_checkpoint, backend):
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)  # nothing here converts or runs OpenVINO
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16", backend=backend)
+    assert getattr(model, "backend", "torch") == backend
+    assert not any(module.training for module in model.modules())
+
+
+def test_ctrl_c_during_the_conversion_is_raised_once_it_is_done(monkeypatch, vits_checkpoint):
+    """OpenVINO's converter turns an interrupt inside it into its own RuntimeError (a traceback, or a fallback
+    taking it for a failure), so Ctrl-C waits for it to finish."""
+    float32 = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
+    model = openvino_backend.OpenVINOModel(float32, "float32")
+
+    def converting(self):
+        # Ctrl-C in the middle of the conversion: Python runs whatever handler is installed for SIGINT (called
+        # directly: a real signal sent to this process from itself is fragile once OpenVINO has run here)
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        return "compiled"
+
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", converting)
+    with pytest.raises(KeyboardInterrupt):
+        model.compiled()
+    assert model._compiled == "compiled"
 
 
 def test_auto_without_openvino_is_torch_silently(without_openvino, monkeypatch, vits_checkpoint):

@@ -102,8 +102,8 @@ def test_a_gray16_video_is_never_published_without_its_sidecar(tmp_path, vits_ch
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(atomic, "write_atomic", full_disk)
-    with pytest.raises(OSError):
-        dav2("video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28)
+    failed = dav2("video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28)
+    assert failed.exit_code == 1 and failed.stderr.strip().endswith("depth.mkv.json: no space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]  # no video, no sidecar, no temporary
     monkeypatch.undo()
     result = dav2("video", clip, "-o", out, "--format", "gray16", "-m", vits_checkpoint, "--input-size", 28)
@@ -151,6 +151,17 @@ def test_an_image_that_cannot_be_written_leaves_the_earlier_image_its_own_sideca
     with pytest.raises(atomic.OutputStopped):
         atomic.write_with_sidecars(tmp_path / "new.png", [("", b"picture"), (".json", b"key")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "d.png.json"]  # no orphan key, no temporary
+
+
+@pytest.mark.parametrize("fmt", ["npy", "gray16"])  # the two that write a .json sidecar
+def test_an_output_under_a_file_is_one_line_about_its_parent(tmp_path, make_photo, vits_checkpoint, fmt):
+    photo = tmp_path / "in.png"
+    cv2.imwrite(str(photo), make_photo(40, 56))
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / ("x.npy" if fmt == "npy" else "x.png")
+    result = dav2("image", photo, "-m", vits_checkpoint, "--input-size", 28, "--format", fmt, "-o", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[0] == f"dav2: error: {out.parent}: exists and is not a folder"
 
 
 def test_the_python_api_leaves_opencv_threads_alone(vits_checkpoint):

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dav2_cli import metadata
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
 from dav2_cli.jobs.plan import parse_shard, plan_folder, take_shard
@@ -126,6 +127,69 @@ def test_image_skip_existing_leaves_finished_outputs_alone(tmp_path, make_photo,
                   "-m", vits_checkpoint, "--skip-existing")
     assert result.exit_code == 0, result.output
     assert (out / "img00.npy").stat().st_mtime_ns == before and (out / "img01.npy").is_file()
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (["image", "x.jpg", "--format", "bogus"], "Invalid value for '--format'"),
+    (["image"], "Missing argument 'INPUT...'"),
+    (["video", "x.mp4", "--no-such-flag"], "No such option '--no-such-flag'"),
+    (["folder", ".", "--shard", "5/4"], "K must be between 1 and N"),
+    (["bogus"], "No such command 'bogus'"),
+])
+def test_a_command_line_click_rejects_is_one_error_line_and_exit_2(args, reason):
+    result = CliRunner().invoke(main, args, prog_name="dav2")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line, = result.stderr.splitlines()  # one line, not click's usage block
+    command = " ".join(["dav2", *args[:1]]) if args[0] != "bogus" else "dav2"
+    assert line.startswith("dav2: error: ") and reason in line and line.endswith(f"(see `{command} --help`)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux file systems take names that are not UTF-8")
+def test_a_file_name_that_is_not_utf8_is_described_with_escapes(tmp_path, make_photo, vits_checkpoint):
+    source = photo_folder(tmp_path / "in", make_photo, 1)
+    odd = os.fsencode(source) + b"/caf\xe9.png"  # Latin-1 bytes, as older cameras and zip files name things
+    with open(odd, "wb") as file:
+        file.write((source / "img00.png").read_bytes())
+    out = tmp_path / "out"
+    result = dav2("folder", source, "-o", out, "-m", vits_checkpoint)
+    assert result.exit_code == 0, result.output
+    written = {name: out / name for name in os.listdir(out)}
+    assert set(written) == {"img00.png", os.fsdecode(b"caf\xe9.png")}
+    description = metadata.png_text(written[os.fsdecode(b"caf\xe9.png")].read_bytes())
+    assert description["source"].endswith("caf\\xe9.png")  # the odd byte as an escape, readable anywhere
+
+
+@pytest.mark.parametrize("where", ["output", "folder", "video", "model"])
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path, make_photo, where, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "in.png"
+    cv2.imwrite(str(photo), make_photo(40, 56))
+    long = "q" * 300  # over the 255 bytes a name may have on Linux, macOS and Windows file systems
+    args = {"output": ["image", photo, "-o", f"{long}.png"], "folder": ["folder", long],
+            "video": ["video", f"{long}.mp4"], "model": ["image", photo, "-m", f"./{long}.pth"]}[where]
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line, = result.stderr.splitlines()
+    assert line.startswith("dav2: error: ") and line.endswith("file name too long")
+
+
+def test_ctrl_c_inside_a_held_block_is_raised_after_it():
+    from dav2_cli.interrupts import GracefulStop, ctrl_c_held
+
+    def ctrl_c():  # what Python does when SIGINT arrives: run the handler installed for it
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_held():
+            ctrl_c()  # must not raise inside the block
+            finished = True
+    assert finished
+    with GracefulStop() as stop:  # in a job, the first Ctrl-C only asks the job to stop
+        with ctrl_c_held():
+            ctrl_c()
+        assert stop.requested and stop.exit_code == 130
 
 
 # --- shards ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import render
+from .. import prep, render
 from ..errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -203,7 +203,7 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
             try:
                 data = read_input_bytes(item.source)
                 image = decode_image(data, item.name)
-                check_aspect_ratio(item.name, image.shape[:2])
+                prep.check_sizing(item.name, image.shape[:2], options.input_size)
             except UserError as exc:
                 yield _Input(item, None), exc
             else:
@@ -244,12 +244,3 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
         return "terminated" if stop.exit_code == EXIT_SIGTERM else "interrupted"
     return None
 
-
-MAX_ASPECT_RATIO = 16  # the model scales the short side to --input-size, so the long side grows with this
-
-
-def check_aspect_ratio(name: str, image_hw: tuple[int, int]) -> None:
-    long_side, short_side = max(image_hw), min(image_hw)
-    if long_side > MAX_ASPECT_RATIO * short_side:
-        raise UserError(f"{name}: {image_hw[1]}x{image_hw[0]} is more than {MAX_ASPECT_RATIO}:1; the model would "
-                        f"see a {long_side / short_side:.0f} times longer side than --input-size (crop it first)")

@@ -8,7 +8,7 @@ image or frame: convert, describe, encode.
 """
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ class Measure:
             return None
         if self.fixed is not None:
             return self.fixed
-        disparity = align.model_disparity(raw_hw, self.metric)
+        disparity, variable = align.model_disparity(raw_hw, self.metric), align.disparity_name(self.metric)
         space = self.options.space
         if space.near is not None:
             conversion = align.from_near_far(disparity, space.near, space.far)
@@ -79,8 +79,9 @@ class Measure:
             conversion = align.fit_points(disparity, points, space.align_to)
             fit = conversion.details
             detail = (f"aligned to {fit['points']} points of {space.align_to}: 1/depth = {conversion.scale:.6g} "
-                      f"* value + {conversion.shift:.6g}, RMS relative error {100 * fit['rms_relative_error']:.2g}% "
-                      f"(max {100 * fit['max_relative_error']:.2g}%)")
+                      f"* {variable} + {conversion.shift:.6g}, RMS relative error "
+                      f"{100 * fit['rms_relative_error']:.2g}% (max {100 * fit['max_relative_error']:.2g}%)")
+        conversion = replace(conversion, variable=variable)
         if self.options.verbose:
             _say(f"{name}: {detail}")
         if frame is not None:
@@ -158,9 +159,10 @@ def plan_measure(options: DepthOptions) -> Measure:
     if fmt not in render.CLOUD_FORMATS and space.cloud_only():
         raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply")
     metric = max_depth = None
-    if fmt in render.CLOUD_FORMATS or space.near is not None or space.align_to is not None:
-        # only these depend on the kind; otherwise the model is not even looked up (a finished --skip-existing
-        # job never touches it)
+    if (fmt in render.CLOUD_FORMATS or space.near is not None or space.align_to is not None
+            or options.max_depth is not None):
+        # only these depend on the kind (--max-depth: whether the model takes one); otherwise the model is not
+        # even looked up (a finished --skip-existing job never touches it)
         metric, max_depth = model_kind(options.model, options.max_depth)
     if metric and space.near is not None:
         raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "

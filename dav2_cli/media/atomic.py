@@ -38,6 +38,7 @@ def describe_os_error(path, exc: OSError) -> str:
         errno.EDQUOT: "disk quota exceeded",
         errno.ENAMETOOLONG: "file name too long",
         errno.EISDIR: "is a folder",
+        errno.EEXIST: "exists and is not a folder",  # what making a folder where a file is says
         errno.ENOTDIR: "a parent of it is not a folder",
         errno.EROFS: "read-only file system",
         errno.ELOOP: "too many levels of symbolic links",
@@ -149,11 +150,15 @@ def _output_error(path, exc: OSError) -> UserError:
 
 def write_output(destination, data: bytes) -> None:
     if str(destination) == STDIO:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise UserError("<stdout>: standard output is closed")
         try:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         except BrokenPipeError:
             raise UserError("<stdout>: the reading end of the pipe was closed") from None
+        except OSError as exc:  # a full disk behind a redirect, ...
+            raise UserError(describe_os_error("<stdout>", exc)) from None
         return
     write_atomic(Path(destination), data)
 
@@ -174,15 +179,18 @@ def written_first(path: Path, data: bytes):
     except OSError as exc:
         discard(backup)
         raise _output_error(path, exc) from None
+    written = False
     try:
         write_atomic(path, data)
+        written = True
         yield
     except BaseException:
-        if backup is None:
-            path.unlink(missing_ok=True)
-        else:
-            with contextlib.suppress(UserError):
-                publish(backup, path)
+        if written:  # else nothing of ours is there, and the failure to write it is the one to report
+            with contextlib.suppress(UserError, OSError):
+                if backup is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    publish(backup, path)
         raise
     finally:
         discard(backup)

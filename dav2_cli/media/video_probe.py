@@ -176,6 +176,9 @@ def frame_count_of(capture: cv2.VideoCapture) -> int | None:
     return int(count) if math.isfinite(count) and count > 0 else None
 
 
+MIN_RATE, MAX_RATE = Fraction(1, 1000), Fraction(1000)  # a frame every ~17 minutes .. a high-speed camera
+
+
 def _tidy_rate(rate: Fraction) -> Fraction:
     """A rate as the fraction it was meant to be: NTSC rates become k*1000/1001, others at most /1001."""
     if rate.denominator <= 1001:
@@ -188,17 +191,19 @@ def _tidy_rate(rate: Fraction) -> Fraction:
 
 def parse_rate(value: Fraction | int | float | str) -> Fraction:
     """A caller's rate: fractions ("30000/1001", Fraction) are kept, decimals (29.97) snapped like OpenCV's."""
+    given = value
     try:
         if isinstance(value, str) and "/" not in value:
             value = float(value)
         rate = Fraction(value)
     except (ValueError, ZeroDivisionError, OverflowError):
-        raise UserError(f"frame rate {value!r}: not a number or fraction (e.g. 25, 29.97, 30000/1001)") from None
-    if rate <= 0:
-        raise UserError(f"frame rate {value!r}: must be positive")
+        raise UserError(f"frame rate {given}: not a number or fraction (e.g. 25, 29.97, 30000/1001)") from None
     # A fraction is meant exactly (a video's rate divided by --every can have any denominator); only decimals
     # are approximations to snap.
-    return _tidy_rate(rate) if isinstance(value, float) else rate
+    rate = _tidy_rate(rate) if isinstance(value, float) and rate > 0 else rate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise UserError(f"frame rate {given}: must be between 1/1000 and 1000 frames per second")
+    return rate
 
 
 def _choose_fps(path: Path, listing: _Listing | None, opencv_fps: float, fps_override) -> Fraction:

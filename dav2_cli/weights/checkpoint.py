@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..model import DepthAnythingV2, ModelConfig, VideoDepthAnything, VideoModelConfig
 from ..model.config import TAPS_BY_BLOCKS
 from . import catalog
@@ -99,9 +99,9 @@ def metric_from_name(path: Path, max_depth: float | None) -> tuple[bool, float |
     """Upstream's rule: only the file name says a checkpoint is metric, and which dataset sets its range."""
     name = path.name.lower()
     if "metric" not in name:
-        if max_depth is not None:
-            raise UserError(f"{path}: --max-depth applies to metric checkpoints only, and this file's name does "
-                            f"not say 'metric' (upstream's convention)")
+        if max_depth is not None:  # the command line alone shows it: a usage error
+            raise UsageError(f"{path}: --max-depth applies to metric checkpoints only, and this file's name does "
+                             f"not say 'metric' (upstream's convention)")
         return False, None
     if max_depth is not None:
         return True, float(max_depth)
@@ -188,8 +188,10 @@ def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, floa
     path = Path(path_or_name).expanduser()
     spec = None if path.exists() else catalog.find_spec(str(path_or_name))
     if spec is not None:
-        if spec.kind != "metric" and max_depth is not None:
-            raise UserError(f"{spec.name}: --max-depth applies to metric models only, and this one is relative")
+        if max_depth is not None and (spec.kind != "metric" or spec.family == catalog.VIDEO_FAMILY):
+            what = spec.family if spec.family == catalog.VIDEO_FAMILY else "relative"
+            raise UsageError(f"{spec.name}: --max-depth applies to metric Depth-Anything V2 models only, and this "
+                             f"one is {what}")
         return spec.kind == "metric", (max_depth if max_depth is not None else spec.max_depth)
     return checkpoint_kind(catalog.resolve(path_or_name, download=False), max_depth)
 

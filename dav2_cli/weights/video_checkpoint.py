@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from ..model import VideoDepthAnything, VideoModelConfig
 from .checkpoint import (
     Checkpoint,
@@ -70,8 +70,8 @@ def video_config_from_state_dict(state_dict: dict, *, metric: bool, source: str 
 
 def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
     if max_depth is not None:
-        raise UserError(f"{path}: --max-depth does not apply to {FAMILY} (metric VDA outputs metres directly, "
-                        f"relative VDA has no unit)")
+        raise UsageError(f"{path}: --max-depth does not apply to {FAMILY} (metric VDA outputs metres directly, "
+                         f"relative VDA has no unit)")
     return "metric" in path.name.lower()
 
 
