@@ -207,6 +207,34 @@ def test_gray16_maps_back_to_the_raw_depth_through_its_sidecar(tmp_path, vits_ch
     np.testing.assert_allclose(lo + levels / 65535 * (hi - lo), depths, rtol=0, atol=(hi - lo) / 65535)  # one level
 
 
+def test_gray16_of_metres_stores_pixels_beyond_infinity_at_the_far_end(tmp_path, vits_checkpoint, model):
+    frames = clip_frames(3)
+    source = write_clip(tmp_path / "IN.mkv", frames)
+    value_hw = dav2_cli.predict(model, frames[0], 56)
+    # points that make 1/depth = value / middle - 1: every pixel below the middle value lies beyond infinity
+    middle = float(np.median(value_hw))
+    ys, xs = np.nonzero(value_hw > np.quantile(value_hw, 0.75))
+    rows = [f"{x},{y},{1 / (float(value_hw[y, x]) / middle - 1)!r}" for y, x in list(zip(ys, xs))[::max(1, len(ys) // 8)]]
+    points = tmp_path / "points.csv"
+    points.write_text("x,y,depth_m\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "depth.mkv"
+    result = dav2(source, "-o", out, "-m", vits_checkpoint, "--input-size", 56, "--format", "gray16",
+                  "--align-to", points, "--batch-size", 1)
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((tmp_path / "depth.mkv.json").read_text())
+    assert sidecar["larger"] == "farther" and sidecar["decode"].startswith("depth = lo + v / 65535")
+    raw = subprocess.run([find_ffmpeg(), "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "gray16le",
+                          "-"], check=True, capture_output=True).stdout
+    first = np.frombuffer(raw, "<u2").reshape(-1, HEIGHT, WIDTH)[0]
+    margin = 0.01 * (value_hw.max() - value_hw.min())  # clear of the middle, where the run's rounding could tip
+    beyond, finite = value_hw < middle - margin, value_hw > middle + margin
+    assert beyond.sum() > 100 and finite.sum() > 100
+    assert (first[beyond] == 65535).all()  # the far end: decoded, the video's farthest depth, never its nearest
+    metres = 1 / (value_hw[finite] / middle - 1)
+    decoded = sidecar["lo"] + first[finite] / 65535 * (sidecar["hi"] - sidecar["lo"])
+    np.testing.assert_allclose(decoded, metres, rtol=1e-3, atol=(sidecar["hi"] - sidecar["lo"]) / 65535)
+
+
 @pytest.mark.parametrize("fmt", ["npy", "tiff"])
 def test_raw_frames_equal_predict_on_the_decoded_frames(tmp_path, vits_checkpoint, model, fmt):
     source = write_clip(tmp_path / "IN.mp4", clip_frames(5))
@@ -316,6 +344,10 @@ def test_a_file_without_a_frame_rate_asks_for_fps(tmp_path, vits_checkpoint, mon
     (["-o", "-"], "cannot go to stdout", 2),
     (["--start", 2, "--end", 1], "selects no frames", 2),
     (["--start", 5], "past the end of the video", 1),  # only the file can tell
+    (["--start", "nan"], "'nan' is not a finite number", 2),
+    (["--end", "inf"], "'inf' is not a finite number", 2),
+    (["--fps", "1e-9"], "frame rate 1e-9: must be between 1/1000 and 1000", 2),
+    (["--every", 10 ** 20], "not in the range 1<=x<=1000", 2),
 ])
 def test_impossible_combinations_are_one_line(tmp_path, vits_checkpoint, args, message, code, monkeypatch):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(3), fps=25)

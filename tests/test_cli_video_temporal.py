@@ -48,8 +48,10 @@ def test_the_documented_command_writes_upstreams_depth_for_every_frame(tmp_path,
     source = write_lossless(tmp_path / "clip.mkv", clip)
     out = tmp_path / "frames"
     result = dav2("video", source, "-m", checkpoints[kind], "--format", "npy", "-o", out, "--input-size",
-                  golden.input_size, "--dtype", "float32", "--device", "cpu")
+                  golden.input_size, "--dtype", "float32", "--device", "cpu", "-v")
     assert result.exit_code == 0, result.output
+    # -v says what was loaded; metric VDA has no max_depth to print
+    assert ("metric: meters, larger = farther" if kind == "metric" else "relative: inverse depth") in result.output
     ours, reference = read_frames(out, golden.frames), getattr(golden, kind)
     assert ours.shape == reference.shape  # every frame, at the video's own size
     worst = float(np.abs(ours - reference).max() / (reference.max() - reference.min()))

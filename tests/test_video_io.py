@@ -115,8 +115,12 @@ def test_probe_fps_override(ffmpeg, tmp_path):
     assert probe(clip, fps_override="24000/1001").fps == Fraction(24000, 1001)
     assert probe(clip, fps_override=23.976).fps == Fraction(24000, 1001)
     assert probe(clip, fps_override=12.5).fps == Fraction(25, 2)
-    with pytest.raises(UserError, match="must be positive"):
-        probe(clip, fps_override=0)
+    for nonsense in (0, -25, "1e-9", "1e308", "2000/1"):  # as typed, not as Python would print it
+        with pytest.raises(UserError, match=f"frame rate {re.escape(str(nonsense))}: must be between 1/1000 and 1000"):
+            probe(clip, fps_override=nonsense)
+    for nonsense in ("nan", "inf", "abc", "1/0"):
+        with pytest.raises(UserError, match="not a number or fraction"):
+            probe(clip, fps_override=nonsense)
 
 
 def test_missing_frame_rate_needs_a_fallback(tmp_path):
@@ -206,6 +210,32 @@ def test_truncated_file_yields_what_decodes_and_says_so(ffmpeg, tmp_path):
     assert reader.stopped_early
     assert reader.frames_read == len(indices)
     assert reader.error == f"{cut}: decoding stopped at frame {len(indices)} of 70 (file truncated or damaged)"
+
+
+@pytest.mark.parametrize("extension", [".webm", ".mkv"])
+def test_a_variable_rate_file_that_paused_is_complete_not_damaged(ffmpeg, tmp_path, extension):
+    """WebM and Matroska store no frame count: OpenCV estimates one from the duration, which a file that paused
+    for a second (30 frames over 2 s) exceeds by far. Decoding every frame is a normal end."""
+    paused = _lavfi(ffmpeg, tmp_path / f"paused{extension}", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=30",
+                    "-frames:v", "30", "-vf", "setpts='(N+if(gte(N,15),30,0))/(30*TB)'", "-fps_mode", "passthrough",
+                    *(["-c:v", "libvpx-vp9", "-deadline", "realtime"] if extension == ".webm" else ["-c:v", "ffv1"]))
+    reader = iter_frames(paused)
+    assert reader.frame_count > 31  # the estimate the old check trusted
+    assert sum(1 for _ in reader) == 30
+    assert not reader.stopped_early and reader.error is None
+
+
+@pytest.mark.parametrize("extension", [".webm", ".mkv"])
+def test_truncation_is_still_seen_where_the_frame_count_is_an_estimate(ffmpeg, tmp_path, extension):
+    good = tmp_path / f"good{extension}"
+    _write(good, _frames(70))
+    cut = tmp_path / f"cut{extension}"
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    reader = iter_frames(cut)
+    decoded = sum(1 for _ in reader)
+    assert 0 < decoded < 70
+    assert reader.stopped_early and "file truncated or damaged" in reader.error
 
 
 # ------------------------------------------------------------------------------------------------ writing

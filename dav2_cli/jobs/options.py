@@ -70,8 +70,9 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True):
                        backend=options.backend)
     if options.verbose:
         config = model.config
-        meaning = (f"metric: meters, larger = farther, max_depth {config.max_depth:g} m" if config.metric
-                   else "relative: inverse depth, larger = nearer")
+        meaning = "metric: meters, larger = farther" if config.metric else "relative: inverse depth, larger = nearer"
+        if config.max_depth is not None:  # metric Video Depth Anything outputs metres with no fixed limit
+            meaning += f", max_depth {config.max_depth:g} m"
         backend = {"openvino": " on OpenVINO", "auto": " (torch or OpenVINO, whichever is timed faster here)"}
         print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
               f"in {model.precision}{backend.get(getattr(model, 'backend', 'torch'), '')}", file=sys.stderr,

@@ -160,9 +160,13 @@ class _Gray16Video:
         return self._writer.frames_written
 
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
-        # metric=False, invert=False: v grows with the stored value, so depth = lo + v / 65535 * (hi - lo)
+        # v grows with the stored value (depth = lo + v / 65535 * (hi - lo)): metric == invert. Which of the two
+        # is set says where the far end is, where pixels with no finite depth go: metres (beyond infinity after
+        # --align-to, or a saturated metric model) at 65535, inverse depth at 0
         depth_hw = self._measure.frame_values(depth_hw, str(self._info.path), frame.key)
-        self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range))
+        distances = self._measure.distances
+        self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range, metric=distances,
+                                            invert=distances))
 
     def close(self) -> None:
         """The sidecar is written before the video is renamed into place, so the video never exists without

@@ -6,9 +6,11 @@ can keep the depth it made and say so in one line.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
@@ -23,7 +25,9 @@ class FrameReader:
     as far as it decodes, then iteration simply stops; afterwards `stopped_early` tells whether that happened
     and `error` is one line for the user. That needs the container's frame count: a file that has none cannot
     be told from a complete one, and one frame short of the count is taken as a normal end, because counts
-    derived from a duration are rounded.
+    derived from a duration are rounded. Containers that store no count (WebM, Matroska) get one estimated as
+    duration x nominal rate, which a variable-rate file (a recording that paused) never reaches; so a file whose
+    last frame's timestamp reached its duration ended normally, whatever the estimate said.
 
     `frames_read` is how far decoding got: the number of frames taken from the file, skipped ones included.
     The file is opened at construction (so a bad file raises UserError there) and closed when iteration ends
@@ -38,6 +42,8 @@ class FrameReader:
         check_readable(self.path)
         self._capture = open_capture(self.path)
         self.frame_count = frame_count_of(self._capture)
+        self._nominal_fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self._last_ms: float | None = None  # the last grabbed frame's timestamp, from the start of the stream
         self.frames_read = 0
         self.stopped_early = False
         self.error: str | None = None
@@ -68,6 +74,7 @@ class FrameReader:
                 if not self._capture.grab():
                     self._note_stop(index)
                     return
+                self._last_ms = self._capture.get(cv2.CAP_PROP_POS_MSEC)
                 frame = None
                 if wanted:
                     ok, frame = self._capture.retrieve()
@@ -90,8 +97,16 @@ class FrameReader:
             raise UserError(f"{self.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]} but the video began "
                             f"at {self._frame_hw[1]}x{self._frame_hw[0]}; videos that change size are not supported")
 
+    def _reached_the_end(self) -> bool:
+        """Whether the last frame decoded lies within ~2 frames of the stream's end (see the class docstring):
+        the same one-frame allowance as the count, plus the last frame's own duration."""
+        fps = self._nominal_fps
+        if self._last_ms is None or not (math.isfinite(fps) and fps > 0 and self._last_ms > 0):
+            return False
+        return self._last_ms + 2.5 * 1000 / fps >= self.frame_count * 1000 / fps
+
     def _note_stop(self, index: int) -> None:
-        if self.frame_count is not None and index < self.frame_count - 1:
+        if self.frame_count is not None and index < self.frame_count - 1 and not self._reached_the_end():
             self.stopped_early = True
             self.error = (
                 f"{self.path}: decoding stopped at frame {index} of {self.frame_count} (file truncated or damaged)"
