@@ -124,3 +124,22 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(tmp_path, monkeypat
         with pytest.raises(UserError, match="refused|not a readable"):
             load_checkpoint(candidate)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_checkpoint_in_torch_saves_legacy_format_loads_like_the_zip_one(vits_checkpoint, tmp_path):
+    legacy = tmp_path / "depth_anything_v2_vits.pth"
+    torch.save(torch.load(vits_checkpoint, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    ours, theirs = load_checkpoint(legacy), load_checkpoint(vits_checkpoint)
+    assert ours.config == theirs.config and ours.state_dict.keys() == theirs.state_dict.keys()
+    assert all(torch.equal(ours.state_dict[key], theirs.state_dict[key]) for key in ours.state_dict)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "an empty file, not a checkpoint"),
+    (b"<html>Too many requests</html>", "not a PyTorch checkpoint \\(neither torch.save's zip format nor its legacy"),
+])
+def test_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, content, message):
+    path = tmp_path / "depth_anything_v2_vits.pth"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(path)

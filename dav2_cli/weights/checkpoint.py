@@ -7,6 +7,8 @@ the files carry.
 """
 
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +115,23 @@ def metric_from_name(path: Path, max_depth: float | None) -> tuple[bool, float |
 
 
 def read_pth(path: Path) -> dict:
+    # torch.save's zip format is mapped, not read (no second copy of the weights); its legacy format (before
+    # torch 1.6, or _use_new_zipfile_serialization=False) cannot be mapped, and is read
+    zipped = zipfile.is_zipfile(path) if path.is_file() else True
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not zipped:
+            with open(path, "rb") as file:
+                first = file.read(1)
+            if not first:
+                raise UserError(f"{path}: an empty file, not a checkpoint")
+            if first != b"\x80":  # the legacy format is a pickle, and every pickle of protocol 2+ starts so
+                raise UserError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor its legacy "
+                                f"format)")
+        with warnings.catch_warnings():  # torch's notes on unusual pickles: the outcome is said below in one line
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint file") from None
     except IsADirectoryError:
