@@ -137,6 +137,17 @@ def test_max_depth_for_a_model_that_takes_none_is_a_usage_error_before_any_work(
     assert not out.exists()
 
 
+def test_several_inputs_into_a_file_name_is_a_usage_error_but_a_slash_makes_it_a_folder(photos, vits_checkpoint,
+                                                                                         tmp_path):
+    refused = dav2("image", *photos[:2], "-m", vits_checkpoint, "-o", tmp_path / "depth.png")
+    assert refused.exit_code == 2 and "2 inputs need an output folder" in refused.stderr
+    assert not (tmp_path / "depth.png").exists()
+    meant = dav2("image", *photos[:2], "-m", vits_checkpoint, "-o", f"{tmp_path / 'depth.png'}/",
+                 "--input-size", 56)
+    assert meant.exit_code == 0, meant.output
+    assert len(list((tmp_path / "depth.png").iterdir())) == 2
+
+
 def test_dav2_dtype_sets_the_precision_and_dtype_overrides_it(photos, vits_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("DAV2_DTYPE", "int8" if quantized_engine() else "bfloat16")
     pinned = dav2("image", photos[0], "-m", vits_checkpoint, "-o", tmp_path / "a.npy", "--device", "cpu", "-v",

@@ -114,6 +114,11 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{output}: exists and is not a folder (several inputs need an output folder)")
+    if (len(inputs) > 1 and not out.exists() and not output.endswith(("/", "\\"))
+            and render.format_for_path(out) is not None):
+        # `dav2 image a.jpg b.jpg -o depth.png` is a slip, as `cp a b file` is: not a folder named depth.png
+        raise UsageError(f"{output}: {len(inputs)} inputs need an output folder, and this names a file; give a "
+                         f"folder (end it with / to use this very name)")
     names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], extension)
     return [(source, str(out / name)) for source, name in zip(inputs, names)]
 
