@@ -209,11 +209,11 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     if spec == "auto":
         return auto_precision(device)
     if spec not in PRECISIONS:
-        raise UserError(f"--dtype {spec}: expected auto, {', '.join(PRECISIONS)}")
+        raise UsageError(f"--dtype {spec}: expected auto, {', '.join(PRECISIONS)}")
     if device.type == "cpu" and spec == "float16":
-        raise UserError("--dtype float16 is not supported on the CPU; use bfloat16, int8 or float32")
+        raise UsageError("--dtype float16 is not supported on the CPU; use bfloat16, int8 or float32")
     if spec == "int8" and device.type != "cpu":
-        raise UserError(f"--dtype int8 runs on the CPU only (asked for {device.type}); use --device cpu")
+        raise UsageError(f"--dtype int8 runs on the CPU only (asked for {device.type}); use --device cpu")
     if spec == "int8" and quantized_engine() is None:
         raise UserError("--dtype int8 needs an x86 CPU and a PyTorch build with its int8 (fbgemm) kernels")
     return spec

@@ -21,7 +21,7 @@ from torch import nn
 import dav2_cli
 from dav2_cli import allocator, bench, engine, openvino_backend
 from dav2_cli.cli import main
-from dav2_cli.errors import UserError
+from dav2_cli.errors import UsageError, UserError
 from dav2_cli.model.image_encoder import matmul_attention, query_blocked_attention
 from dav2_cli.model.int8 import Int8Linear, quantized_engine
 
@@ -254,8 +254,8 @@ def test_auto_on_cuda_prefers_native_bf16_then_float16(monkeypatch, native_bf16,
     ("int8", "cuda", "CPU only"),
     ("int4", "cpu", "expected auto"),
 ])
-def test_impossible_precisions_are_user_errors(spec, device, message):
-    with pytest.raises(UserError, match=message):
+def test_impossible_precisions_are_usage_errors(spec, device, message):
+    with pytest.raises(UsageError, match=message):  # exit 2: the flags alone cannot work on this device
         engine.resolve_precision(spec, torch.device(device))
 
 
