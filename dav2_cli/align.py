@@ -32,11 +32,6 @@ class DisparityToDepth:
     shift: float
     method: str  # "near-far" or "points"
     details: dict = field(default_factory=dict)  # what the user gave, and the fit's residual
-    variable: str = "value"  # how the formula names d: see `disparity_name`
-
-    @property
-    def formula(self) -> str:
-        return f"1/depth = scale * {self.variable} + shift"
 
     def apply(self, disparity_hw) -> np.ndarray:
         """float32 depth, larger = farther; inf where the line puts a pixel beyond infinity (1/Z <= 0)."""
@@ -46,8 +41,10 @@ class DisparityToDepth:
         depth_hw[np.isnan(inverse_hw)] = np.nan
         return depth_hw.astype(np.float32)
 
-    def as_dict(self) -> dict:
-        return {"method": self.method, "inverse_depth": self.formula, "scale": self.scale,
+    def as_dict(self, metric: bool) -> dict:
+        """The fit for a file's description; `metric`: the model's kind, which decides what d is."""
+        return {"method": self.method, "inverse_depth": f"1/depth = scale * {disparity_name(metric)} + shift",
+                "scale": self.scale,
                 "shift": self.shift, **self.details}
 
 

@@ -53,7 +53,7 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
     if intrinsics is not None:
         description["intrinsics"] = intrinsics.as_dict()
     if converted:
-        description["alignment"] = conversion.as_dict()
+        description["alignment"] = conversion.as_dict(metric)
     return description
 
 

@@ -8,7 +8,7 @@ image or frame: convert, describe, encode.
 """
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ class Measure:
             return None
         if self.fixed is not None:
             return self.fixed
-        disparity, variable = align.model_disparity(raw_hw, self.metric), align.disparity_name(self.metric)
+        disparity = align.model_disparity(raw_hw, self.metric)
         space = self.options.space
         if space.near is not None:
             conversion = align.from_near_far(disparity, space.near, space.far)
@@ -79,9 +79,8 @@ class Measure:
             conversion = align.fit_points(disparity, points, space.align_to)
             fit = conversion.details
             detail = (f"aligned to {fit['points']} points of {space.align_to}: 1/depth = {conversion.scale:.6g} "
-                      f"* {variable} + {conversion.shift:.6g}, RMS relative error "
+                      f"* {align.disparity_name(self.metric)} + {conversion.shift:.6g}, RMS relative error "
                       f"{100 * fit['rms_relative_error']:.2g}% (max {100 * fit['max_relative_error']:.2g}%)")
-        conversion = replace(conversion, variable=variable)
         if self.options.verbose:
             _say(f"{name}: {detail}")
         if frame is not None:

@@ -200,7 +200,7 @@ def parse_rate(value: Fraction | int | float | str) -> Fraction:
         raise UserError(f"frame rate {given}: not a number or fraction (e.g. 25, 29.97, 30000/1001)") from None
     # A fraction is meant exactly (a video's rate divided by --every can have any denominator); only decimals
     # are approximations to snap.
-    rate = _tidy_rate(rate) if isinstance(value, float) and rate > 0 else rate
+    rate = _tidy_rate(rate) if isinstance(value, float) else rate
     if not MIN_RATE <= rate <= MAX_RATE:
         raise UserError(f"frame rate {given}: must be between 1/1000 and 1000 frames per second")
     return rate

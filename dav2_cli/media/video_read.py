@@ -103,7 +103,7 @@ class FrameReader:
         fps = self._nominal_fps
         if self._last_ms is None or not (math.isfinite(fps) and fps > 0 and self._last_ms > 0):
             return False
-        return self._last_ms + 2.5 * 1000 / fps >= self.frame_count * 1000 / fps
+        return self._last_ms / 1000 * fps + 2.5 >= self.frame_count  # in frames at the nominal rate
 
     def _note_stop(self, index: int) -> None:
         if self.frame_count is not None and index < self.frame_count - 1 and not self._reached_the_end():
