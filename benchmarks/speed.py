@@ -7,8 +7,9 @@ Every variant is timed twice: on the machine as it is ("quiet"), then with one b
 Peak RSS and start-up: each variant in a fresh process that loads the checkpoint file the way a user's run would
 (upstream: its run.py's `torch.load` + `load_state_dict`; dav2: `load_model`) and predicts one image, so no
 variant's allocations hide another's. With the openvino extra installed, dav2's own OpenVINO backend runs too,
-at its auto precision and at float32 (`--backend openvino`). On a CPU with native bf16 it also times bf16 in each attention form, beside
-the one `auto` chose here. Peers (`--peers`, on by default): upstream's model exported to ONNX, run by OpenVINO
+at its auto precision and at float32 (`--backend openvino`). On a CPU with native bf16 it also times bf16 in each
+attention form, beside the one `auto` chose here; float32 (and bf16 with the fused attention) also runs with the
+plain Linear layers, beside the form timed faster here. Peers (`--peers`, on by default): upstream's model exported to ONNX, run by OpenVINO
 at its default precision (bf16 where the CPU has it) and at f32, and by onnxruntime; they are installed from
 PyPI into .cache/peers on first use, never dependencies of dav2. The figures go to stdout and, with the machine's
 description, to a markdown file (default /tmp/team/README-speed.md).
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 from benchmarks.upstream import UPSTREAM_CONFIGS, upstream_dpt, upstream_model  # noqa: E402
 from dav2_cli import engine, openvino_backend, prep  # noqa: E402
 from dav2_cli.bench import count_flops, matmul_peak, synthetic_photo  # noqa: E402
+from dav2_cli.model.onednn_linear import LINEAR_FORMS  # noqa: E402
 
 IMAGE_HW = (504, 756)
 INPUT_SIZE = 504
@@ -51,8 +53,9 @@ def our_variants() -> list[str]:
     names = ["auto", "float32"]
     if openvino_backend.installed():  # `--backend auto` may pick OpenVINO: time torch's own float32 too
         names.append("torch float32")
+    names.append("torch float32 plain")  # the Linear form timed against the packed one
     if engine.cpu_has_native_bf16(engine.cpu_capabilities()):
-        names += [f"torch bfloat16 {form}" for form in BF16_FORMS]
+        names += [f"torch bfloat16 {form}" for form in BF16_FORMS] + ["torch bfloat16 fused plain"]
     if engine.quantized_engine() is not None:
         names.append("torch int8")
     if openvino_backend.installed():  # the optional backend (`pip install "dav2-cli[openvino]"`)
@@ -68,10 +71,12 @@ def load_variant(name: str, checkpoint: Path):
         return model.eval()
     words = name.removeprefix("dav2 ").split()
     backend = words.pop(0) if words[0] in ("torch", "openvino") else "auto"
-    precision, form = words[0], words[1] if len(words) > 1 else None
-    model = engine.load_model(checkpoint, "cpu", precision, backend=backend)
-    if form:
-        model.image_encoder.set_attention_form(form)
+    model = engine.load_model(checkpoint, "cpu", words[0], backend=backend)
+    for form in words[1:]:  # an attention form, or a Linear form: their names differ
+        if form in LINEAR_FORMS:
+            model.image_encoder.set_linear_form(form)
+        else:
+            model.image_encoder.set_attention_form(form)
     return model
 
 
@@ -264,6 +269,7 @@ def main() -> None:
                 load["loaded"] = os.getloadavg()[0]
 
     auto_form = models["dav2 auto"].attention_form
+    auto_linears = getattr(models["dav2 auto"], "linear_form", "openvino")
     flops = count_flops(models["dav2 float32"].config, tuple(input_bchw.shape[2:]))
     peak = matmul_peak(torch.device("cpu"), "float32")
     reference = outputs["upstream float32"]
@@ -279,8 +285,9 @@ def main() -> None:
         label = name
         if name in ("dav2 auto", "dav2 float32"):
             chosen = set(getattr(models[name], "chosen", {}).values())  # --backend auto, OpenVINO installed
-            form = "" if chosen == {"openvino"} or models[name].precision != "bfloat16" else \
-                f", {models[name].attention_form} attention"
+            form = "" if chosen == {"openvino"} else f", {models[name].linear_form} Linear layers"
+            if chosen != {"openvino"} and models[name].precision == "bfloat16":
+                form += f", {models[name].attention_form} attention"
             label += f" = {models[name].precision}{form}" + (f", {'/'.join(sorted(chosen))} backend (timed)"
                                                              if chosen else "")
         elif name.startswith("dav2 openvino"):
@@ -303,7 +310,7 @@ def main() -> None:
              f"per core beside it (loaded); errors are of upstream float32's depth range. Peak RSS and "
              f"time to the first depth map (imports included) come from a fresh process per variant that "
              f"loads the checkpoint file and predicts one image. `auto` here: {models['dav2 auto'].precision}, "
-             f"attention form {auto_form}. This machine's float32 matmul peak: {peak / 1e9:.0f} GFLOP/s.", "",
+             f"attention form {auto_form}, Linear form {auto_linears}. This machine's float32 matmul peak: {peak / 1e9:.0f} GFLOP/s.", "",
              *table, "", "Machine:", *machine_description(),
              "- 1-minute load average at the end of each run: " + ", ".join(f"{run} {value:.1f}"
                                                                            for run, value in load.items()), ""]

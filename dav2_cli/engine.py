@@ -24,6 +24,13 @@ small kernels collapsed under load (AMX: 5336 ms against float32's 4270 with a b
 slower than float32 even quiet), and a one-off timing on a quiet machine could not see that.
 Every other precision keeps the fused kernel: in float32 it beat both other forms on AVX2 (1.31 vs 1.49 s).
 
+Linear form (model/onednn_linear.py) for float32, and for bf16 on CPUs with native bf16: measured the same way.
+oneDNN with weights packed once and GELU fused into fc1 ran a vits block's Linear layers ~1.35x faster in float32
+and ~1.15x in bf16 on a Zen 4, but which matmul library wins differs by CPU (MKL's plain float32 GEMM, oneDNN's
+packed kernels; AMX and AVX2 were not measured), so `tuned_linear_form` times one block's Linear layers both ways
+on up to LINEAR_TIMING_TOKENS tokens (~0.05-0.15 s for vits), keeps the faster, and caches it in
+`linear-forms.json` per machine, encoder width and dtype. Both forms give float32's depth to ~1e-6 of the range.
+
 Backend: torch, or OpenVINO where it is installed (`pip install "dav2-cli[openvino]"`, openvino_backend.py).
 Which is faster differs by CPU, as the attention form does: on a 2-core Zen 4 (AVX512-BF16, no AMX) OpenVINO's
 default bf16 ran 7.67x upstream against torch bf16's 2.57x, while on an AMX Xeon torch bf16 (423 ms) beat it
@@ -51,6 +58,7 @@ from .errors import UsageError, UserError
 from .model import VideoModelConfig
 from .model.compute import PRECISIONS
 from .model.int8 import quantized_engine
+from .model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
 from .weights.catalog import dav2_home
 from .weights.checkpoint import build_model, load_checkpoint
 
@@ -203,6 +211,79 @@ def tuned_attention_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> st
                          lambda: pick_attention_form(time_attention_forms(block, grid_hw)))
 
 
+# rows of tokens the Linear forms are timed on: a block's Linear layers take ~0.1 s per form at vitl's width in
+# float32 at this size, and the packed form's gain at 512 rows was that at 1945 (vits: 0.77 vs 0.70 of the plain
+# time in float32, 0.89 vs 0.86 in bf16, Zen 4), so one timing serves every grid at least that large
+LINEAR_TIMING_TOKENS = 512
+
+
+def linear_form(device: torch.device, precision: str):
+    """The form of the encoder's Linear layers for `precision` on `device`: `tuned_linear_form` where the packed
+    form can run (float32, and bf16 on CPUs with native bf16, in a torch built with oneDNN), else plain."""
+    if device.type == "cpu" and packed_form_available() and (
+            precision == "float32" or (precision == "bfloat16" and cpu_has_native_bf16(cpu_capabilities()))):
+        return tuned_linear_form
+    return "plain"
+
+
+def linear_cache_path():
+    return tuning_cache_path().with_name("linear-forms.json")
+
+
+def linear_tuning_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
+    rows = min(1 + grid_hw[0] * grid_hw[1], LINEAR_TIMING_TOKENS)
+    return (f"{machine_key()} width {block.attn.qkv.in_features} {str(block.attn.qkv.weight.dtype)[6:]} "
+            f"rows {rows}")
+
+
+@torch.inference_mode()
+def time_linear_forms(block: torch.nn.Module, grid_hw: tuple[int, int], forms=LINEAR_FORMS,
+                      runs: int = TUNING_RUNS) -> dict:
+    """Best seconds of one block's Linear layers (qkv, proj and the MLP) in each form, on the tokens of `grid_hw`
+    up to LINEAR_TIMING_TOKENS rows, the forms interleaved. A form whose kernels refuse this CPU or dtype takes
+    forever."""
+    layers = [layer for layer in block.modules() if isinstance(layer, OneDNNLinear)]
+    width = block.attn.qkv.in_features
+    rows = min(1 + grid_hw[0] * grid_hw[1], LINEAR_TIMING_TOKENS)
+    tokens_bnc = torch.randn(1, rows, width, generator=torch.Generator().manual_seed(0)).to(block.attn.qkv.weight.dtype)
+
+    def run(form):
+        for layer in layers:
+            layer.form = form  # not set_form: switching to plain would drop the packed weights each time
+        block.attn.qkv(tokens_bnc)
+        block.attn.proj(tokens_bnc)
+        block.mlp(tokens_bnc)
+
+    kept, best = [layer.form for layer in layers], {form: float("inf") for form in forms}
+    runnable = []
+    try:
+        for form in forms:  # warm-up: first calls pack weights, allocate and pick kernels
+            try:
+                run(form)
+                runnable.append(form)
+            except RuntimeError:
+                pass
+        for _ in range(runs):
+            for form in runnable:
+                began = time.perf_counter()
+                run(form)
+                best[form] = min(best[form], time.perf_counter() - began)
+    finally:
+        for layer, form in zip(layers, kept):
+            layer.set_form(form)
+    return best
+
+
+def pick_linear_form(seconds: dict) -> str:
+    return "packed" if seconds["packed"] < seconds["plain"] else "plain"
+
+
+def tuned_linear_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
+    """The faster Linear form for `block` at `grid_hw` on this machine: from the cache, else timed now."""
+    return cached_choice(linear_cache_path(), linear_tuning_key(block, grid_hw), LINEAR_FORMS,
+                         lambda: pick_linear_form(time_linear_forms(block, grid_hw)))
+
+
 def resolve_precision(spec: str, device: torch.device) -> str:
     """`--dtype` (auto or one of PRECISIONS) → the precision the model will compute in on `device`."""
     spec = str(spec).strip().lower()
@@ -301,7 +382,7 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str) 
     # the decoder runs channels-last (see model/reassembly.py); conv weights stored that way are not
     # re-laid-out on every call
     model.to(device=device, memory_format=torch.channels_last)
-    return model.compute_in(precision, attention_form(device, precision))
+    return model.compute_in(precision, attention_form(device, precision), linear_form(device, precision))
 
 
 def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_depth: float | None = None,

@@ -16,8 +16,8 @@ recently used, up to SAVED_BYTES, named by a hash of the weights, model code and
 instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
 
 The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
-ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision` and
-`.attention_form`. `openvino` is imported only here, and only when a model is converted.
+ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision`,
+`.attention_form` and `.linear_form`. `openvino` is imported only here, and only when a model is converted.
 """
 
 import hashlib
@@ -77,7 +77,7 @@ class OpenVINOModel(torch.nn.Module):
     """
 
     backend = "openvino"
-    attention_form = "openvino"  # OpenVINO fuses attention its own way; there is no form to choose
+    attention_form = linear_form = "openvino"  # OpenVINO fuses and lays out its own way: no form to choose
 
     def __init__(self, float32_model: torch.nn.Module, precision: str):
         super().__init__()
@@ -229,6 +229,11 @@ class FastestBackend(torch.nn.Module):
     def attention_form(self) -> str:
         """torch's form where torch runs; OpenVINO's own where only OpenVINO has run."""
         return self._torch_model.attention_form if self._torch_model is not None else "openvino"
+
+    @property
+    def linear_form(self) -> str:
+        """As attention_form."""
+        return self._torch_model.linear_form if self._torch_model is not None else "openvino"
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         from . import engine

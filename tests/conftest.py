@@ -18,12 +18,14 @@ def _attention_timings_kept_per_test(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _torch_backend_unless_asked():
+def _torch_backend_unless_asked(tmp_path_factory):
     """Tests run torch unless they ask for OpenVINO: `--backend auto`, where OpenVINO is installed (CI installs
     it), would convert a model for every input size of every test to time the two, and run whichever won.
-    Session-wide, so module- and session-scoped models are torch ones too."""
+    Session-wide, so module- and session-scoped models are torch ones too. The commands a test runs in a child
+    process keep their timings and converted graphs in a cache folder of the session's, not the user's."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAV2_BACKEND", "torch")
+        patch.setenv("DAV2_HOME", str(tmp_path_factory.mktemp("dav2-home")))
         yield
 
 

@@ -1,7 +1,8 @@
-"""How a model computes, as options it declares: precision, attention form, and where its weights came from.
+"""How a model computes, as options it declares: precision, attention and Linear forms, and where its weights came
+from.
 
 Both model families (Depth-Anything V2 and Video Depth Anything) are built in float32 with torch's fused
-attention; `compute_in` is the one switch that converts them for speed (engine.py decides what a machine
+attention and plain Linear layers; `compute_in` is the one switch that converts them for speed (engine.py decides what a machine
 gets), and `back_to_float32` the one way back. Their contract stays float32 in and out whatever they compute in.
 """
 
@@ -9,7 +10,7 @@ import contextlib
 
 import torch
 
-from .image_encoder import ATTENTION_FORMS
+from .image_encoder import FORMS
 from .int8 import quantize_encoder_linears
 
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
@@ -30,20 +31,30 @@ class ComputeOptions:
     def attention_form(self) -> str:
         return self.image_encoder.attention_form
 
-    def compute_in(self, precision: str, attention_form="fused"):
-        """Converts this float32 model, in place, to compute in `precision` with attention in `attention_form`
-        (one of ATTENTION_FORMS, or a chooser per grid: see ImageEncoder.set_attention_form).
+    @property
+    def linear_form(self) -> str:
+        return self.image_encoder.linear_form
+
+    def compute_in(self, precision: str, attention_form="fused", linear_form="plain"):
+        """Converts this float32 model, in place, to compute in `precision` with attention in `attention_form` and
+        the encoder's Linear layers in `linear_form` (each a form of FORMS, or a chooser per grid: see
+        ImageEncoder.set_attention_form).
 
         precision: float32 and bfloat16 cast the parameters; float16 keeps them float32 and runs under autocast;
-        int8 swaps the encoder's Linear layers for FBGEMM int8 ones (model/int8.py), which cannot be undone.
+        int8 swaps the encoder's Linear layers for FBGEMM int8 ones (model/int8.py), which cannot be undone, and
+        which have no other form.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-        if not callable(attention_form) and attention_form not in ATTENTION_FORMS:
-            raise ValueError(f"attention form {attention_form!r}: expected one of {', '.join(ATTENTION_FORMS)}")
+        for kind, form in (("attention", attention_form), ("linear", linear_form)):
+            if not callable(form) and form not in FORMS[kind]:
+                raise ValueError(f"{kind} form {form!r}: expected one of {', '.join(FORMS[kind])}")
+        if precision == "int8" and linear_form != "plain":
+            raise ValueError("int8 replaces the encoder's Linear layers: their form is int8's own")
         if self.precision != "float32":
             raise ValueError(f"compute_in needs a float32 model; this one already computes in {self.precision}")
         self.image_encoder.set_attention_form(attention_form)
+        self.image_encoder.set_linear_form(linear_form)
         if precision == "int8":
             quantize_encoder_linears(self)
         elif precision == "float16":
@@ -54,12 +65,14 @@ class ComputeOptions:
         return self
 
     def back_to_float32(self):
-        """Undo a half precision in place: float32 parameters, no autocast, fused attention. bf16 weights can only
-        be widened, so their results keep bf16's rounding of the weights. int8 cannot be undone (ValueError)."""
+        """Undo a half precision in place: float32 parameters, no autocast, fused attention, plain Linear layers.
+        bf16 weights can only be widened, so their results keep bf16's rounding of the weights. int8 cannot be
+        undone (ValueError)."""
         if self.precision == "int8":
             raise ValueError("an int8 model cannot be turned back into float32; load it again")
         self._autocast_dtype = None
         self.image_encoder.set_attention_form("fused")
+        self.image_encoder.set_linear_form("plain")
         self.float()
         self.precision = "float32"
         return self

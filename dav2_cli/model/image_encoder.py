@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .onednn_linear import LINEAR_FORMS, OneDNNLinear, contents_key
+
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled size on the intended grid
 
 
@@ -21,6 +23,7 @@ POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled 
 # - "matmul": upstream's own form, one batched q k^T, softmax and multiply by v over the whole score matrix;
 # - "blocked": the same multiplies over blocks of queries, so each block's scores stay in cache.
 ATTENTION_FORMS = ("fused", "matmul", "blocked")
+FORMS = {"attention": ATTENTION_FORMS, "linear": LINEAR_FORMS}
 # scores per attention block of the "blocked" form: 2 MiB of bf16, a block of ~90 queries for vits at 504x756
 BLOCKED_ATTENTION_SCORES = 1 << 20
 
@@ -66,8 +69,8 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.form = form
-        self.qkv = nn.Linear(width, width * 3)
-        self.proj = nn.Linear(width, width)
+        self.qkv = OneDNNLinear(width, width * 3)
+        self.proj = OneDNNLinear(width, width)
 
     def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
         b, n, c = tokens_bnc.shape
@@ -86,16 +89,15 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """GELU MLP of vits/vitb/vitl."""
+    """GELU MLP of vits/vitb/vitl (exact GELU, fused into fc1 where its form allows)."""
 
     def __init__(self, width: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, width)
+        self.fc1 = OneDNNLinear(width, hidden)
+        self.fc2 = OneDNNLinear(hidden, width)
 
     def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(tokens_bnc)))
+        return self.fc2(self.fc1(tokens_bnc, gelu=True))
 
 
 class SwiGluMlp(nn.Module):
@@ -103,8 +105,8 @@ class SwiGluMlp(nn.Module):
 
     def __init__(self, width: int, hidden: int):
         super().__init__()
-        self.w12 = nn.Linear(width, 2 * hidden)
-        self.w3 = nn.Linear(hidden, width)
+        self.w12 = OneDNNLinear(width, 2 * hidden)
+        self.w3 = OneDNNLinear(hidden, width)
 
     def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
         gate, value = self.w12(tokens_bnc).chunk(2, dim=-1)
@@ -147,44 +149,61 @@ class ImageEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, mlp_hidden, swiglu) for _ in range(blocks))
         self.out_norm = nn.LayerNorm(width, eps=1e-6)
         self._pos_cache: dict = {}
-        # (block, grid_hw) -> form: when set, picks the attention form for each new grid (the fastest form depends
-        # on the token count; engine.py times the candidates on the machine). None: the set form always.
-        self._choose_form = None
-        self._form_by_grid: dict = {}
+        # kind of form ("attention", "linear") -> function (block, grid_hw) -> form, called once per new grid: the
+        # fastest form depends on the token count, so engine.py times the candidates on the machine. A kind with no
+        # chooser keeps the form it was set to.
+        self._choosers: dict = {}
+        self._chosen: dict = {}  # (kind, grid_hw) -> form
 
     @property
     def attention_form(self) -> str:
         return self.blocks[0].attn.form
 
+    @property
+    def linear_form(self) -> str:
+        return self.blocks[0].attn.qkv.form
+
     def set_attention_form(self, form) -> None:
         """Every block's attention computed in `form`: one of ATTENTION_FORMS (same values, different speed), or a
         function (block, grid_hw) -> one of them, called once per new grid before that grid's first forward."""
-        if callable(form):
-            self._choose_form, self._form_by_grid = form, {}
-            return
-        if form not in ATTENTION_FORMS:
-            raise ValueError(f"attention form {form!r}: expected one of {', '.join(ATTENTION_FORMS)}")
-        self._choose_form = None
-        for block in self.blocks:
-            block.attn.form = form
+        self._set_form("attention", form)
 
-    def _settle_attention_form(self, grid_hw: tuple[int, int]) -> None:
-        form = self._form_by_grid.get(grid_hw)
-        if form is None:
-            form = self._choose_form(self.blocks[0], grid_hw)
-            if form not in ATTENTION_FORMS:
-                raise ValueError(f"attention form {form!r} chosen for grid {grid_hw}: expected one of "
-                                 f"{', '.join(ATTENTION_FORMS)}")
-            self._form_by_grid[grid_hw] = form
+    def set_linear_form(self, form) -> None:
+        """Every block's Linear layers computed in `form`, one of LINEAR_FORMS (model/onednn_linear.py), or a
+        chooser as for set_attention_form."""
+        self._set_form("linear", form)
+
+    def _set_form(self, kind: str, form) -> None:
+        self._chosen = {key: chosen for key, chosen in self._chosen.items() if key[0] != kind}
+        if callable(form):
+            self._choosers[kind] = form
+            return
+        self._choosers.pop(kind, None)
+        self._apply_form(kind, form)
+
+    def _apply_form(self, kind: str, form: str, chosen_for: str = "") -> None:
+        forms = FORMS[kind]
+        if form not in forms:
+            raise ValueError(f"{kind} form {form!r}{chosen_for}: expected one of {', '.join(forms)}")
         for block in self.blocks:
-            block.attn.form = form
+            if kind == "attention":
+                block.attn.form = form
+                continue
+            for layer in block.modules():
+                if isinstance(layer, OneDNNLinear):
+                    layer.set_form(form)
+
+    def _settle_forms(self, grid_hw: tuple[int, int]) -> None:
+        for kind, choose in self._choosers.items():
+            form = self._chosen.get((kind, grid_hw))
+            if form is None:
+                form = self._chosen[(kind, grid_hw)] = choose(self.blocks[0], grid_hw)
+            self._apply_form(kind, form, f" chosen for grid {grid_hw}")
 
     def position_embedding(self, grid_hw: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
         table = self.pos_embed
-        # keyed on the parameter's version too, so loading new weights can never reuse a stale table (weights
-        # created under inference_mode carry no version counter, and cannot be changed outside it)
-        version = None if table.is_inference() else table._version
-        key = (grid_hw, dtype, table.device, table.data_ptr(), version)
+        # keyed on the parameter's contents too, so loading new weights can never reuse a stale table
+        key = (grid_hw, dtype, contents_key(table))
         cached = self._pos_cache.get(key)
         if cached is not None:
             return cached
@@ -207,8 +226,8 @@ class ImageEncoder(nn.Module):
         """`position_1nc`: `position_embedding(grid_hw, ...)` computed by the caller (see DepthAnythingV2)."""
         # the residual stream keeps the parameters' dtype: float32 under float16 autocast, where DINOv2's large
         # residual activations would otherwise approach float16's limit
-        if self._choose_form is not None:
-            self._settle_attention_form(grid_hw)
+        if self._choosers and not torch.jit.is_tracing():  # a trace (OpenVINO's) records the forms as set
+            self._settle_forms(grid_hw)
         stream_dtype = self.pos_embed.dtype
         cls_b1c = self.cls_token.expand(patch_tokens_bnc.shape[0], -1, -1)
         tokens_bnc = torch.cat((cls_b1c, patch_tokens_bnc.to(stream_dtype)), dim=1)

@@ -17,6 +17,7 @@ import platform
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 X86_ENGINES = ("x86", "fbgemm")
@@ -44,18 +45,23 @@ def _pack(linear: nn.Linear):
 
 
 class Int8Linear(nn.Module):
-    """A float32-in, float32-out Linear computed by FBGEMM's int8 kernels."""
+    """A float32-in, float32-out Linear computed by FBGEMM's int8 kernels, GELU after it on request (as the
+    OneDNNLinear it replaces)."""
+
+    form = "int8"
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._packed = _pack(linear)
 
-    def forward(self, tokens_bnc: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens_bnc: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         if tokens_bnc.shape[0] == 1:
-            return torch.ops.quantized.linear_dynamic(tokens_bnc, self._packed, True)
-        return torch.stack([torch.ops.quantized.linear_dynamic(tokens_nc, self._packed, True)
-                            for tokens_nc in tokens_bnc])
+            out_bnc = torch.ops.quantized.linear_dynamic(tokens_bnc, self._packed, True)
+        else:
+            out_bnc = torch.stack([torch.ops.quantized.linear_dynamic(tokens_nc, self._packed, True)
+                                   for tokens_nc in tokens_bnc])
+        return F.gelu(out_bnc) if gelu else out_bnc
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights, dynamic inputs"
@@ -70,6 +76,6 @@ def quantize_encoder_linears(model: nn.Module) -> nn.Module:
     encoder = model.image_encoder
     for module in list(encoder.modules()):
         for child_name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
+            if isinstance(child, nn.Linear):
                 setattr(module, child_name, Int8Linear(child))
     return model
