@@ -4,6 +4,7 @@ Nothing here imports torch, so `dav2 --help` answers instantly; the runner is im
 """
 
 import math
+import os
 import re
 import sys
 
@@ -40,8 +41,20 @@ def report_os_error(exc: OSError) -> None:
     click.echo(f"dav2: error: {describe_os_error(exc.filename or 'output', exc)}", err=True)
 
 
+def silence_opencv_log() -> None:
+    """Every failure a command meets gets dav2's own one line; OpenCV's log lines about the same file (a damaged
+    TIFF or BMP, a video it cannot open) would only repeat it, less clearly. OPENCV_LOG_LEVEL, if set, wins."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].utils.logging.setLogLevel(sys.modules["cv2"].utils.logging.LOG_LEVEL_SILENT)
+    else:  # read when OpenCV is imported: commands that never need it do not pay for its import here
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"
+
+
 def run_job(job, *args) -> None:
     """Run a runner job and turn its outcome into the documented exit code, without tracebacks for users."""
+    silence_opencv_log()
     try:
         code = job(*args)
     except UserError as exc:

@@ -378,6 +378,55 @@ def test_fuzz_mutated_images_decode_or_fail_cleanly(ext, flips, cut):
     decoded_or_user_error(bytes(data[: max(cut, 1)] if cut < len(data) else data))
 
 
+def test_a_folder_of_truncated_images_prints_dav2s_lines_and_nothing_from_the_decoders(tmp_path, make_photo,
+                                                                                         vits_checkpoint):
+    """libpng, libtiff and OpenCV's BMP reader print their own complaints on stderr, beside dav2's one line per
+    file; a child process, because they write to the file descriptor, not through Python."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for ext in (".png", ".tiff", ".bmp", ".jpg", ".webp"):
+        data = encoded(ext, make_photo(60, 80, seed=1))
+        (source / f"cut{ext}").write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(source / "whole.png"), make_photo(60, 80, seed=2))
+    result = subprocess.run([sys.executable, "-m", "dav2_cli", "folder", str(source), "-o", str(tmp_path / "out"),
+                             "-m", str(vits_checkpoint), "--input-size", "56", "--dtype", "float32", "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and (tmp_path / "out" / "whole.png").is_file()
+    lines = result.stderr.splitlines()
+    assert len(lines) == 6 and all(line.startswith("dav2: ") for line in lines), result.stderr  # 5 + a summary
+    assert sum("not a readable image" in line for line in lines) == 5
+
+
+def with_chunk_after_header(png: bytes, kind: bytes, payload: bytes, crc: int) -> bytes:
+    header_end = 8 + 12 + struct.unpack(">I", png[8:12])[0]
+    return png[:header_end] + struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc) + \
+        png[header_end:]
+
+
+def test_a_png_is_read_whatever_the_checksum_of_a_chunk_libpng_may_skip():
+    png = encoded(".png", np.full((8, 8, 3), 77, np.uint8))
+    text = b"Comment\x00made by a careless writer"
+    good = with_chunk_after_header(png, b"tEXt", text, zlib.crc32(b"tEXt" + text))
+    careless = with_chunk_after_header(png, b"tEXt", text, 0)
+    assert images.png_is_whole(good) and images.png_is_whole(careless)
+    assert images.decode_image(careless, "careless")[0, 0].tolist() == [77, 77, 77]
+
+
+@pytest.mark.parametrize("damage", ["cut inside a chunk", "cut before IEND", "pixel data flipped"])
+def test_a_png_missing_or_damaging_what_libpng_needs_is_refused_without_decoding(damage, capfd):
+    png = bytearray(encoded(".png", np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    if damage == "cut inside a chunk":
+        png = png[: len(png) // 2]
+    elif damage == "cut before IEND":
+        png = png[:-12]
+    else:
+        png[png.index(b"IDAT") + 20] ^= 0x01
+    assert not images.png_is_whole(bytes(png))
+    with pytest.raises(UserError, match="damaged or truncated PNG data"):
+        images.decode_image(bytes(png), "damaged")
+    assert capfd.readouterr().err == ""  # libpng never saw it, so said nothing
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff", ".webp"])
 @pytest.mark.parametrize("hw", [(1, 1), (33, 517), (480, 640)])
 def test_image_header_reads_the_true_size(ext, hw):

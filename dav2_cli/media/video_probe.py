@@ -157,13 +157,8 @@ def check_readable(path: Path) -> None:
 
 def open_capture(path: Path) -> cv2.VideoCapture:
     # CAP_FFMPEG only: other backends would read "%d" in a name as an image sequence or a device path.
-    # OpenCV warns on stderr about files it cannot open; the UserError below says it better.
-    log_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    finally:
-        cv2.utils.logging.setLogLevel(log_level)
+    # (OpenCV's own warnings about a file it cannot open are silenced by the command line: cli.py)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise UserError(f"{path}: cannot open video (not a video, or a format this OpenCV cannot decode)")
