@@ -542,11 +542,26 @@ def test_too_long_output_folder_is_one_line(tmp_path, make_photo, vits_checkpoin
     assert result.stderr.count("\n") == 1 and "file name too long" in result.stderr
 
 
-def test_output_that_is_an_input_is_refused(tmp_path, make_photo, vits_checkpoint):
+def test_output_that_is_an_input_is_a_usage_error_before_any_work(tmp_path, make_photo, vits_checkpoint):
     source = photo_folder(tmp_path, make_photo, 1)
-    result = dav2("image", source / "img00.png", "-o", source, "-m", vits_checkpoint)
-    assert result.exit_code == 1 and "is one of the inputs" in result.stderr
+    cv2.imwrite(str(source / "other.jpg"), make_photo(60, 80, seed=5))
+    result = dav2("image", source / "other.jpg", source / "img00.png", "-o", source, "-m", vits_checkpoint)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"dav2: error: {source / 'img00.png'}: its output {source / 'img00.png'} is "
+                                     f"one of the inputs; choose another -o")
     assert cv2.imread(str(source / "img00.png")).shape == (60, 80, 3)  # still the photo
+    assert not (source / "other.png").exists()  # no work done for the other one either
+
+
+def test_outputs_onto_inputs_are_refused_in_every_shard(tmp_path, make_photo, vits_checkpoint):
+    source = photo_folder(tmp_path, make_photo, 3)
+    photos = sorted(source.glob("*.png"))
+    listed = tmp_path / "list.txt"
+    listed.write_text("".join(f"{photo}\n" for photo in photos))
+    for shard in ("1/2", "2/2"):
+        result = dav2("folder", listed, "-o", source, "-m", vits_checkpoint, "--shard", shard)
+        assert result.exit_code == 2 and "is one of the inputs (and 2 more)" in result.stderr, result.stderr
+    assert sorted(source.glob("*.png")) == photos and cv2.imread(str(photos[0])).shape == (60, 80, 3)
 
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):

@@ -122,6 +122,17 @@ def _unreadable(source: str) -> str | None:
     return None
 
 
+def _refuse_outputs_onto_inputs(items: list[Item]) -> None:
+    """A command line whose outputs would overwrite its own inputs is a usage error before any work, in every
+    shard alike (the same file under another name or a hard link counts)."""
+    inputs = {_identity(item.source) for item in items if item.source != STDIO} - {None}
+    clashes = [item for item in items if item.destination != STDIO and _identity(item.destination) in inputs]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise UsageError(f"{clashes[0].name}: its output {clashes[0].destination} is one of the inputs{more}; "
+                         f"choose another -o")
+
+
 def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: bool,
               failed_before: int = 0) -> int:
     """Depth for each item of this job's shard, skipping finished ones when asked; prints the summary line.
@@ -129,17 +140,14 @@ def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: 
     The model is loaded only when something is left to do, so a finished job resumes instantly.
     """
     max_megapixels()  # a bad DAV2_MAX_MEGAPIXELS is one error up front, not one per image
+    _refuse_outputs_onto_inputs(items)
     items = take_shard(items, job.shard)
-    inputs = {_identity(item.source) for item in items if item.source != STDIO} - {None}
     tally = Tally(total=len(items) + failed_before, failed=failed_before)
     todo = []
     for item in items:
         problem = _unreadable(item.source)
         if problem:  # found in a stat, so a mistyped name is reported at once, before the model loads
             report(problem)
-            tally.failed += 1
-        elif item.destination != STDIO and _identity(item.destination) in inputs:
-            report(f"{item.name}: its output {item.destination} is one of the inputs; choose another -o")
             tally.failed += 1
         elif job.skip_existing and item.destination != STDIO and os.path.isfile(item.destination):
             tally.skipped += 1
