@@ -48,7 +48,8 @@ def test_metric_is_read_off_the_file_name_and_takes_no_max_depth(tiny_state_dict
     path = save(tiny_state_dict, tmp_path, "metric_video_depth_anything_vits.pth")
     checkpoint = load_checkpoint(path)
     assert checkpoint.config.metric and checkpoint.config.max_depth is None
-    with pytest.raises(UserError, match="--max-depth does not apply to Video Depth Anything"):
+    with pytest.raises(UserError, match="--max-depth applies to metric Depth-Anything V2 models only; Video Depth "
+                                        "Anything takes none"):
         load_checkpoint(path, max_depth=20)
 
 

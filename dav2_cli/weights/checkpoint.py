@@ -205,10 +205,13 @@ def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, floa
     path = Path(path_or_name).expanduser()
     spec = None if path.exists() else catalog.find_spec(str(path_or_name))
     if spec is not None:
-        if max_depth is not None and (spec.kind != "metric" or spec.family == catalog.VIDEO_FAMILY):
-            what = spec.family if spec.family == catalog.VIDEO_FAMILY else "relative"
+        if spec.family == catalog.VIDEO_FAMILY:
+            from .video_checkpoint import refuse_max_depth  # it builds on this module
+
+            refuse_max_depth(spec.name, max_depth)
+        elif max_depth is not None and spec.kind != "metric":
             raise UsageError(f"{spec.name}: --max-depth applies to metric Depth-Anything V2 models only, and this "
-                             f"one is {what}")
+                             f"one is relative")
         return spec.kind == "metric", (max_depth if max_depth is not None else spec.max_depth)
     return checkpoint_kind(catalog.resolve(path_or_name, download=False), max_depth)
 

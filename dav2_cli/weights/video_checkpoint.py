@@ -68,10 +68,15 @@ def video_config_from_state_dict(state_dict: dict, *, metric: bool, source: str 
     return VideoModelConfig(**asdict(config), max_frames=max_frames)
 
 
-def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
+def refuse_max_depth(model, max_depth: float | None) -> None:
+    """--max-depth with a VDA `model` (a name or file), whichever way it was recognised, is this usage error."""
     if max_depth is not None:
-        raise UsageError(f"{path}: --max-depth does not apply to {FAMILY} (metric VDA outputs metres directly, "
-                         f"relative VDA has no unit)")
+        raise UsageError(f"{model}: --max-depth applies to metric Depth-Anything V2 models only; {FAMILY} takes "
+                         f"none (metric VDA outputs metres directly, relative VDA has no unit)")
+
+
+def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
+    refuse_max_depth(path, max_depth)
     return "metric" in path.name.lower()
 
 
