@@ -116,6 +116,20 @@ def test_a_packed_model_can_be_copied_and_traced_and_back_to_plain_holds_no_copy
     assert model.linear_form == "plain" and all(layer._packed is None for layer in layers)
 
 
+@needs_onednn
+def test_weights_that_autograd_follows_still_get_their_gradients(vits_checkpoint):
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
+    model.image_encoder.set_linear_form("packed")
+    fc1 = model.image_encoder.blocks[0].mlp.fc1
+    fc1.weight.requires_grad_(True)
+    image = torch.randn(1, 3, 56, 84, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it backpropagates through a kernel it cannot see into
+        model(image).mean().backward()
+    assert fc1.weight.grad is not None and float(fc1.weight.grad.abs().sum()) > 0
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
+
+
 CPU_KINDS = {
     "avx2 only": {"avx2": True},
     "avx512-bf16 (zen 4/5)": {"avx2": True, "avx512_f": True, "avx512_bf16": True},

@@ -55,8 +55,15 @@ class OneDNNLinear(nn.Linear):
             self._packed = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), None))
         return self._packed[1]
 
+    def runs_packed(self, tokens: torch.Tensor) -> bool:
+        """Packed for inference only: a trace records the portable form, and where autograd follows the weights
+        or the tokens (a caller training or probing the model) the plain form runs, since autograd cannot see
+        through the packed kernel."""
+        return self.form == "packed" and not torch.jit.is_tracing() and not (torch.is_grad_enabled() and (
+            tokens.requires_grad or self.weight.requires_grad or self.bias.requires_grad))
+
     def forward(self, tokens: torch.Tensor, gelu: bool = False) -> torch.Tensor:
-        if self.form == "packed" and not torch.jit.is_tracing():  # a trace records the portable form
+        if self.runs_packed(tokens):
             return torch.ops.mkldnn._linear_pointwise(tokens, self.packed_weight(), self.bias,
                                                       "gelu" if gelu else "none", [], "none" if gelu else "")
         out = F.linear(tokens, self.weight, self.bias)
