@@ -143,3 +143,15 @@ def test_a_file_that_is_no_checkpoint_says_what_it_is(tmp_path, content, message
     path.write_bytes(content)
     with pytest.raises(UserError, match=message):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_damaged_inside_its_tensors_is_refused_not_loaded_as_other_weights(vits_checkpoint, tmp_path):
+    """torch.load itself never checks the CRC-32 the zip records for each tensor: this file loads there."""
+    data = bytearray(vits_checkpoint.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(64)
+    damaged = tmp_path / "depth_anything_v2_vits.pth"
+    damaged.write_bytes(bytes(data))
+    assert torch.load(damaged, weights_only=True, mmap=True).keys()  # torch alone sees nothing wrong
+    with pytest.raises(UserError, match=r"damaged checkpoint: depth_anything_v2_vits/data/\d+ fails its checksum"):
+        load_checkpoint(damaged)
