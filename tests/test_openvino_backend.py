@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import dav2_cli
 from dav2_cli import engine, openvino_backend
 from dav2_cli.cli import main
+from dav2_cli.model.onednn_linear import OneDNNLinear, packed_form_available
 
 
 def range_error(ours, reference):
@@ -180,10 +181,16 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, vit
         return {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}
 
     monkeypatch.setattr(engine, "time_backends", openvino_faster)
+    if packed_form_available():  # torch's timing run packs its Linear weights: OpenVINO's win frees them
+        monkeypatch.setattr(engine, "time_linear_forms", lambda block, grid_hw: {"plain": 1.0, "packed": 0.5})
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
     first = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
     again = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)  # same size: decided already
     assert model.backend == "auto" and model.chosen == {(56, 84): "openvino"} and timed == [(56, 84)]
+    float32_model = model.openvino_model.float32_model
+    assert model._torch_model is float32_model  # in float32, torch's model is OpenVINO's source: kept
+    assert float32_model.linear_form == ("packed" if packed_form_available() else "plain")  # as it ran
+    assert all(layer._packed is None for layer in float32_model.modules() if isinstance(layer, OneDNNLinear))
     np.testing.assert_array_equal(first, again)  # the timing run's answer is OpenVINO's too
 
     dav2_cli.predict(model, make_photo(84, 112, seed=1), 84)  # OpenVINO won somewhere: a new size is timed
@@ -210,7 +217,10 @@ def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monk
         {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}))
     first = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")
     dav2_cli.predict(first, make_photo(56, 84, seed=1), 56)  # a new size: both backends are timed
-    assert built == ["float32", "bfloat16"] and first.attention_form != "openvino"
+    assert built == ["float32", "bfloat16"]
+    assert first.attention_form == "openvino" and first._torch_model is None  # OpenVINO won: torch's copy freed
+    dav2_cli.predict(first, make_photo(84, 112, seed=1), 84)  # another new size: torch's copy is made again
+    assert built == ["float32", "bfloat16", "bfloat16"] and first._torch_model is None
 
     built.clear()
     later = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")  # the cache says OpenVINO at this size

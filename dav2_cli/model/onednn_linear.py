@@ -32,6 +32,13 @@ def contents_key(tensor: torch.Tensor) -> tuple:
     return (tensor.data_ptr(), tensor.dtype, tensor.device, None if tensor.is_inference() else tensor._version)
 
 
+def release_packed_weights(model: nn.Module) -> None:
+    """Frees the packed copies of `model`'s weights; a later packed call packs them again."""
+    for layer in model.modules():
+        if isinstance(layer, OneDNNLinear):
+            layer._packed = None
+
+
 class OneDNNLinear(nn.Linear):
     """nn.Linear (same parameters, same state dict) with an optional GELU after it, computed in `form`: "plain"
     (F.linear, then GELU) or "packed" (oneDNN, weight packed once, GELU fused)."""
