@@ -394,8 +394,9 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
     with OpenVINO installed, whichever of the two is timed faster here per input size (`fastest_backend`),
     else torch. None: $DAV2_BACKEND, else auto, as on the command line. Only a torch model has the module's
     parts (`image_encoder`...); pass backend="torch" to work on them. The precision actually used is in
-    `model.precision`, the attention form in `model.attention_form`, the backend in `model.backend` (an
-    OpenVINO model's; torch models have no such attribute).
+    `model.precision`, the attention and Linear forms in `model.attention_form` and `model.linear_form` (as of
+    the last forward: both are timed per input size), the backend in `model.backend` (an OpenVINO model's;
+    torch models have no such attribute).
     """
     torch_device = resolve_device(device)
     precision = resolve_precision(dtype, torch_device)
