@@ -122,26 +122,42 @@ def image_header(data: bytes) -> tuple[str, tuple[int, int] | None]:
     return "", None
 
 
-def png_is_whole(data: bytes) -> bool:
-    """Whether a PNG's chunks all arrive up to IEND, each critical one (image header, palette, pixels) with the
-    checksum it declares: what libpng needs to decode it.
+# ancillary PNG chunks that change what OpenCV decodes: transparency (dropped later, but kept for libpng's sake)
+# and EXIF, whose orientation OpenCV applies; the rest only describe the image, and OpenCV ignores them
+DECODED_PNG_CHUNKS = (b"tRNS", b"eXIf")
 
-    Checked before decoding because libpng reports a truncated or damaged PNG on stderr itself, a second line
-    beside dav2's own; a walk over the chunk headers and a CRC-32 of the pixel data costs ~12 ms for 18 MB.
+
+def png_for_decoding(data: bytes) -> bytes | None:
+    """The PNG as OpenCV decodes it: every critical chunk (header, palette, pixels) and DECODED_PNG_CHUNKS, or None
+    when its chunks stop short of IEND or a critical one fails its CRC-32.
+
+    libpng writes its complaints to stderr itself, beside dav2's one line: errors about a truncated or damaged
+    file, and warnings about malformed descriptive chunks in files that decode fine (the well-known "iCCP: known
+    incorrect sRGB profile"), which would fill a folder job's stderr. So damage is found here first, and libpng
+    never sees the descriptive chunks. The walk costs ~12 ms for an 18 MB file.
     """
-    view, offset = memoryview(data), 8
+    view, offset, dropped = memoryview(data), 8, False
+    kept = [view[:8]]
     while offset + 12 <= len(data):
         length = _be(data, offset, 4)
         end = offset + 12 + length
         if end > len(data):
-            return False
-        critical = not data[offset + 4] & 0x20  # an upper-case first letter; libpng only warns about the others
-        if critical and zlib.crc32(view[offset + 4:end - 4]) != _be(data, end - 4, 4):
-            return False
-        if view[offset + 4:offset + 8] == b"IEND":
-            return True
+            return None
+        kind = bytes(view[offset + 4:offset + 8])
+        critical = not kind[0] & 0x20  # an upper-case first letter
+        if critical or kind in DECODED_PNG_CHUNKS:
+            if zlib.crc32(view[offset + 4:end - 4]) == _be(data, end - 4, 4):
+                kept.append(view[offset:end])
+            elif critical:
+                return None
+            else:
+                dropped = True  # libpng would warn and skip it
+        else:
+            dropped = True
+        if kind == b"IEND":
+            return b"".join(kept) if dropped else data
         offset = end
-    return False
+    return None
 
 
 def max_megapixels() -> float:
@@ -178,9 +194,9 @@ def decode_image(data: bytes, name) -> np.ndarray:
     if size is not None:
         check_pixel_count(name, *size)
     try:
-        image = None
-        if kind != "PNG" or png_is_whole(data):
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        image, decodable = None, png_for_decoding(data) if kind == "PNG" else data
+        if decodable is not None:
+            image = cv2.imdecode(np.frombuffer(decodable, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     except cv2.error:  # OpenCV's own size limit, or a decoder that gave up with an exception
         pass
     if image is None or image.size == 0:
