@@ -175,28 +175,46 @@ def cached_choice(path, key: str, choices, measure) -> str:
     return choice
 
 
+def time_interleaved(run, forms, runs: int) -> dict:
+    """Best seconds of `run(form)` for each form: one untimed warm-up each (first calls allocate, pick kernels and
+    pack weights), then `runs` rounds with the forms interleaved, so a slow spell hits them all alike. A form whose
+    warm-up raises RuntimeError (kernels that refuse this CPU or dtype) is not timed: it takes forever."""
+    best, runnable = {form: float("inf") for form in forms}, []
+    for form in forms:
+        try:
+            run(form)
+            runnable.append(form)
+        except RuntimeError:
+            pass
+    for _ in range(runs):
+        for form in runnable:
+            began = time.perf_counter()
+            run(form)
+            best[form] = min(best[form], time.perf_counter() - began)
+    return best
+
+
+def timing_tokens(block: torch.nn.Module, rows: int) -> torch.Tensor:
+    """`rows` seeded tokens of `block`'s width and dtype, for timing its parts."""
+    width, dtype = block.attn.qkv.in_features, block.attn.qkv.weight.dtype
+    return torch.randn(1, rows, width, generator=torch.Generator().manual_seed(0)).to(dtype)
+
+
 @torch.inference_mode()
 def time_attention_forms(block: torch.nn.Module, grid_hw: tuple[int, int], forms=TUNED_FORMS,
                          runs: int = TUNING_RUNS) -> dict:
     """Best seconds of one block's attention in each form on tokens of `grid_hw`, the forms interleaved."""
-    attn = block.attn
-    width = attn.qkv.in_features
-    tokens_bnc = torch.randn(1, 1 + grid_hw[0] * grid_hw[1], width,
-                             generator=torch.Generator().manual_seed(0)).to(attn.qkv.weight.dtype)
-    kept, best = attn.form, {form: float("inf") for form in forms}
+    attn, tokens_bnc = block.attn, timing_tokens(block, 1 + grid_hw[0] * grid_hw[1])
+
+    def run(form):
+        attn.form = form
+        attn(tokens_bnc)
+
+    kept = attn.form
     try:
-        for form in forms:  # warm-up: first calls allocate and pick kernels
-            attn.form = form
-            attn(tokens_bnc)
-        for _ in range(runs):
-            for form in forms:
-                attn.form = form
-                began = time.perf_counter()
-                attn(tokens_bnc)
-                best[form] = min(best[form], time.perf_counter() - began)
+        return time_interleaved(run, forms, runs)
     finally:
         attn.form = kept
-    return best
 
 
 def pick_attention_form(seconds: dict) -> str:
@@ -230,22 +248,22 @@ def linear_cache_path():
     return tuning_cache_path().with_name("linear-forms.json")
 
 
+def linear_timing_rows(grid_hw: tuple[int, int]) -> int:
+    return min(1 + grid_hw[0] * grid_hw[1], LINEAR_TIMING_TOKENS)
+
+
 def linear_tuning_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
-    rows = min(1 + grid_hw[0] * grid_hw[1], LINEAR_TIMING_TOKENS)
     return (f"{machine_key()} width {block.attn.qkv.in_features} {str(block.attn.qkv.weight.dtype)[6:]} "
-            f"rows {rows}")
+            f"rows {linear_timing_rows(grid_hw)}")
 
 
 @torch.inference_mode()
 def time_linear_forms(block: torch.nn.Module, grid_hw: tuple[int, int], forms=LINEAR_FORMS,
                       runs: int = TUNING_RUNS) -> dict:
     """Best seconds of one block's Linear layers (qkv, proj and the MLP) in each form, on the tokens of `grid_hw`
-    up to LINEAR_TIMING_TOKENS rows, the forms interleaved. A form whose kernels refuse this CPU or dtype takes
-    forever."""
+    up to LINEAR_TIMING_TOKENS rows, the forms interleaved."""
     layers = [layer for layer in block.modules() if isinstance(layer, OneDNNLinear)]
-    width = block.attn.qkv.in_features
-    rows = min(1 + grid_hw[0] * grid_hw[1], LINEAR_TIMING_TOKENS)
-    tokens_bnc = torch.randn(1, rows, width, generator=torch.Generator().manual_seed(0)).to(block.attn.qkv.weight.dtype)
+    tokens_bnc = timing_tokens(block, linear_timing_rows(grid_hw))
 
     def run(form):
         for layer in layers:
@@ -254,24 +272,12 @@ def time_linear_forms(block: torch.nn.Module, grid_hw: tuple[int, int], forms=LI
         block.attn.proj(tokens_bnc)
         block.mlp(tokens_bnc)
 
-    kept, best = [layer.form for layer in layers], {form: float("inf") for form in forms}
-    runnable = []
+    kept = [layer.form for layer in layers]
     try:
-        for form in forms:  # warm-up: first calls pack weights, allocate and pick kernels
-            try:
-                run(form)
-                runnable.append(form)
-            except RuntimeError:
-                pass
-        for _ in range(runs):
-            for form in runnable:
-                began = time.perf_counter()
-                run(form)
-                best[form] = min(best[form], time.perf_counter() - began)
+        return time_interleaved(run, forms, runs)
     finally:
         for layer, form in zip(layers, kept):
             layer.set_form(form)
-    return best
 
 
 def pick_linear_form(seconds: dict) -> str:

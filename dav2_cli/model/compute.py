@@ -2,15 +2,16 @@
 from.
 
 Both model families (Depth-Anything V2 and Video Depth Anything) are built in float32 with torch's fused
-attention and plain Linear layers; `compute_in` is the one switch that converts them for speed (engine.py decides what a machine
-gets), and `back_to_float32` the one way back. Their contract stays float32 in and out whatever they compute in.
+attention and plain Linear layers; `compute_in` is the one switch that converts them for speed (engine.py
+decides what a machine gets), and `back_to_float32` the one way back. Their contract stays float32 in and out
+whatever they compute in.
 """
 
 import contextlib
 
 import torch
 
-from .image_encoder import FORMS
+from .image_encoder import check_form
 from .int8 import quantize_encoder_linears
 
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
@@ -47,8 +48,8 @@ class ComputeOptions:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         for kind, form in (("attention", attention_form), ("linear", linear_form)):
-            if not callable(form) and form not in FORMS[kind]:
-                raise ValueError(f"{kind} form {form!r}: expected one of {', '.join(FORMS[kind])}")
+            if not callable(form):
+                check_form(kind, form)  # before anything is converted
         if precision == "int8" and linear_form != "plain":
             raise ValueError("int8 replaces the encoder's Linear layers: their form is int8's own")
         if self.precision != "float32":

@@ -24,6 +24,13 @@ POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled 
 # - "blocked": the same multiplies over blocks of queries, so each block's scores stay in cache.
 ATTENTION_FORMS = ("fused", "matmul", "blocked")
 FORMS = {"attention": ATTENTION_FORMS, "linear": LINEAR_FORMS}
+
+
+def check_form(kind: str, form, chosen_for: str = "") -> None:
+    if form not in FORMS[kind]:
+        raise ValueError(f"{kind} form {form!r}{chosen_for}: expected one of {', '.join(FORMS[kind])}")
+
+
 # scores per attention block of the "blocked" form: 2 MiB of bf16, a block of ~90 queries for vits at 504x756
 BLOCKED_ATTENTION_SCORES = 1 << 20
 
@@ -182,9 +189,7 @@ class ImageEncoder(nn.Module):
         self._apply_form(kind, form)
 
     def _apply_form(self, kind: str, form: str, chosen_for: str = "") -> None:
-        forms = FORMS[kind]
-        if form not in forms:
-            raise ValueError(f"{kind} form {form!r}{chosen_for}: expected one of {', '.join(forms)}")
+        check_form(kind, form, chosen_for)
         for block in self.blocks:
             if kind == "attention":
                 block.attn.form = form
