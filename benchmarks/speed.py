@@ -6,13 +6,13 @@ Every variant is timed twice: on the machine as it is ("quiet"), then with one b
 ("loaded"), which is what README's `parallel -j` sharding recipe does by design and where some kernels collapse.
 Peak RSS and start-up: each variant in a fresh process that loads the checkpoint file the way a user's run would
 (upstream: its run.py's `torch.load` + `load_state_dict`; dav2: `load_model`) and predicts one image, so no
-variant's allocations hide another's. With the openvino extra installed, dav2's own OpenVINO backend runs too,
-at its auto precision and at float32 (`--backend openvino`). On a CPU with native bf16 it also times bf16 in each
+variant's allocations hide another's. With the openvino extra installed, dav2's own OpenVINO backend runs too, at
+its auto precision and at float32 (`--backend openvino`). On a CPU with native bf16 it also times bf16 in each
 attention form, beside the one `auto` chose here; float32 (and bf16 with the fused attention) also runs with the
-plain Linear layers, beside the form timed faster here. Peers (`--peers`, on by default): upstream's model exported to ONNX, run by OpenVINO
-at its default precision (bf16 where the CPU has it) and at f32, and by onnxruntime; they are installed from
-PyPI into .cache/peers on first use, never dependencies of dav2. The figures go to stdout and, with the machine's
-description, to a markdown file (default /tmp/team/README-speed.md).
+plain Linear layers, beside the form timed faster here. Peers (`--peers`, on by default): upstream's model exported
+to ONNX, run by OpenVINO at its default precision (bf16 where the CPU has it) and at f32, and by onnxruntime; they
+are installed from PyPI into .cache/peers on first use, never dependencies of dav2. The figures go to stdout and,
+with the machine's description, to a markdown file (default /tmp/team/README-speed.md).
 
     python -m benchmarks.speed [--repeat 5] [--no-peers] [--no-loaded] [--out /tmp/team/README-speed.md]
 """
@@ -310,7 +310,8 @@ def main() -> None:
              f"per core beside it (loaded); errors are of upstream float32's depth range. Peak RSS and "
              f"time to the first depth map (imports included) come from a fresh process per variant that "
              f"loads the checkpoint file and predicts one image. `auto` here: {models['dav2 auto'].precision}, "
-             f"attention form {auto_form}, Linear form {auto_linears}. This machine's float32 matmul peak: {peak / 1e9:.0f} GFLOP/s.", "",
+             f"attention form {auto_form}, Linear form {auto_linears}. This machine's float32 matmul peak: "
+             f"{peak / 1e9:.0f} GFLOP/s.", "",
              *table, "", "Machine:", *machine_description(),
              "- 1-minute load average at the end of each run: " + ", ".join(f"{run} {value:.1f}"
                                                                            for run, value in load.items()), ""]

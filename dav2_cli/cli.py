@@ -174,7 +174,8 @@ def space_options(command):
         click.option("--fy", type=positive, default=None, metavar="PX", help="Focal length down, in pixels."),
         click.option("--cx", type=FiniteFloat(), default=None, metavar="PX",
                      help="Principal point column (pixel u's centre is at u). Default: (W-1)/2."),
-        click.option("--cy", type=FiniteFloat(), default=None, metavar="PX", help="Principal point row. Default: (H-1)/2."),
+        click.option("--cy", type=FiniteFloat(), default=None, metavar="PX",
+                     help="Principal point row. Default: (H-1)/2."),
         click.option("--hfov", type=FiniteFloat(0, 180, min_open=True, max_open=True), default=None,
                      metavar="DEG", help="Horizontal field of view instead of --fx/--fy: fx = fy = W/(2 tan(hfov/2)). "
                                          "Without either: the photo's EXIF 35 mm focal length, else 60 degrees "

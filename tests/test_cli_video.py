@@ -214,7 +214,8 @@ def test_gray16_of_metres_stores_pixels_beyond_infinity_at_the_far_end(tmp_path,
     # points that make 1/depth = value / middle - 1: every pixel below the middle value lies beyond infinity
     middle = float(np.median(value_hw))
     ys, xs = np.nonzero(value_hw > np.quantile(value_hw, 0.75))
-    rows = [f"{x},{y},{1 / (float(value_hw[y, x]) / middle - 1)!r}" for y, x in list(zip(ys, xs))[::max(1, len(ys) // 8)]]
+    picked = list(zip(ys, xs))[::max(1, len(ys) // 8)]
+    rows = [f"{x},{y},{1 / (float(value_hw[y, x]) / middle - 1)!r}" for y, x in picked]
     points = tmp_path / "points.csv"
     points.write_text("x,y,depth_m\n" + "\n".join(rows) + "\n")
     out = tmp_path / "depth.mkv"
