@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from benchmarks.upstream import upstream_model
-from dav2_cli import engine, prep
-from dav2_cli.allocator import keep_freed_memory
-from dav2_cli.interrupts import GracefulStop
+from dav2_cli.runtime import engine
+from dav2_cli.depth import sizing as prep
+from dav2_cli.runtime.allocator import keep_freed_memory
+from dav2_cli.runtime.interrupts import GracefulStop
 from dav2_cli.jobs.options import DepthOptions
 from dav2_cli.jobs.video import VideoOptions, depth_video, plan_video
 from dav2_cli.media.video_read import iter_frames

@@ -34,8 +34,9 @@ STARTED = time.perf_counter()  # before torch is imported: the child's start-up 
 import torch  # noqa: E402
 
 from benchmarks.upstream import UPSTREAM_CONFIGS, upstream_dpt, upstream_model  # noqa: E402
-from dav2_cli import engine, openvino_backend, prep  # noqa: E402
-from dav2_cli.bench import count_flops, matmul_peak, synthetic_photo  # noqa: E402
+from dav2_cli.runtime import engine, openvino_backend
+from dav2_cli.depth import sizing as prep  # noqa: E402
+from dav2_cli.jobs.bench import count_flops, matmul_peak, synthetic_photo  # noqa: E402
 from dav2_cli.model.onednn_linear import LINEAR_FORMS  # noqa: E402
 
 IMAGE_HW = (504, 756)

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from benchmarks.seeded_vda import seeded_vda_model, synthetic_clip, vda_config
-from dav2_cli import engine, prep
+from dav2_cli.runtime import engine
+from dav2_cli.depth import sizing as prep
 from dav2_cli.model import DepthAnythingV2, ModelConfig
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE
-from dav2_cli.temporal_depth import TemporalDepth
+from dav2_cli.depth.temporal_windows import TemporalDepth
 
 
 def clocks():

@@ -1,3 +1,3 @@
-from .cli import main
+from dav2_cli.cli import main
 
 main(prog_name="dav2")

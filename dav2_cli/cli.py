@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_USAGE, UsageError, UserError
+from dav2_cli import __version__
+from dav2_cli.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_USAGE, UsageError, UserError
 
 DEPTH_MEANING = """\b
 Relative models (vits, vitb, vitl) output inverse depth: larger = NEARER, no unit.
@@ -36,7 +36,7 @@ CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "p
 
 def report_os_error(exc: OSError) -> None:
     """A path the system refuses (a name too long, ...) where no check expected one: one line, not a traceback."""
-    from .media.atomic import describe_os_error
+    from dav2_cli.outputs.atomic import describe_os_error
 
     click.echo(f"dav2: error: {describe_os_error(exc.filename or 'output', exc)}", err=True)
 
@@ -88,18 +88,18 @@ def model_option(ctx, param, value):
     """A model name or an existing file or folder, checked before anything loads (see catalog.looks_like_path)."""
     if value is None:
         return value
-    from .weights.catalog import check_model_argument
+    from dav2_cli.weights.catalog import check_model_argument
 
     try:
         check_model_argument(value)
     except UsageError as exc:
         raise click.BadParameter(str(exc).removeprefix(f"-m {value}: ")) from None
     if ctx.command.name != "video":
-        from .weights.catalog import VIDEO_FAMILY, find_spec, looks_like_path
+        from dav2_cli.weights.catalog import VIDEO_FAMILY, find_spec, looks_like_path
 
         spec = None if looks_like_path(value) else find_spec(value)
         if spec is not None and spec.family == VIDEO_FAMILY:
-            from .jobs.options import VIDEO_MODEL_FOR_IMAGES
+            from dav2_cli.jobs.options import VIDEO_MODEL_FOR_IMAGES
 
             raise click.BadParameter(VIDEO_MODEL_FOR_IMAGES.format(model=value))
     return value
@@ -208,7 +208,7 @@ def space_options(command):
 
 
 def make_options(fmt, **values):
-    from .jobs.options import DepthOptions, SpaceOptions
+    from dav2_cli.jobs.options import DepthOptions, SpaceOptions
 
     space = SpaceOptions(**{name: values.pop(name) for name in SPACE_FIELDS})
     return DepthOptions(fmt=fmt, space=space, **values)
@@ -273,8 +273,8 @@ Examples:
               help="Leave outputs that already exist untouched (finish an interrupted run).")
 def image(inputs, output, fmt, skip_existing, **values):
     """Depth maps for one or more images (INPUT `-` reads stdin)."""
-    from .jobs.images import JobOptions, run_images
-    from .jobs.plan import output_format
+    from dav2_cli.jobs.images import JobOptions, run_images
+    from dav2_cli.jobs.plan import output_format
 
     def job():
         options = make_options(output_format(output, fmt, list(inputs)), **values)
@@ -285,7 +285,7 @@ def image(inputs, output, fmt, skip_existing, **values):
 
 
 def shard_option(ctx, param, value):
-    from .jobs.plan import parse_shard
+    from dav2_cli.jobs.plan import parse_shard
 
     try:
         return None if value is None else parse_shard(value)
@@ -330,7 +330,7 @@ Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are ref
 @click.option("-q", "--quiet", "progress", flag_value=False, help="No progress bar.")
 def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, progress, **values):
     """Depth maps for every image in folder DIR (recursively) or listed in LIST.txt."""
-    from .jobs.images import JobOptions, run_folder
+    from dav2_cli.jobs.images import JobOptions, run_folder
 
     job = JobOptions(batch_size=batch_size, shard=shard, skip_existing=skip_existing, name_outputs=values["verbose"],
                      progress=sys.stderr.isatty() if progress is None else progress)
@@ -340,7 +340,7 @@ def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, pro
 def fps_option(ctx, param, value):
     if value is None:
         return None
-    from .media.video_probe import parse_rate
+    from dav2_cli.media.video_probe import parse_rate
 
     try:
         return parse_rate(value)
@@ -412,8 +412,8 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
 
     IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
-    from .jobs.plan import video_format
-    from .jobs.video import VideoOptions, run_video
+    from dav2_cli.jobs.plan import video_format
+    from dav2_cli.jobs.video import VideoOptions, run_video
 
     options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
                            batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
@@ -444,7 +444,7 @@ def models(ctx):
     """List the model names with size, licence, kind and cached path."""
     if ctx.invoked_subcommand is not None:
         return
-    from .weights.catalog import list_models
+    from dav2_cli.weights.catalog import list_models
 
     rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
     for model in list_models():
@@ -460,7 +460,7 @@ def models(ctx):
 @click.argument("name")
 def models_download(name):
     """Fetch model NAME into the cache unless it is already on disk; print its path."""
-    from .weights.catalog import (  # here, not at the top: `dav2 --help` skips urllib's import cost
+    from dav2_cli.weights.catalog import (  # here, not at the top: `dav2 --help` skips urllib's import cost
         find_spec,
         resolve,
     )
@@ -478,7 +478,7 @@ def models_download(name):
 @models.command("path")
 def models_path():
     """Print the cache folder that model names download into."""
-    from .weights.catalog import dav2_home
+    from dav2_cli.weights.catalog import dav2_home
 
     click.echo(dav2_home())
 
@@ -513,7 +513,7 @@ attributes), TIFF (ImageDescription), npy (OUT.npy.json), PLY (header comments) 
               help="Also print the depth at this pixel (column X, row Y, from 0).")
 def info(file, at):
     """Print what a file dav2 wrote holds: model, kind, unit, range, size, camera, alignment."""
-    from .jobs.info import run_info
+    from dav2_cli.jobs.info import run_info
 
     run_job(lambda: run_info(file, at, echo=click.echo))
 
@@ -547,7 +547,7 @@ Examples:
 def bench(model, input_size, image_size, repeat, warmup):
     """Speed of each precision and backend this machine offers (ms/image, GFLOP/s, share of peak) and its error;
     (auto) marks what the default runs here."""
-    from .bench import run_bench
+    from dav2_cli.jobs.bench import run_bench
 
     def job():
         run_bench(model, input_size, image_size, repeat, warmup, echo=click.echo)

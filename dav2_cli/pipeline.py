@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import prep
+from dav2_cli.depth import sizing as prep
 
 _POLL_S = 0.05  # how often a blocked stage looks whether the job was stopped or another stage gave up
 _END = object()  # end-of-stream marker passed down the queues
@@ -59,7 +59,7 @@ class PerImageDepth:
         self.model = model
 
     def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray]]:
-        from .engine import predict_prepared
+        from dav2_cli.runtime.engine import predict_prepared
 
         batch_bchw = np.stack([frame.model_input for frame in frames])
         depths = predict_prepared(self.model, batch_bchw, frames[0].image.shape[:2])

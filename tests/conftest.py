@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks.upstream import upstream_model
-from dav2_cli import engine
+from dav2_cli.runtime import engine
 
 torch.set_num_threads(2)
 

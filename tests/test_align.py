@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dav2_cli import align
+from dav2_cli.depth import alignment as align
 from dav2_cli.errors import UserError
 
 

@@ -207,7 +207,8 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
 
 
 def test_cli_choices_are_the_formats_and_colormaps_render_supports():
-    from dav2_cli import cli, render
+    from dav2_cli import cli
+    from dav2_cli.outputs import render
 
     assert set(cli.FORMAT_CHOICES) == set(render.FORMATS) | set(render.FORMAT_ALIASES)
     assert cli.CMAP_CHOICES == render.CMAPS
@@ -216,7 +217,8 @@ def test_cli_choices_are_the_formats_and_colormaps_render_supports():
 @pytest.mark.parametrize("command", ["image", "folder", "video", "bench"])
 def test_cli_input_sizes_are_the_ones_prep_can_size(command):
     # spelled out in cli.py, which must not import prep (OpenCV) for `--help` to stay instant
-    from dav2_cli import cli, prep
+    from dav2_cli import cli
+    from dav2_cli.depth import sizing as prep
 
     size = next(param for param in cli.main.commands[command].params if param.name == "input_size")
     assert (size.type.min, size.type.max) == (prep.SIZE_MULTIPLE, prep.MAX_INPUT_SIZE)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import synthetic_photo
 
 import dav2_cli
-from dav2_cli import render
+from dav2_cli.outputs import render
 from dav2_cli.cli import main
 from dav2_cli.media import video_probe
 from dav2_cli.media.video_probe import find_ffmpeg, probe

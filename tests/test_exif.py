@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dav2_cli.geometry import focal_from_35mm, resolve_intrinsics
+from dav2_cli.depth.camera import focal_from_35mm, resolve_intrinsics
 from dav2_cli.media.exif import focal_length_35mm
 from dav2_cli.media.images import decode_image
 

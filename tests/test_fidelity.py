@@ -12,7 +12,7 @@ import torch
 
 import dav2_cli
 from benchmarks.upstream import upstream_model
-from dav2_cli import prep
+from dav2_cli.depth import sizing as prep
 from dav2_cli.errors import UserError
 
 TOLERANCE = 1e-4  # of the depth range

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
-from dav2_cli import geometry, metadata, render
-from dav2_cli.geometry import CloudOptions, build_cloud, resolve_intrinsics
+from dav2_cli.depth import camera as geometry
+
+from dav2_cli.outputs import metadata, render
+from dav2_cli.depth.camera import CloudOptions, build_cloud, resolve_intrinsics
 
 
 def plane_depth(height, width, intrinsics, normal, offset):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dav2_cli import metadata, render
+from dav2_cli.outputs import metadata, render
 from dav2_cli.cli import main
-from dav2_cli.geometry import CloudOptions, resolve_intrinsics
+from dav2_cli.depth.camera import CloudOptions, resolve_intrinsics
 
 HEIGHT, WIDTH = 24, 32
 AT = (7, 5)  # x, y

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import dav2_cli
-from dav2_cli import bench, engine
+from dav2_cli.jobs import bench
+from dav2_cli.runtime import engine
 from dav2_cli.model.onednn_linear import OneDNNLinear, packed_form_available
 
 needs_onednn = pytest.mark.skipif(not packed_form_available(), reason="this torch build has no oneDNN kernels")

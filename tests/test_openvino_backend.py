@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 import dav2_cli
-from dav2_cli import engine, openvino_backend
+from dav2_cli.runtime import engine, openvino_backend
 from dav2_cli.cli import main
 from dav2_cli.model.onednn_linear import OneDNNLinear, packed_form_available
 
@@ -28,7 +28,7 @@ def range_error(ours, reference):
 
 
 def model_input(make_photo, height, width, seed):
-    from dav2_cli import prep
+    from dav2_cli.depth import sizing as prep
 
     return torch.from_numpy(prep.to_model_input(make_photo(height, width, seed=seed), (height, width)))[None]
 

@@ -15,7 +15,7 @@ from conftest import synthetic_photo
 
 import dav2_cli
 from dav2_cli.cli import main
-from dav2_cli.media import atomic
+from dav2_cli.outputs import atomic
 from dav2_cli.media.video_probe import find_ffmpeg
 from dav2_cli.media.video_write import VideoWriter
 from dav2_cli.weights.catalog import looks_like_path, resolve

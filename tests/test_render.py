@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dav2_cli import png, render
+from dav2_cli.outputs import png, render
 from dav2_cli.errors import UserError
 
 # ColorBrewer Spectral from its red end to its blue end, as (B, G, R) so it compares with OpenCV pictures.

@@ -16,11 +16,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dav2_cli import metadata
+from dav2_cli.outputs import metadata
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
 from dav2_cli.jobs.plan import parse_shard, plan_folder, take_shard
-from dav2_cli.media import atomic, images
+from dav2_cli.outputs import atomic
+from dav2_cli.media import images
 
 
 def depth_files(folder):
@@ -175,7 +176,7 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path, make_photo, w
 
 
 def test_ctrl_c_inside_a_held_block_is_raised_after_it():
-    from dav2_cli.interrupts import GracefulStop, ctrl_c_held
+    from dav2_cli.runtime.interrupts import GracefulStop, ctrl_c_held
 
     def ctrl_c():  # what Python does when SIGINT arrives: run the handler installed for it
         signal.getsignal(signal.SIGINT)(signal.SIGINT, None)

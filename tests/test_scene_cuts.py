@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmarks.seeded_vda import synthetic_clip
-from dav2_cli.scene_cuts import CUT_DISTANCE, SceneCutDetector
+from dav2_cli.depth.scene_cuts import CUT_DISTANCE, SceneCutDetector
 
 
 def cuts(frames):

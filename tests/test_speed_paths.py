@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from torch import nn
 
 import dav2_cli
-from dav2_cli import allocator, bench, engine, openvino_backend
+from dav2_cli.runtime import allocator, engine, openvino_backend
+from dav2_cli.jobs import bench
 from dav2_cli.cli import main
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.model.image_encoder import matmul_attention, query_blocked_attention
@@ -342,7 +343,7 @@ def test_bench_rejects_a_bad_image_size(size):
 _FAULTS_AFTER_WARM_UP = """
 import resource, sys
 import numpy as np
-from dav2_cli.allocator import keep_freed_memory
+from dav2_cli.runtime.allocator import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 def faults():

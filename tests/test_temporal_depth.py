@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from benchmarks.seeded_vda import seeded_vda_model, synthetic_clip, tiny_vda_config
-from dav2_cli import prep
-from dav2_cli.temporal_depth import KEYFRAMES, TemporalDepth, fit_scale_shift
+from dav2_cli.depth import sizing as prep
+from dav2_cli.depth.temporal_windows import KEYFRAMES, TemporalDepth, fit_scale_shift
 from tests.test_vda_fidelity import push_through
 
 IMAGE_HW = (20, 24)
@@ -166,7 +166,7 @@ def test_the_engines_preparation_keeps_the_values(tiny):
     """engine.prepare_model lays the decoder out channels-last; the temporal modules must give the same depth."""
     import copy
 
-    from dav2_cli import engine
+    from dav2_cli.runtime import engine
 
     frames = make_frames(33)
     prepared = engine.prepare_model(copy.deepcopy(tiny), torch.device("cpu"), "float32")

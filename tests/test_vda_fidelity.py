@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from benchmarks.seeded_vda import seeded_vda_checkpoint, synthetic_clip
-from dav2_cli import prep
+from dav2_cli.depth import sizing as prep
 from dav2_cli.model import VideoDepthAnything
-from dav2_cli.temporal_depth import TemporalDepth
+from dav2_cli.depth.temporal_windows import TemporalDepth
 from dav2_cli.weights.checkpoint import build_model, load_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden" / "vda_vits_golden.npz"

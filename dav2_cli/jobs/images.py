@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import prep, render
-from ..errors import (
+from dav2_cli.depth import sizing as prep
+
+from dav2_cli.outputs import render
+from dav2_cli.errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_SIGINT,
@@ -22,19 +24,19 @@ from ..errors import (
     UsageError,
     UserError,
 )
-from ..interrupts import GracefulStop
-from ..media.atomic import (
+from dav2_cli.runtime.interrupts import GracefulStop
+from dav2_cli.outputs.atomic import (
     STDIO,
     OutputStopped,
     describe_os_error,
     prepare_output_folder,
     write_with_sidecars,
 )
-from ..media.exif import focal_length_35mm
-from ..media.images import decode_image, max_megapixels, read_input_bytes
-from ..pipeline import Frame, PerImageDepth, run_pipeline
-from .measure import Measure, plan_measure
-from .options import (
+from dav2_cli.media.exif import focal_length_35mm
+from dav2_cli.media.images import decode_image, max_megapixels, read_input_bytes
+from dav2_cli.pipeline import Frame, PerImageDepth, run_pipeline
+from dav2_cli.jobs.measure import Measure, plan_measure
+from dav2_cli.jobs.options import (
     VIDEO_MODEL_FOR_IMAGES,
     DepthOptions,
     is_video_model,
@@ -42,7 +44,7 @@ from .options import (
     note,
     report,
 )
-from .plan import (
+from dav2_cli.jobs.plan import (
     Item,
     default_folder_output,
     plan_folder,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import metadata, render
-from ..errors import EXIT_OK, UsageError, UserError
-from ..media import depth_files
-from ..media.images import read_input_bytes
-from ..pointcloud import read_ply
+from dav2_cli.outputs import metadata, render
+from dav2_cli.errors import EXIT_OK, UsageError, UserError
+from dav2_cli.media import depth_files
+from dav2_cli.media.images import read_input_bytes
+from dav2_cli.outputs.ply import read_ply
 
 
 @dataclass

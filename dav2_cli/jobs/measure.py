@@ -13,18 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import align, metadata, render
-from ..errors import UsageError, UserError
-from ..geometry import (
+from dav2_cli.depth import alignment as align
+
+from dav2_cli.outputs import metadata, render
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.depth.camera import (
     DEFAULT_EDGE_THRESHOLD,
     DEFAULT_HFOV_DEG,
     SATURATED_FRACTION,
     CloudOptions,
     resolve_intrinsics,
 )
-from ..media.atomic import STDIO
-from ..media.images import read_input_bytes
-from .options import DepthOptions
+from dav2_cli.outputs.atomic import STDIO
+from dav2_cli.media.images import read_input_bytes
+from dav2_cli.jobs.options import DepthOptions
 
 
 def _say(message: str) -> None:
@@ -144,7 +146,7 @@ class Measure:
 
 def plan_measure(options: DepthOptions) -> Measure:
     """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
-    from ..weights.checkpoint import model_kind
+    from dav2_cli.weights.checkpoint import model_kind
 
     space, fmt = options.space, render.canonical_format(options.fmt)
     if space.hfov is not None and (space.fx is not None or space.fy is not None):

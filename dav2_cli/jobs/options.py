@@ -60,8 +60,8 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True):
     """
     import cv2
 
-    from ..allocator import keep_freed_memory
-    from ..engine import load_model, model_device
+    from dav2_cli.runtime.allocator import keep_freed_memory
+    from dav2_cli.runtime.engine import load_model, model_device
 
     cv2.setNumThreads(1)  # the pipeline's threads run beside torch's pool: see "Threads" in engine.py
     if repeated:
@@ -86,7 +86,7 @@ VIDEO_MODEL_FOR_IMAGES = ("{model} is a Video Depth Anything model, which needs 
 
 def is_video_model(model) -> bool:
     """Video Depth Anything (windows of frames in, consistent depth out) rather than a per-image model."""
-    from ..model import VideoModelConfig
+    from dav2_cli.model import VideoModelConfig
 
     return isinstance(model.config, VideoModelConfig)
 

@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import render
-from ..errors import UsageError, UserError
-from ..media.atomic import STDIO
-from ..media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
-from ..media.video_write import SUPPORTED_EXTENSIONS
+from dav2_cli.outputs import render
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.outputs.atomic import STDIO
+from dav2_cli.media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
+from dav2_cli.media.video_write import SUPPORTED_EXTENSIONS
 
 GRAY16_EXTENSION = ".mkv"  # gray16 video is lossless 16-bit FFV1, which only Matroska holds here
 

@@ -18,18 +18,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import align, metadata, render
-from ..errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
-from ..interrupts import GracefulStop
-from ..media.atomic import STDIO, write_with_sidecars, written_first
-from ..media.frame_sequence import SequenceReader, probe_sequence
-from ..media.video_probe import VideoInfo, parse_rate, probe
-from ..media.video_read import FrameReader
-from ..media.video_write import VideoWriter
-from ..pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
-from .measure import Measure, plan_measure
-from .options import DepthOptions, is_video_model, load_job_model, note, report
-from .plan import frame_files, plan_output
+from dav2_cli.depth import alignment as align
+
+from dav2_cli.outputs import metadata, render
+from dav2_cli.errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
+from dav2_cli.runtime.interrupts import GracefulStop
+from dav2_cli.outputs.atomic import STDIO, write_with_sidecars, written_first
+from dav2_cli.media.frame_sequence import SequenceReader, probe_sequence
+from dav2_cli.media.video_probe import VideoInfo, parse_rate, probe
+from dav2_cli.media.video_read import FrameReader
+from dav2_cli.media.video_write import VideoWriter
+from dav2_cli.pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
+from dav2_cli.jobs.measure import Measure, plan_measure
+from dav2_cli.jobs.options import DepthOptions, is_video_model, load_job_model, note, report
+from dav2_cli.jobs.plan import frame_files, plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
 
@@ -237,7 +239,7 @@ def depth_stage(model, info: VideoInfo):
     """What turns the video's frames into depth: Video Depth Anything over windows of frames (consistent across
     them), or a per-image model one batch at a time."""
     if is_video_model(model):
-        from ..temporal_depth import TemporalDepth
+        from dav2_cli.depth.temporal_windows import TemporalDepth
 
         return TemporalDepth(model, image_hw=(info.height, info.width), notify=note)
     return PerImageDepth(model)
@@ -245,7 +247,7 @@ def depth_stage(model, info: VideoInfo):
 
 def _frames(reader: FrameReader | SequenceReader, scene_cuts: bool):
     """The reader's frames, each marked when it starts a new scene (when `scene_cuts`); closes the reader."""
-    from ..scene_cuts import SceneCutDetector
+    from dav2_cli.depth.scene_cuts import SceneCutDetector
 
     detector = SceneCutDetector() if scene_cuts else None
     try:

@@ -12,8 +12,8 @@ import zlib
 import cv2
 import numpy as np
 
-from .. import metadata
-from ..errors import UserError
+from dav2_cli.outputs import metadata
+from dav2_cli.errors import UserError
 
 _ZIP_LINES = {0: 1, 2: 1, 3: 16}  # compression → scan lines per block: NONE, ZIPS, ZIP
 

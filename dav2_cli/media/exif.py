@@ -11,7 +11,7 @@ does not change, so the focal in pixels is the same for the image as stored and 
 
 import struct
 
-from ..metadata import webp_chunks
+from dav2_cli.outputs.metadata import webp_chunks
 
 EXIF_IFD_POINTER = 0x8769
 FOCAL_LENGTH_35MM = 0xA405

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, UserError
-from .images import image_header, is_image_name, read_image, read_input_bytes
-from .video_probe import VideoInfo
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.media.images import image_header, is_image_name, read_image, read_input_bytes
+from dav2_cli.media.video_probe import VideoInfo
 
 
 def _natural_key(path: Path) -> list:

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import UserError
-from .atomic import STDIO, describe_os_error
+from dav2_cli.errors import UserError
+from dav2_cli.outputs.atomic import STDIO, describe_os_error
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

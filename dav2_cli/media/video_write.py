@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
-from dav2_cli.media.atomic import discard, publish, reserve_temp
+from dav2_cli.outputs.atomic import discard, publish, reserve_temp
 from dav2_cli.media.video_probe import (
     DETACHED,
     check_readable,

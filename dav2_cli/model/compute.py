@@ -11,8 +11,8 @@ import contextlib
 
 import torch
 
-from .image_encoder import check_form
-from .int8 import quantize_encoder_linears
+from dav2_cli.model.image_encoder import check_form
+from dav2_cli.model.int8 import quantize_encoder_linears
 
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 HALF_PRECISIONS = ("bfloat16", "float16")

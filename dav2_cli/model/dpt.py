@@ -11,13 +11,13 @@ compute dtype.
 import torch
 from torch import nn
 
-from .compute import ComputeOptions
-from .config import ModelConfig
-from .fusion import Fusion
-from .head import DepthHead
-from .image_encoder import ImageEncoder
-from .patch_embed import PatchEmbedding
-from .reassembly import Reassembly
+from dav2_cli.model.compute import ComputeOptions
+from dav2_cli.model.config import ModelConfig
+from dav2_cli.model.fusion import Fusion
+from dav2_cli.model.head import DepthHead
+from dav2_cli.model.image_encoder import ImageEncoder
+from dav2_cli.model.patch_embed import PatchEmbedding
+from dav2_cli.model.reassembly import Reassembly
 
 
 def check_image_batch(image_bchw: torch.Tensor, patch_size: int) -> None:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .onednn_linear import LINEAR_FORMS, OneDNNLinear, contents_key
+from dav2_cli.model.onednn_linear import LINEAR_FORMS, OneDNNLinear, contents_key
 
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled size on the intended grid
 

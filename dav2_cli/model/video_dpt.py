@@ -15,10 +15,10 @@ sigmoid and no max_depth). Contract as DA-V2's: float32 in, float32 out, whateve
 import torch
 from torch import nn
 
-from .config import VideoModelConfig
-from .dpt import DptTrunk
-from .head import DepthHead
-from .temporal import TemporalModule
+from dav2_cli.model.config import VideoModelConfig
+from dav2_cli.model.dpt import DptTrunk
+from dav2_cli.model.head import DepthHead
+from dav2_cli.model.temporal import TemporalModule
 
 # reassembly levels mixed over time (0 = finest); the fusion blocks whose outputs are mixed follow them
 TEMPORAL_LEVELS = (2, 3)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError, UserError
+from dav2_cli.errors import UsageError, UserError
 
 try:
     import fcntl

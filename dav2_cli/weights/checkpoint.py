@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError, UserError
-from ..model import DepthAnythingV2, ModelConfig, VideoDepthAnything, VideoModelConfig
-from ..model.config import TAPS_BY_BLOCKS
-from . import catalog
-from .hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.model import DepthAnythingV2, ModelConfig, VideoDepthAnything, VideoModelConfig
+from dav2_cli.model.config import TAPS_BY_BLOCKS
+from dav2_cli.weights import catalog
+from dav2_cli.weights.hf_layout import hf_to_upstream, is_hf_state_dict, read_hf_config
 
 # Metric checkpoints scale a sigmoid by the largest depth of their training data (upstream's max_depth).
 MAX_DEPTH_BY_DATASET = {"hypersim": 20.0, "vkitti": 80.0}
@@ -202,7 +202,7 @@ def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | 
     """
     if not (path.is_dir() or path.suffix.lower() == ".safetensors"):
         if "video_depth_anything" in path.name.lower():  # upstream's VDA names; their metric kind gives metres
-            from .video_checkpoint import metric_from_video_name
+            from dav2_cli.weights.video_checkpoint import metric_from_video_name
 
             return metric_from_video_name(path, max_depth), None
         return metric_from_name(path, max_depth)
@@ -227,7 +227,7 @@ def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, floa
     spec = None if path.exists() else catalog.find_spec(str(path_or_name))
     if spec is not None:
         if spec.family == catalog.VIDEO_FAMILY:
-            from .video_checkpoint import refuse_max_depth  # it builds on this module
+            from dav2_cli.weights.video_checkpoint import refuse_max_depth  # it builds on this module
 
             refuse_max_depth(spec.name, max_depth)
         elif max_depth is not None and spec.kind != "metric":
@@ -271,7 +271,7 @@ def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoi
         state_dict, metric, max_depth = read_safetensors(path, max_depth)
     else:
         state_dict = read_pth(path)
-        from .video_checkpoint import (  # it builds on this module
+        from dav2_cli.weights.video_checkpoint import (  # it builds on this module
             is_video_state_dict,
             load_video_checkpoint,
         )

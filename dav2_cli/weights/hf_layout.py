@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from dav2_cli.errors import UserError
 
 _SAME = (lambda i: i, lambda i: i)
 _SHIFT_ONE = (lambda i: i - 1, lambda i: i + 1)  # upstream counts layer1_rn..4, HF counts convs.0..3

@@ -13,9 +13,9 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import UsageError, UserError
-from ..model import VideoDepthAnything, VideoModelConfig
-from .checkpoint import (
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.model import VideoDepthAnything, VideoModelConfig
+from dav2_cli.weights.checkpoint import (
     Checkpoint,
     config_from_state_dict,
     rename_strictly,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
+from dav2_cli.errors import UserError
 
 MIN_POINTS = 2  # two unknowns: scale and shift
 

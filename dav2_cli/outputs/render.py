@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2_cli import metadata, png
+from dav2_cli.outputs import metadata, png
 from dav2_cli.errors import UsageError, UserError
-from dav2_cli.geometry import CloudOptions, Intrinsics, build_cloud
-from dav2_cli.pointcloud import encode_ply
+from dav2_cli.depth.camera import CloudOptions, Intrinsics, build_cloud
+from dav2_cli.outputs.ply import encode_ply
 
 VISUAL_FORMATS = ("color", "gray", "gray16")
 RAW_FORMATS = ("npy", "exr", "tiff")

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import engine, prep
-from .allocator import keep_freed_memory
-from .model import DepthAnythingV2, ModelConfig
-from .model.int8 import Int8Linear, quantized_engine
+from dav2_cli.runtime import engine
+
+from dav2_cli.depth import sizing as prep
+from dav2_cli.runtime.allocator import keep_freed_memory
+from dav2_cli.model import DepthAnythingV2, ModelConfig
+from dav2_cli.model.int8 import Int8Linear, quantized_engine
 
 # Upstream's vits: the default model, random weights, so the bench needs no download (speed ignores the values).
 VITS = ModelConfig(width=384, blocks=12, mlp_hidden=1536, swiglu=False, reassembly_channels=(48, 96, 192, 384),
@@ -44,7 +46,7 @@ class Variant:
 def available_variants() -> list[Variant]:
     """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, the same float32 and bf16 run by
     OpenVINO where it is installed, and CUDA or Apple MPS when present."""
-    from . import openvino_backend
+    from dav2_cli.runtime import openvino_backend
 
     cpu = torch.device("cpu")
     cpu_auto = engine.auto_precision(cpu)
@@ -198,7 +200,7 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
     for variant in variants:
         device = torch.device(variant.device)
         if variant.backend == "openvino":
-            from .openvino_backend import OpenVINOModel
+            from dav2_cli.runtime.openvino_backend import OpenVINOModel
 
             float32 = engine.load_model(model_spec, "cpu", "float32", backend="torch") if weights is None else \
                 engine.prepare_model(_with_weights(config, weights), device, "float32")

@@ -11,7 +11,7 @@ default is 504, the nearest even grid below it (36 patches on the short side; 51
 import cv2
 import numpy as np
 
-from .errors import UserError
+from dav2_cli.errors import UserError
 
 SIZE_MULTIPLE = 28  # two 14-pixel patches: an even patch grid
 DEFAULT_INPUT_SIZE = 504

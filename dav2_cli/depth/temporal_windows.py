@@ -49,8 +49,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from . import prep
-from .model.compute import HALF_PRECISIONS
+from dav2_cli.depth import sizing as prep
+from dav2_cli.model.compute import HALF_PRECISIONS
 
 WINDOW = 32
 STEP = 22

@@ -9,7 +9,7 @@ import contextlib
 import signal
 import threading
 
-from .errors import EXIT_SIGINT, EXIT_SIGTERM
+from dav2_cli.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 
 class GracefulStop:

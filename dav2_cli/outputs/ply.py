@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from .geometry import Cloud
+from dav2_cli.depth.camera import Cloud
 
 _VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _VERTEX_PROPERTIES = ["float x", "float y", "float z", "uchar red", "uchar green", "uchar blue"]

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UsageError
-from .interrupts import ctrl_c_held
-from .model.dpt import check_image_batch
-from .model.onednn_linear import release_packed_weights
+from dav2_cli.errors import UsageError
+from dav2_cli.runtime.interrupts import ctrl_c_held
+from dav2_cli.model.dpt import check_image_batch
+from dav2_cli.model.onednn_linear import release_packed_weights
 
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
@@ -63,7 +63,7 @@ def version() -> str:
 
 def _cache_dir() -> str:
     """openvino/ in dav2's cache folder, beside the timing caches (and moved with them, as the tests do)."""
-    from . import engine
+    from dav2_cli.runtime import engine
 
     return str(engine.tuning_cache_path().parent / "openvino")
 
@@ -247,7 +247,7 @@ class FastestBackend(torch.nn.Module):
         return self._torch_model.linear_form if self._torch_model is not None else "openvino"
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        from . import engine
+        from dav2_cli.runtime import engine
 
         size_hw = tuple(image_bchw.shape[2:])
         if size_hw not in self.chosen:

@@ -21,7 +21,7 @@ import re
 import struct
 import zlib
 
-from . import png
+from dav2_cli.outputs import png
 
 RELATIVE_UNIT = "none (relative inverse depth)"
 METRIC_UNIT = "meters"

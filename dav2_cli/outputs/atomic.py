@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from dav2_cli.errors import UserError
 
 STDIO = "-"
 TEMP_SUFFIX = ".part"

@@ -53,14 +53,14 @@ import time
 import numpy as np
 import torch
 
-from . import prep
-from .errors import UsageError, UserError
-from .model import VideoModelConfig
-from .model.compute import PRECISIONS
-from .model.int8 import quantized_engine
-from .model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
-from .weights.catalog import dav2_home
-from .weights.checkpoint import build_model, load_checkpoint
+from dav2_cli.depth import sizing as prep
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.model import VideoModelConfig
+from dav2_cli.model.compute import PRECISIONS
+from dav2_cli.model.int8 import quantized_engine
+from dav2_cli.model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
+from dav2_cli.weights.catalog import dav2_home
+from dav2_cli.weights.checkpoint import build_model, load_checkpoint
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -320,7 +320,7 @@ def resolve_backend(spec: str, device: torch.device, precision: str) -> str:
     spec = str(spec).strip().lower()
     if spec not in BACKENDS:
         raise UsageError(f"--backend {spec}: expected {', '.join(BACKENDS)}")
-    from . import openvino_backend
+    from dav2_cli.runtime import openvino_backend
 
     if spec == "openvino":
         openvino_backend.require_installed()
@@ -337,7 +337,7 @@ def resolve_backend(spec: str, device: torch.device, precision: str) -> str:
 
 
 def backend_key(model: torch.nn.Module, size_hw: tuple[int, int]) -> str:
-    from . import openvino_backend
+    from dav2_cli.runtime import openvino_backend
 
     return (f"{machine_key()} openvino {openvino_backend.version()} {model.config.encoder} {model.precision} "
             f"input {size_hw[0]}x{size_hw[1]}")
@@ -420,7 +420,7 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
     model.source = checkpoint.source  # a declared attribute of the model, for messages
     if backend == "torch":
         return prepare_model(model, torch_device, precision)
-    from .openvino_backend import FastestBackend, OpenVINOModel
+    from dav2_cli.runtime.openvino_backend import FastestBackend, OpenVINOModel
 
     if backend == "openvino":
         return OpenVINOModel(prepare_model(model, torch_device, "float32"), precision)
