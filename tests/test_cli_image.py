@@ -207,16 +207,16 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
 
 
 def test_cli_choices_are_the_formats_and_colormaps_render_supports():
-    from dav2_cli import cli
+    from dav2_cli.cli import shared_options
     from dav2_cli.outputs import render
 
-    assert set(cli.FORMAT_CHOICES) == set(render.FORMATS) | set(render.FORMAT_ALIASES)
-    assert cli.CMAP_CHOICES == render.CMAPS
+    assert set(shared_options.FORMAT_CHOICES) == set(render.FORMATS) | set(render.FORMAT_ALIASES)
+    assert shared_options.CMAP_CHOICES == render.CMAPS
 
 
 @pytest.mark.parametrize("command", ["image", "folder", "video", "bench"])
 def test_cli_input_sizes_are_the_ones_prep_can_size(command):
-    # spelled out in cli.py, which must not import prep (OpenCV) for `--help` to stay instant
+    # spelled out in the cli, which must not import prep (OpenCV) for `--help` to stay instant
     from dav2_cli import cli
     from dav2_cli.depth import sizing as prep
 

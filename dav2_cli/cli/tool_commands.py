@@ -1,0 +1,111 @@
+"""The commands around the depth jobs: `dav2 models` (names and the cache), `dav2 info` (what a file holds) and
+`dav2 bench` (what each precision and backend gives on this machine)."""
+
+import click
+
+from dav2_cli.cli.app import EXIT_CODES, run_job
+from dav2_cli.cli.params import image_size_option, pixel_option
+from dav2_cli.cli.shared_options import INPUT_SIZE_RANGE
+from dav2_cli.errors import EXIT_OK
+
+MODELS_EPILOG = """\b
+Names download upstream's .pth files once into the cache folder (`dav2 models path`:
+$DAV2_HOME, else $XDG_CACHE_HOME/dav2, else ~/.cache/dav2). A file put there by hand
+under upstream's name is used as is; models already in the HuggingFace cache (-hf repos)
+are used where they are. Offline (no network, DAV2_OFFLINE=1 or HF_HUB_OFFLINE=1), the
+error names the file, its URL and where to put it. Mirror: DAV2_HF_ENDPOINT or HF_ENDPOINT.
+"""
+
+
+@click.group(invoke_without_command=True, epilog=MODELS_EPILOG)
+@click.pass_context
+def models(ctx):
+    """List the model names with size, licence, kind and cached path."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dav2_cli.weights.catalog import list_models
+
+    rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
+    for model in list_models():
+        kind = model["label"]
+        rows.append((model["name"], ",".join(model["aliases"]), kind, model["size"], model["licence"],
+                     str(model["cached"]) if model["cached"] else "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]))
+
+
+@models.command("download")
+@click.argument("name")
+def models_download(name):
+    """Fetch model NAME into the cache unless it is already on disk; print its path."""
+    from dav2_cli.weights.catalog import (  # here, not at the top: `dav2 --help` skips urllib's import cost
+        find_spec,
+        resolve,
+    )
+
+    if find_spec(name) is None:
+        raise click.BadParameter(f"{name!r} is not a model name (see `dav2 models`)", param_hint="NAME")
+
+    def job():
+        click.echo(resolve(name))
+        return EXIT_OK
+
+    run_job(job)
+
+
+@models.command("path")
+def models_path():
+    """Print the cache folder that model names download into."""
+    from dav2_cli.weights.catalog import dav2_home
+
+    click.echo(dav2_home())
+
+
+@click.command(epilog="""\b
+Examples:
+  dav2 info depth.png                       # model, kind, unit, lo/hi, size, intrinsics...
+  dav2 info depth.png --at 320,240          # the depth at column 320, row 240
+  dav2 info cloud.ply                       # the PLY header's description and axes
+  dav2 info depth.mkv                       # a gray16 video's description (depth.mkv.json)
+
+\b
+Reads PNG (text chunks, or OUT.json beside a gray16 PNG), JPEG (comment), EXR (header
+attributes), TIFF (ImageDescription), npy (OUT.npy.json), PLY (header comments) and the
+.json beside a gray16 video. Pictures are turned back into depth with their lo/hi.
+""" + "\n" + EXIT_CODES)
+@click.argument("file", metavar="FILE")
+@click.option("--at", default=None, metavar="X,Y", callback=pixel_option,
+              help="Also print the depth at this pixel (column X, row Y, from 0).")
+def info(file, at):
+    """Print what a file dav2 wrote holds: model, kind, unit, range, size, camera, alignment."""
+    from dav2_cli.jobs.info import run_info
+
+    run_job(lambda: run_info(file, at, echo=click.echo))
+
+
+@click.command(epilog="""\b
+Examples:
+  dav2 bench                                # random-init vits, 756x504, every precision and backend here
+  dav2 bench -m vitb --image-size 1920x1080 --repeat 5
+""")
+@click.option("-m", "--model", default=None, metavar="NAME|PATH",
+              help="Model name or checkpoint. Default: random-init vits (no download; speed ignores the values).")
+@click.option("--input-size", type=INPUT_SIZE_RANGE, default=504, show_default=True,
+              help="Shorter side the model sees, as for the other commands.")
+@click.option("--image-size", default="756x504", show_default=True, callback=image_size_option,
+              metavar="WxH", help="Size of the synthetic test image.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Timed runs per variant (the median is shown).")
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Untimed runs first (allocations, caches).")
+def bench(model, input_size, image_size, repeat, warmup):
+    """Speed of each precision and backend this machine offers (ms/image, GFLOP/s, share of peak) and its error;
+    (auto) marks what the default runs here."""
+    from dav2_cli.jobs.bench import run_bench
+
+    def job():
+        run_bench(model, input_size, image_size, repeat, warmup, echo=click.echo)
+        return EXIT_OK
+
+    run_job(job)
