@@ -359,6 +359,17 @@ def test_impossible_combinations_are_one_line(tmp_path, vits_checkpoint, args, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["IN.mkv"]
 
 
+def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, vits_checkpoint):
+    source = write_clip(tmp_path / "IN.mkv", clip_frames(3), fps=25)
+    alias = tmp_path / "alias.mkv"
+    os.link(source, alias)  # one file, two names: as `in.MKV` and `IN.mkv` are on a case-insensitive disk
+    before = source.read_bytes()
+    result = dav2(source, "-o", alias, "-m", vits_checkpoint, "--input-size", 28)
+    assert result.exit_code == 2 and "is the input video" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert source.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["IN.mkv", "alias.mkv"]
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_finishes_a_valid_shorter_video(tmp_path, vits_checkpoint, signum, code):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(4) * 150)  # 600 frames: far more than get done

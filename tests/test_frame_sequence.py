@@ -10,7 +10,7 @@ from conftest import synthetic_photo
 
 import dav2_cli
 from dav2_cli.cli import main
-from dav2_cli.media.frame_sequence import probe_sequence, sequence_files
+from dav2_cli.media.frame_sequence import frame_file_name, frame_files, probe_sequence, sequence_files
 from dav2_cli.media.video_probe import probe
 
 
@@ -70,3 +70,21 @@ def test_a_damaged_frame_ends_the_video_with_the_frames_before_it(tmp_path, vits
     assert result.exit_code == 1
     assert "decoding stopped at frame 3 of 6" in result.stderr and "3 frames before it" in result.stderr
     assert probe(out).frame_count == 3
+
+
+def test_frame_names_go_past_frame_999999_and_read_back_in_order(tmp_path):
+    numbers = [0, 9, 999_998, 999_999, 1_000_000, 1_000_001, 12_345_678]
+    names = [frame_file_name(number, ".png") for number in numbers]
+    assert names[:2] == ["frame_000000.png", "frame_000009.png"]
+    assert names[4] == "frame_1000000.png"
+    assert len(set(names)) == len(names)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for number, name in zip(reversed(numbers), reversed(names)):  # written out of order on purpose
+        cv2.imwrite(str(folder / name), synthetic_photo(8, 8, seed=number % 97))
+        (folder / name).with_suffix(".json").write_text("{}")  # a sidecar beside each frame
+    (folder / "frame_12.png").write_bytes(b"")  # not a dav2 frame name (fewer than six digits)
+    assert [path.name for path in sequence_files(folder) if path.name != "frame_12.png"] == names
+    written = frame_files(folder)
+    assert [path.name for path in written if path.suffix == ".png"] == names
+    assert len(written) == 2 * len(names)  # the sidecars are the run's files too, found for --overwrite

@@ -13,6 +13,7 @@ from pathlib import Path
 from dav2_cli.outputs import render
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.outputs.atomic import STDIO
+from dav2_cli.media.frame_sequence import frame_files
 from dav2_cli.media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
 from dav2_cli.media.video_write import SUPPORTED_EXTENSIONS
 
@@ -191,15 +192,13 @@ def video_format(fmt: str | None) -> str:
     return render.canonical_format(fmt) if fmt is not None else "color"
 
 
-FRAME_NAME = re.compile(r"frame_\d{6}\..+")  # frame_000000.npy and anything written beside it
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """The per-frame outputs a video job wrote into `folder` (none when it does not exist)."""
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two names are one file: by device and inode, so another spelling on a case-insensitive file
+    system, a hard link or a symlink all count, and a name that does not exist yet is no file."""
     try:
-        return sorted(entry for entry in folder.iterdir() if FRAME_NAME.fullmatch(entry.name))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool = False) -> Path:
@@ -219,7 +218,7 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if fmt in render.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
-        if source.is_dir() and out.resolve() == source.resolve():
+        if source.is_dir() and _same_file(out, source):
             raise UsageError(f"{output}: is the input frame folder; choose another output folder")
         if frame_files(out) and not overwrite:
             raise UsageError(f"{output}: already holds frames of an earlier run; add --overwrite to replace them, "
@@ -230,6 +229,6 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if extension not in SUPPORTED_EXTENSIONS:
         raise UsageError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
                          f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
-    if out.exists() and source.exists() and out.resolve() == source.resolve():
+    if _same_file(out, source):
         raise UsageError(f"{output}: is the input video; choose another output name")
     return out

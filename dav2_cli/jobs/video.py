@@ -24,14 +24,14 @@ from dav2_cli.outputs import metadata, render
 from dav2_cli.errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from dav2_cli.runtime.interrupts import GracefulStop
 from dav2_cli.outputs.atomic import STDIO, write_with_sidecars, written_first
-from dav2_cli.media.frame_sequence import SequenceReader, probe_sequence
+from dav2_cli.media.frame_sequence import SequenceReader, frame_file_name, frame_files, probe_sequence
 from dav2_cli.media.video_probe import VideoInfo, parse_rate, probe
 from dav2_cli.media.video_read import FrameReader
 from dav2_cli.media.video_write import VideoWriter
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
 from dav2_cli.jobs.measure import Measure, plan_measure
 from dav2_cli.jobs.options import DepthOptions, is_video_model, load_job_model, note, report
-from dav2_cli.jobs.plan import frame_files, plan_output
+from dav2_cli.jobs.plan import plan_output
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
 
@@ -205,7 +205,7 @@ class _FrameFolder:
             stale.unlink(missing_ok=True)
 
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
-        path = self._folder / f"frame_{self.frames_written:06d}{self._extension}"
+        path = self._folder / frame_file_name(self.frames_written, self._extension)
         outputs = self._measure.encode(depth_hw, frame.image, name=f"{self._name} frame {frame.key}",
                                        destination=str(path), frame=frame.key)
         write_with_sidecars(path, outputs)

@@ -22,6 +22,25 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", path.name)]
 
 
+# A video's per-frame outputs: `frame_000000.npy` ... numbered from 0 in output order. Six digits at least, more
+# past frame 999999 (`frame_1000000`): the natural order above reads them back in sequence either way.
+_FRAME_FILE = re.compile(r"frame_\d{6,}\..+")  # the frame itself and anything written beside it (its .json)
+
+
+def frame_file_name(number: int, extension: str) -> str:
+    """The name of output frame `number` (from 0) of a video written one file per frame."""
+    return f"frame_{number:06d}{extension}"
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The per-frame outputs a video job wrote into `folder`, in frame order (none when it does not exist)."""
+    try:
+        return sorted((entry for entry in Path(folder).iterdir() if _FRAME_FILE.fullmatch(entry.name)),
+                      key=_natural_key)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def sequence_files(folder: Path) -> list[Path]:
     """The images directly in `folder` (hidden files and other files left alone), in natural order."""
     try:
