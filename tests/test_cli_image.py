@@ -208,10 +208,10 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
 
 def test_cli_choices_are_the_formats_and_colormaps_render_supports():
     from dav2_cli.cli import shared_options
-    from dav2_cli.outputs import render
+    from dav2_cli.outputs import colormaps, formats
 
-    assert set(shared_options.FORMAT_CHOICES) == set(render.FORMATS) | set(render.FORMAT_ALIASES)
-    assert shared_options.CMAP_CHOICES == render.CMAPS
+    assert set(shared_options.FORMAT_CHOICES) == set(formats.FORMATS) | set(formats.FORMAT_ALIASES)
+    assert shared_options.CMAP_CHOICES == colormaps.CMAPS
 
 
 @pytest.mark.parametrize("command", ["image", "folder", "video", "bench"])

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import synthetic_photo
 
 import dav2_cli
-from dav2_cli.outputs import render
+from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.cli import main
 from dav2_cli.media import video_probe
 from dav2_cli.media.video_probe import find_ffmpeg, probe
@@ -291,7 +291,7 @@ def test_normalize_modes_across_a_scene_cut(tmp_path, vits_checkpoint, model):
     assert np.abs(ranges["ema"][11] - ranges["ema"][5]).max() > 2 * step
     # ema with cuts found (the default): the first scene as before, then scene B's own range from its first frame
     np.testing.assert_allclose(ranges["ema-at-cuts"][:6], ranges["ema"][:6], atol=0.01 * span)
-    scene_b = render.RangeTracker("ema").update(depths[6])  # a fresh tracker: the first frame's percentiles
+    scene_b = RangeTracker("ema").update(depths[6])  # a fresh tracker: the first frame's percentiles
     np.testing.assert_allclose(ranges["ema-at-cuts"][6:], np.array([scene_b] * 6), atol=0.01 * span)
 
 

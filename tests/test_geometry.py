@@ -14,6 +14,7 @@ from plyfile import PlyData
 from dav2_cli.depth import camera as geometry
 
 from dav2_cli.outputs import metadata, render
+from dav2_cli.outputs.ply import CloudRequest
 from dav2_cli.depth.camera import CloudOptions, build_cloud, resolve_intrinsics
 
 
@@ -31,7 +32,7 @@ def photo(height, width, seed=0):
 def ply_bytes(depth, image, intrinsics, options=CloudOptions(), max_depth=None):
     description = metadata.describe(model="test", metric=True, input_size=56, width=depth.shape[1],
                                     height=depth.shape[0], intrinsics=intrinsics)
-    request = render.CloudRequest(intrinsics, image, options, max_depth)
+    request = CloudRequest(intrinsics, image, options, max_depth)
     [(suffix, data)] = render.encode_outputs(depth, "ply", description=description, cloud=request)
     assert suffix == ""
     return data

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dav2_cli.outputs import metadata, render
+from dav2_cli.outputs import exr, formats, metadata, pictures, render, tiff, webp
+from dav2_cli.outputs.ply import CloudRequest
 from dav2_cli.cli import main
 from dav2_cli.depth.camera import CloudOptions, resolve_intrinsics
 
@@ -82,7 +83,7 @@ def test_metadata_and_depth_round_trip(tmp_path, fmt, name, tolerance, metric):
     assert f"larger: {'farther' if metric else 'nearer'}" in output
     span = float(depth.max() - depth.min())
     assert value_at(output) == pytest.approx(float(depth[5, 7]), abs=tolerance * span + 1e-6)
-    if fmt in render.VISUAL_FORMATS:
+    if fmt in formats.VISUAL_FORMATS:
         assert re.search(r"^  lo: ", output, re.M) and re.search(r"^  hi: ", output, re.M)
 
 
@@ -97,19 +98,19 @@ def test_gray16_png_holds_lo_hi_in_text_chunks_and_its_sidecar(tmp_path):
     assert (sidecar["lo"], sidecar["hi"]) == (float(depth.min()), float(depth.max()))
     # the picture itself is unchanged by its metadata: OpenCV decodes the same 16-bit levels
     levels = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(levels, render.to_visual(depth, "gray16", metric=True))
+    np.testing.assert_array_equal(levels, pictures.to_visual(depth, "gray16", metric=True))
 
 
 def test_tiff_and_exr_keep_their_values_with_a_description(tmp_path):
     depth = depth_map(metric=True)
     path, _ = write(tmp_path, "d.tiff", "tiff", depth, True)
     np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), depth)
-    assert metadata.tiff_description(path.read_bytes())["unit"] == "meters"
+    assert tiff.read_description(path.read_bytes())["unit"] == "meters"
     from tests.test_render import read_exr_y  # the spec-written reader of the EXR tests
 
     path, _ = write(tmp_path, "d.exr", "exr", depth, True)
     np.testing.assert_array_equal(read_exr_y(path.read_bytes()), depth)
-    assert metadata.exr_strings(path.read_bytes())["larger"] == "farther"
+    assert exr.read_description(path.read_bytes())["larger"] == "farther"
 
 
 def test_side_by_side_picture_reads_the_depth_half(tmp_path):
@@ -126,7 +127,7 @@ def test_ply_header_and_depth_at_a_pixel(tmp_path):
     intrinsics = resolve_intrinsics(WIDTH, HEIGHT, hfov=60)
     image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     for y_up in (False, True):
-        request = render.CloudRequest(intrinsics, image, CloudOptions(y_up=y_up), 20.0)
+        request = CloudRequest(intrinsics, image, CloudOptions(y_up=y_up), 20.0)
         path, _ = write(tmp_path, f"d{y_up}.ply", "ply", depth, True, cloud=request, intrinsics=intrinsics)
         code, output = info(path, "--at", "7,5")
         assert code == 0, output
@@ -186,16 +187,16 @@ def test_webp_carries_its_description_in_a_standard_xmp_packet(tmp_path):
                      "ns#}li")
     assert json.loads(item.text)["model"] == "depth_anything_v2_vits.pth"
     picture = cv2.imdecode(np.frombuffer(outputs[""], np.uint8), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(picture, render.to_visual(depth, "color"))  # the pixels are untouched
+    assert np.array_equal(picture, pictures.to_visual(depth, "color"))  # the pixels are untouched
 
 
 def test_webp_description_survives_markup_and_other_scripts(tmp_path):
     awkward = {"source": "tiefe <&> \"Straße\" 深度.jpg", "lo": 0.5}
-    webp = cv2.imencode(".webp", np.zeros((4, 6, 3), np.uint8))[1].tobytes()
-    assert metadata.webp_description(metadata.webp_with_xmp(webp, awkward, 6, 4)) == awkward
-    again = metadata.webp_with_xmp(metadata.webp_with_xmp(webp, {"lo": 1}, 6, 4), awkward, 6, 4)
+    picture = cv2.imencode(".webp", np.zeros((4, 6, 3), np.uint8))[1].tobytes()
+    assert webp.read_description(webp.with_description(picture, awkward, 6, 4)) == awkward
+    again = webp.with_description(webp.with_description(picture, {"lo": 1}, 6, 4), awkward, 6, 4)
     assert [kind for kind, _ in riff_chunks(again)].count(b"XMP ") == 1  # replaced, not stacked
-    assert metadata.webp_description(again) == awkward and metadata.webp_description(webp) == {}
+    assert webp.read_description(again) == awkward and webp.read_description(picture) == {}
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's always-full device")

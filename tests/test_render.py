@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dav2_cli.outputs import png, render
+from dav2_cli.outputs import colormaps, formats, pictures, png, render
+from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.errors import UserError
 
 # ColorBrewer Spectral from its red end to its blue end, as (B, G, R) so it compares with OpenCV pictures.
@@ -93,7 +94,7 @@ def read_exr_y(data):
 def colour_at(level):
     """Spectral_r's entry `level` (0 = far end), reached through a depth in the middle of that level's bin."""
     depth = np.array([[(level + 0.5) / 255]], dtype=np.float32)
-    return tuple(int(v) for v in render.to_visual(depth, "color", value_range=(0.0, 1.0))[0, 0])
+    return tuple(int(v) for v in pictures.to_visual(depth, "color", value_range=(0.0, 1.0))[0, 0])
 
 
 # --- direction: near is bright -------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def colour_at(level):
 
 def test_relative_depth_near_is_bright():
     depth = ramp()  # relative output: larger = nearer
-    gray = render.to_visual(depth, "gray")
+    gray = pictures.to_visual(depth, "gray")
     assert gray.dtype == np.uint8 and gray.shape == depth.shape
     assert (gray[:, -1] == 255).all() and (gray[:, 0] == 0).all()
     assert (np.diff(gray.astype(int), axis=1) >= 0).all()
@@ -109,7 +110,7 @@ def test_relative_depth_near_is_bright():
 
 def test_metric_depth_near_is_bright():
     depth = ramp()  # meters: larger = farther
-    gray = render.to_visual(depth, "gray", metric=True)
+    gray = pictures.to_visual(depth, "gray", metric=True)
     assert (gray[:, 0] == 255).all() and (gray[:, -1] == 0).all()
     assert (np.diff(gray.astype(int), axis=1) <= 0).all()
 
@@ -117,8 +118,8 @@ def test_metric_depth_near_is_bright():
 @pytest.mark.parametrize("metric", [False, True])
 def test_invert_flips_the_direction(metric):
     depth = ramp()
-    plain = render.to_visual(depth, "gray16", metric=metric)
-    inverted = render.to_visual(depth, "gray16", metric=metric, invert=True)
+    plain = pictures.to_visual(depth, "gray16", metric=metric)
+    inverted = pictures.to_visual(depth, "gray16", metric=metric, invert=True)
     assert (plain[:, 0] == inverted[:, -1]).all() and (plain[:, -1] == inverted[:, 0]).all()
     # Mirrored levels, up to the rounding of an exact half (the ramp's midpoint lands on 32767.5).
     assert np.abs(inverted.astype(int) - (65535 - plain.astype(int))).max() <= 1
@@ -126,11 +127,11 @@ def test_invert_flips_the_direction(metric):
 
 def test_colour_maps_near_to_the_top_of_the_colormap():
     depth = ramp()
-    colour = render.to_visual(depth, "color")
+    colour = pictures.to_visual(depth, "color")
     assert colour.shape == depth.shape + (3,) and colour.dtype == np.uint8
     assert tuple(colour[0, -1]) == SPECTRAL_BGR[0]  # nearest: Spectral_r's red end
     assert tuple(colour[0, 0]) == SPECTRAL_BGR[-1]  # farthest: its blue end
-    metric = render.to_visual(depth, "color", metric=True)
+    metric = pictures.to_visual(depth, "color", metric=True)
     assert tuple(metric[0, 0]) == SPECTRAL_BGR[0]
 
 
@@ -141,7 +142,7 @@ def test_colour_maps_near_to_the_top_of_the_colormap():
     metric=st.booleans(),
 )
 def test_levels_follow_depth_order_and_span_the_full_range(depth, metric):
-    levels = render.to_visual(depth, "gray16", metric=metric).astype(np.int64).ravel()
+    levels = pictures.to_visual(depth, "gray16", metric=metric).astype(np.int64).ravel()
     order = np.argsort(depth.ravel(), kind="stable")
     steps = np.diff(levels[order])
     assert (steps <= 0).all() if metric else (steps >= 0).all()
@@ -154,7 +155,7 @@ def test_levels_follow_depth_order_and_span_the_full_range(depth, metric):
 
 def test_gray16_uses_the_full_16_bit_range():
     depth = ramp(width=4, lo=0.0, hi=3.0)  # 0, 1, 2, 3
-    gray16 = render.to_visual(depth, "gray16")
+    gray16 = pictures.to_visual(depth, "gray16")
     assert gray16.dtype == np.uint16
     assert gray16[0].tolist() == [0, 21845, 43690, 65535]  # not 8-bit values in a 16-bit file
 
@@ -162,7 +163,7 @@ def test_gray16_uses_the_full_16_bit_range():
 def test_8_bit_levels_truncate_like_upstream():
     depth = np.array([[0.0, 0.5, 0.999, 1.0]], dtype=np.float32)
     # upstream: ((d - min) / (max - min) * 255).astype(uint8)
-    assert render.to_visual(depth, "gray")[0].tolist() == [0, 127, 254, 255]
+    assert pictures.to_visual(depth, "gray")[0].tolist() == [0, 127, 254, 255]
 
 
 def test_colour_equals_upstreams_normalise_then_index_rule():
@@ -170,58 +171,58 @@ def test_colour_equals_upstreams_normalise_then_index_rule():
     levels = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)
     table = np.array([colour_at(level) for level in range(256)], dtype=np.uint8)
     expected = table[levels]
-    assert np.array_equal(render.to_visual(depth, "color"), expected)
+    assert np.array_equal(pictures.to_visual(depth, "color"), expected)
 
 
-@pytest.mark.parametrize("fmt", render.VISUAL_FORMATS)
+@pytest.mark.parametrize("fmt", formats.VISUAL_FORMATS)
 def test_constant_map_renders_as_far_without_dividing_by_zero(fmt):
     depth = np.full((3, 5), 2.5, dtype=np.float32)
-    picture = render.to_visual(depth, fmt)
-    far = render.to_visual(ramp(), fmt)[0, 0]  # the far end of a normal map
+    picture = pictures.to_visual(depth, fmt)
+    far = pictures.to_visual(ramp(), fmt)[0, 0]  # the far end of a normal map
     assert (picture == far).all()
-    inverted = render.to_visual(depth, fmt, invert=True)
-    assert (inverted == render.to_visual(ramp(), fmt, invert=True)[0, 0]).all()
+    inverted = pictures.to_visual(depth, fmt, invert=True)
+    assert (inverted == pictures.to_visual(ramp(), fmt, invert=True)[0, 0]).all()
 
 
 def test_depth_range_ignores_non_finite_values():
     depth = ramp()
-    assert render.depth_range(depth) == (1.0, 5.0)
+    assert pictures.depth_range(depth) == (1.0, 5.0)
     depth[0, 0], depth[1, 1], depth[2, 2] = np.nan, np.inf, -np.inf
-    lo, hi = render.depth_range(depth)
+    lo, hi = pictures.depth_range(depth)
     assert np.isfinite([lo, hi]).all() and lo >= 1.0 and hi == 5.0
-    assert render.depth_range(np.full((2, 2), np.nan, np.float32)) == (0.0, 0.0)
+    assert pictures.depth_range(np.full((2, 2), np.nan, np.float32)) == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("metric", [False, True])
 def test_nan_and_inf_render_as_far(metric):
     depth = ramp()
     depth[0, 3], depth[1, 4], depth[2, 5] = np.nan, np.inf, -np.inf
-    gray = render.to_visual(depth, "gray", metric=metric)
+    gray = pictures.to_visual(depth, "gray", metric=metric)
     assert gray[0, 3] == gray[1, 4] == gray[2, 5] == 0
     assert gray[3].max() == 255 and gray[3].min() == 0  # the finite pixels still span the range
-    inverted = render.to_visual(depth, "gray", metric=metric, invert=True)
+    inverted = pictures.to_visual(depth, "gray", metric=metric, invert=True)
     assert inverted[0, 3] == inverted[1, 4] == inverted[2, 5] == 255
-    colour = render.to_visual(depth, "color", metric=metric, value_range=(1.0, 5.0))
+    colour = pictures.to_visual(depth, "color", metric=metric, value_range=(1.0, 5.0))
     assert tuple(colour[0, 3]) == SPECTRAL_BGR[-1]
-    all_nan = render.to_visual(np.full((2, 3), np.nan, np.float32), "gray16")
+    all_nan = pictures.to_visual(np.full((2, 3), np.nan, np.float32), "gray16")
     assert (all_nan == 0).all()
 
 
 def test_value_range_fixes_the_normalisation_and_clips():
     depth = np.array([[0.0, 2.0, 3.0, 4.0, 9.0]], dtype=np.float32)
-    gray = render.to_visual(depth, "gray16", value_range=(2.0, 4.0))
+    gray = pictures.to_visual(depth, "gray16", value_range=(2.0, 4.0))
     assert gray[0].tolist() == [0, 0, 32768, 65535, 65535]
-    metric = render.to_visual(depth, "gray16", value_range=(2.0, 4.0), metric=True)
+    metric = pictures.to_visual(depth, "gray16", value_range=(2.0, 4.0), metric=True)
     assert metric[0].tolist() == [65535, 65535, 32768, 0, 0]
     with pytest.raises(ValueError):
-        render.to_visual(depth, "gray", value_range=(4.0, 2.0))
+        pictures.to_visual(depth, "gray", value_range=(4.0, 2.0))
 
 
 def test_to_visual_rejects_raw_formats_and_bad_shapes():
     with pytest.raises(ValueError):
-        render.to_visual(ramp(), "npy")
+        pictures.to_visual(ramp(), "npy")
     with pytest.raises(ValueError):
-        render.to_visual(np.zeros((2, 3, 1), np.float32), "gray")
+        pictures.to_visual(np.zeros((2, 3, 1), np.float32), "gray")
 
 
 # --- colormaps -----------------------------------------------------------------------------------------------
@@ -248,23 +249,23 @@ def test_spectral_r_interpolates_linearly_between_control_points():
     assert ((blend - 1 < actual) & (actual <= blend + 1e-9)).all()
 
 
-@pytest.mark.parametrize("cmap", [c for c in render.CMAPS if c not in ("Spectral_r", "gray")])
+@pytest.mark.parametrize("cmap", [c for c in colormaps.CMAPS if c not in ("Spectral_r", "gray")])
 def test_opencv_colormaps_are_opencvs_tables(cmap):
     levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
     depth = levels.astype(np.float32)
     expected = cv2.applyColorMap(levels, getattr(cv2, f"COLORMAP_{cmap.upper()}"))
-    assert np.array_equal(render.to_visual(depth, "color", cmap=cmap), expected)
+    assert np.array_equal(pictures.to_visual(depth, "color", cmap=cmap), expected)
 
 
 def test_gray_colormap_gives_equal_channels():
-    colour = render.to_visual(ramp(), "color", cmap="gray")
-    assert np.array_equal(colour[:, :, 0], render.to_visual(ramp(), "gray"))
+    colour = pictures.to_visual(ramp(), "color", cmap="gray")
+    assert np.array_equal(colour[:, :, 0], pictures.to_visual(ramp(), "gray"))
     assert (colour == colour[:, :, :1]).all()
 
 
 def test_unknown_colormap_is_a_user_error():
     with pytest.raises(UserError, match="colormap"):
-        render.to_visual(ramp(), "color", cmap="rainbowish")
+        pictures.to_visual(ramp(), "color", cmap="rainbowish")
 
 
 # --- formats and paths ---------------------------------------------------------------------------------------
@@ -288,16 +289,16 @@ def test_unknown_colormap_is_a_user_error():
     ],
 )
 def test_format_for_path(path, fmt):
-    assert render.format_for_path(path) == fmt
+    assert formats.format_for_path(path) == fmt
 
 
 def test_extensions_and_aliases():
-    assert [render.extension_for(f) for f in render.FORMATS] == [".png", ".png", ".png", ".npy", ".exr", ".tiff",
+    assert [formats.extension_for(f) for f in formats.FORMATS] == [".png", ".png", ".png", ".npy", ".exr", ".tiff",
                                                                    ".ply"]
-    assert render.extension_for("png") == ".png"
-    assert render.canonical_format("png") == "color"
+    assert formats.extension_for("png") == ".png"
+    assert formats.canonical_format("png") == "color"
     with pytest.raises(UserError, match="jpeg2000"):
-        render.canonical_format("jpeg2000")
+        formats.canonical_format("jpeg2000")
 
 
 # --- encode --------------------------------------------------------------------------------------------------
@@ -312,12 +313,12 @@ def decode(data):
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-@pytest.mark.parametrize("fmt", render.VISUAL_FORMATS)
+@pytest.mark.parametrize("fmt", formats.VISUAL_FORMATS)
 def test_picture_formats_round_trip_through_png(fmt):
     depth = smooth_depth()
     data = render.encode(depth, fmt, metric=True)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert np.array_equal(decode(data), render.to_visual(depth, fmt, metric=True))
+    assert np.array_equal(decode(data), pictures.to_visual(depth, fmt, metric=True))
 
 
 @pytest.mark.parametrize("deflate", ["installed", "zlib"])  # zlib: where isal has no wheel
@@ -379,7 +380,7 @@ def test_colour_in_eight_bit_containers(ext):
     depth = smooth_depth()
     decoded = decode(render.encode(depth, "color", ext=ext))
     assert decoded.shape == depth.shape + (3,) and decoded.dtype == np.uint8
-    assert np.abs(decoded.astype(int) - render.to_visual(depth, "color")).mean() < 6
+    assert np.abs(decoded.astype(int) - pictures.to_visual(depth, "color")).mean() < 6
 
 
 def test_gray16_refuses_an_eight_bit_container():
@@ -399,8 +400,8 @@ def test_mismatched_extension_is_a_user_error(fmt, ext):
 def test_side_by_side_puts_the_image_left_and_the_picture_right():
     depth = smooth_depth()
     image = np.random.default_rng(7).integers(0, 256, depth.shape + (3,), dtype=np.uint8)
-    colour = render.to_visual(depth, "color")
-    combined = render.side_by_side(image, colour)
+    colour = pictures.to_visual(depth, "color")
+    combined = pictures.side_by_side(image, colour)
     assert combined.shape == (37, 106, 3) and combined.dtype == np.uint8
     assert np.array_equal(combined[:, :53], image) and np.array_equal(combined[:, 53:], colour)
 
@@ -408,8 +409,8 @@ def test_side_by_side_puts_the_image_left_and_the_picture_right():
 def test_side_by_side_with_gray_expands_to_three_channels():
     depth = smooth_depth()
     image = np.full(depth.shape + (3,), 200, np.uint8)
-    gray = render.to_visual(depth, "gray")
-    combined = render.side_by_side(image, gray)
+    gray = pictures.to_visual(depth, "gray")
+    combined = pictures.side_by_side(image, gray)
     assert combined.shape == (37, 106, 3)
     assert all(np.array_equal(combined[:, 53:, c], gray) for c in range(3))
 
@@ -418,7 +419,7 @@ def test_side_by_side_gray16_scales_an_8_bit_image_onto_16_bits():
     depth = smooth_depth()
     image = np.zeros(depth.shape + (3,), np.uint8)
     image[0, 0], image[0, 1] = 255, 1
-    combined = render.side_by_side(image, render.to_visual(depth, "gray16"))
+    combined = pictures.side_by_side(image, pictures.to_visual(depth, "gray16"))
     assert combined.dtype == np.uint16
     assert combined[0, 0].tolist() == [65535] * 3 and combined[0, 1].tolist() == [257] * 3
 
@@ -427,21 +428,21 @@ def test_side_by_side_colour_brings_a_16_bit_image_down_to_8_bits():
     depth = smooth_depth()
     image = np.full(depth.shape + (3,), 65535, np.uint16)
     image[0, 0] = 257 * 100
-    combined = render.side_by_side(image, render.to_visual(depth, "color"))
+    combined = pictures.side_by_side(image, pictures.to_visual(depth, "color"))
     assert combined.dtype == np.uint8
     assert combined[0, 0].tolist() == [100] * 3 and combined[1, 1].tolist() == [255] * 3
 
 
 def test_side_by_side_accepts_gray_and_bgra_images_and_rejects_other_sizes():
     depth = smooth_depth()
-    gray = render.to_visual(depth, "gray")
-    assert render.side_by_side(np.zeros(depth.shape, np.uint8), gray).shape == (37, 106, 3)
-    assert render.side_by_side(np.zeros(depth.shape + (4,), np.uint8), gray).shape == (37, 106, 3)
+    gray = pictures.to_visual(depth, "gray")
+    assert pictures.side_by_side(np.zeros(depth.shape, np.uint8), gray).shape == (37, 106, 3)
+    assert pictures.side_by_side(np.zeros(depth.shape + (4,), np.uint8), gray).shape == (37, 106, 3)
     with pytest.raises(ValueError):
-        render.side_by_side(np.zeros((36, 53, 3), np.uint8), gray)
+        pictures.side_by_side(np.zeros((36, 53, 3), np.uint8), gray)
 
 
-@pytest.mark.parametrize("fmt", render.VISUAL_FORMATS)
+@pytest.mark.parametrize("fmt", formats.VISUAL_FORMATS)
 def test_encode_side_by_side(fmt):
     depth = smooth_depth()
     image = np.full(depth.shape + (3,), 90, np.uint8)
@@ -451,7 +452,7 @@ def test_encode_side_by_side(fmt):
     assert (decoded[:, :53] == (90 * 257 if fmt == "gray16" else 90)).all()
 
 
-@pytest.mark.parametrize("fmt", render.RAW_FORMATS)
+@pytest.mark.parametrize("fmt", formats.RAW_FORMATS)
 def test_side_by_side_with_a_raw_format_is_a_user_error(fmt):
     image = np.zeros((37, 53, 3), np.uint8)
     message = f"--side-by-side needs a picture format (color, gray, gray16), not {fmt}"
@@ -464,25 +465,25 @@ def test_side_by_side_with_a_raw_format_is_a_user_error(fmt):
 
 
 def test_frame_mode_is_each_frames_min_max():
-    tracker = render.RangeTracker("frame")
+    tracker = RangeTracker("frame")
     assert tracker.update(ramp(lo=1.0, hi=5.0)) == (1.0, 5.0)
     assert tracker.update(ramp(lo=10.0, hi=20.0)) == (10.0, 20.0)
 
 
 def test_global_mode_is_fixed_and_required():
-    tracker = render.RangeTracker("global", global_range=(0.5, 8.0))
+    tracker = RangeTracker("global", global_range=(0.5, 8.0))
     assert tracker.update(ramp(lo=1.0, hi=5.0)) == (0.5, 8.0)
     assert tracker.update(ramp(lo=100.0, hi=200.0)) == (0.5, 8.0)
     with pytest.raises(ValueError, match="global_range"):
-        render.RangeTracker("global")
+        RangeTracker("global")
     with pytest.raises(ValueError):
-        render.RangeTracker("global", global_range=(3.0, 1.0))
+        RangeTracker("global", global_range=(3.0, 1.0))
 
 
 def test_ema_starts_at_the_first_frames_percentiles_and_moves_slowly_after_a_jump():
     rng = np.random.default_rng(11)
     first = rng.uniform(0.0, 1.0, (120, 160)).astype(np.float32)
-    tracker = render.RangeTracker("ema", alpha=0.1)
+    tracker = RangeTracker("ema", alpha=0.1)
     lo0, hi0 = tracker.update(first)
     assert lo0 == pytest.approx(0.01, abs=0.01) and hi0 == pytest.approx(0.99, abs=0.01)
 
@@ -498,17 +499,17 @@ def test_ema_starts_at_the_first_frames_percentiles_and_moves_slowly_after_a_jum
 def test_ema_ignores_a_few_extreme_pixels_and_empty_frames():
     depth = np.random.default_rng(12).uniform(1.0, 2.0, (100, 100)).astype(np.float32)
     depth[::50, ::50] = 1e6  # 4 hot pixels out of 10,000
-    tracker = render.RangeTracker("ema")
+    tracker = RangeTracker("ema")
     lo, hi = tracker.update(depth)
     assert 1.0 <= lo < 1.05 and 1.95 < hi <= 2.0
     assert tracker.update(np.full((100, 100), np.nan, np.float32)) == (lo, hi)
-    assert render.RangeTracker("ema").update(np.full((4, 4), np.nan, np.float32)) == (0.0, 0.0)
+    assert RangeTracker("ema").update(np.full((4, 4), np.nan, np.float32)) == (0.0, 0.0)
 
 
 def test_ema_subsamples_large_frames():
     y, x = np.mgrid[0:1080, 0:1920].astype(np.float32)
     depth = x / 1919  # 0..1 across the frame
-    lo, hi = render.RangeTracker("ema").update(depth)
+    lo, hi = RangeTracker("ema").update(depth)
     assert lo == pytest.approx(0.01, abs=0.005) and hi == pytest.approx(0.99, abs=0.005)
 
 
@@ -517,7 +518,7 @@ def test_ema_subsamples_large_frames():
 )
 def test_tracker_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError):
-        render.RangeTracker(**kwargs)
+        RangeTracker(**kwargs)
 
 
 def test_tracked_range_keeps_a_steady_scene_steady():
@@ -525,9 +526,9 @@ def test_tracked_range_keeps_a_steady_scene_steady():
     a = ramp(lo=1.0, hi=5.0)
     b = a.copy()
     b[0, 0] = 0.0
-    frame = render.RangeTracker("frame")
-    fixed = render.RangeTracker("global", global_range=(0.0, 5.0))
-    pa, pb = (render.to_visual(f, "gray", value_range=frame.update(f)) for f in (a, b))
+    frame = RangeTracker("frame")
+    fixed = RangeTracker("global", global_range=(0.0, 5.0))
+    pa, pb = (pictures.to_visual(f, "gray", value_range=frame.update(f)) for f in (a, b))
     assert not np.array_equal(pa[1:], pb[1:])
-    qa, qb = (render.to_visual(f, "gray", value_range=fixed.update(f)) for f in (a, b))
+    qa, qb = (pictures.to_visual(f, "gray", value_range=fixed.update(f)) for f in (a, b))
     assert np.array_equal(qa[1:], qb[1:])

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dav2_cli.outputs import metadata
+from dav2_cli.outputs.png import read_description as png_description
 from dav2_cli.cli import main
 from dav2_cli.errors import UserError
 from dav2_cli.jobs.plan import parse_shard, plan_folder, take_shard
@@ -157,7 +157,7 @@ def test_a_file_name_that_is_not_utf8_is_described_with_escapes(tmp_path, make_p
     assert result.exit_code == 0, result.output
     written = {name: out / name for name in os.listdir(out)}
     assert set(written) == {"img00.png", os.fsdecode(b"caf\xe9.png")}
-    description = metadata.png_text(written[os.fsdecode(b"caf\xe9.png")].read_bytes())
+    description = png_description(written[os.fsdecode(b"caf\xe9.png")].read_bytes())
     assert description["source"].endswith("caf\\xe9.png")  # the odd byte as an escape, readable anywhere
 
 

@@ -8,7 +8,6 @@ sizes, and therefore the outputs, are identical. 518 (upstream's default) is not
 default is 504, the nearest even grid below it (36 patches on the short side; 518 → 532 if asked for).
 """
 
-import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
@@ -81,6 +80,8 @@ def _resized_bicubic(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     images, and images narrower than the kernel's four taps (which OpenCV borders differently in one pass),
     are resized in one pass.
     """
+    import cv2  # here, not at the top: the CLI reads this module's size limits for --help without OpenCV
+
     height, width = image.shape[:2]
     out_height, out_width = size_hw
     if width < 4 or 4 * image.size <= _ONE_PASS_BYTES:

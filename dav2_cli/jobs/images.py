@@ -15,7 +15,7 @@ import numpy as np
 
 from dav2_cli.depth import sizing as prep
 
-from dav2_cli.outputs import render
+from dav2_cli.outputs import formats
 from dav2_cli.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -82,7 +82,7 @@ class Tally:
 def run_images(inputs: list[str], output: str | None, options: DepthOptions,
                job: JobOptions = JobOptions()) -> int:
     pairs = plan_image_outputs(inputs, output, options.fmt)
-    render.check_side_by_side(options.fmt, options.side_by_side)
+    formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
     items = [Item(source, destination) for source, destination in pairs]
     return run_items(items, measure, job, summary=False)
@@ -90,12 +90,12 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
                recursive: bool = True) -> int:
-    options = replace(options, fmt=render.canonical_format(options.fmt))
+    options = replace(options, fmt=formats.canonical_format(options.fmt))
     source_path = Path(source)
     if not source_path.exists():
         raise UserError(f"{source}: no such file or folder")
     output_path = Path(output) if output is not None else default_folder_output(source_path)
-    render.check_side_by_side(options.fmt, options.side_by_side)
+    formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
     items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
     for problem in problems:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dav2_cli.outputs import metadata, render
+from dav2_cli.outputs import exr, formats, jpeg, metadata, npy, png, tiff, webp
+from dav2_cli.outputs.colormaps import colormap_table
+from dav2_cli.outputs.pictures import levels_grow_in
 from dav2_cli.errors import EXIT_OK, UsageError, UserError
 from dav2_cli.media import depth_files
 from dav2_cli.media.images import read_input_bytes
@@ -27,7 +29,7 @@ class DepthFile:
 
 
 def _sidecar(path: Path) -> dict:
-    sidecar = Path(f"{path}{render.SIDECAR_SUFFIX}")
+    sidecar = Path(f"{path}{formats.SIDECAR_SUFFIX}")
     if not sidecar.is_file():
         return {}
     return _json(read_input_bytes(sidecar), sidecar)
@@ -51,13 +53,13 @@ def _picture_values(picture: np.ndarray, description: dict, name, lossy: bool) -
         picture = picture[:, picture.shape[1] // 2:]
     levels = 65535 if picture.dtype == np.uint16 else 255
     if picture.ndim == 3 and "cmap" in description:
-        table = render._colormap_table(description["cmap"]).astype(np.int32)  # 256 x 3 BGR
+        table = colormap_table(description["cmap"]).astype(np.int32)  # 256 x 3 BGR
         distance = ((picture[:, :, None, :3].astype(np.int32) - table[None, None]) ** 2).sum(axis=3)
         level = np.argmin(distance, axis=2).astype(np.float64)  # the nearest colour of the map
     else:
         level = (picture if picture.ndim == 2 else picture[:, :, 0]).astype(np.float64)
     lo, hi = float(description["lo"]), float(description["hi"])
-    grows = description.get("brighter", description.get("larger")) == description.get("larger")
+    grows = levels_grow_in(description)
     values = lo + level / levels * (hi - lo) if grows else hi - level / levels * (hi - lo)
     step = (hi - lo) / levels
     note = f"within {step:.3g} (one level of {levels}){', more in lossy JPEG' if lossy else ''}"
@@ -77,21 +79,21 @@ def read_depth_file(path: Path) -> DepthFile:
     """The description and (where the file is a grid) the depth values of a file dav2 wrote."""
     data = read_input_bytes(path)
     name = str(path)
-    if path.suffix.lower() == render.SIDECAR_SUFFIX:
+    if path.suffix.lower() == formats.SIDECAR_SUFFIX:
         return DepthFile("JSON description", _json(data, name))
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return _picture_file(None, metadata.png_text(data) or _sidecar(path), data, name, lossy=False)
-    if data.startswith(b"\xff\xd8"):
-        return _picture_file("JPEG", metadata.jpeg_comment(data), data, name, lossy=True)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _picture_file("WebP", metadata.webp_description(data), data, name, lossy=False)
-    if data[:4] == b"\x76\x2f\x31\x01":
-        return DepthFile("EXR (float32)", metadata.exr_strings(data), depth_files.read_exr(data, name), "exact")
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
+    if data.startswith(png.SIGNATURE):
+        return _picture_file(None, png.read_description(data) or _sidecar(path), data, name, lossy=False)
+    if data.startswith(jpeg.SIGNATURE):
+        return _picture_file("JPEG", jpeg.read_description(data), data, name, lossy=True)
+    if webp.is_webp(data):
+        return _picture_file("WebP", webp.read_description(data), data, name, lossy=False)
+    if data.startswith(exr.MAGIC):
+        return DepthFile("EXR (float32)", exr.read_description(data), exr.decode(data, name), "exact")
+    if data[:4] in tiff.CLASSIC:
         values = depth_files.read_picture(data, name)
-        return DepthFile("TIFF (float32)", metadata.tiff_description(data), values.astype(np.float32), "exact")
-    if data.startswith(b"\x93NUMPY"):
-        return DepthFile("npy (float32)", _sidecar(path), depth_files.read_npy(data, name), "exact")
+        return DepthFile("TIFF (float32)", tiff.read_description(data), values.astype(np.float32), "exact")
+    if data.startswith(npy.MAGIC):
+        return DepthFile("npy (float32)", _sidecar(path), npy.decode(data, name), "exact")
     if data.startswith(b"ply\n"):
         try:
             description, vertices = read_ply(data)

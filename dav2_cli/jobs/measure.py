@@ -15,7 +15,8 @@ import numpy as np
 
 from dav2_cli.depth import alignment as align
 
-from dav2_cli.outputs import metadata, render
+from dav2_cli.outputs import formats, metadata, render
+from dav2_cli.outputs.ply import CloudRequest
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.depth.camera import (
     DEFAULT_EDGE_THRESHOLD,
@@ -107,7 +108,7 @@ class Measure:
         space = self.options.space
         intrinsics = resolve_intrinsics(width, height, fx=space.fx, fy=space.fy, cx=space.cx, cy=space.cy,
                                         hfov=space.hfov, focal_35mm=focal_35mm)
-        if intrinsics.source == "assumed" and self.options.fmt in render.CLOUD_FORMATS and not self._assumption_said:
+        if intrinsics.source == "assumed" and self.options.fmt in formats.CLOUD_FORMATS and not self._assumption_said:
             self._assumption_said = True
             _say(f"{name}: no focal length (no --fx/--fy, --hfov or EXIF FocalLengthIn35mmFilm); assuming a "
                  f"{DEFAULT_HFOV_DEG:g} degree horizontal field of view (fx = fy = {intrinsics.fx:.1f} px at "
@@ -122,7 +123,7 @@ class Measure:
         conversion = self.conversion(raw_hw, name, frame)
         values = self.values(raw_hw, conversion)
         height, width = values.shape
-        cloud = options.fmt in render.CLOUD_FORMATS
+        cloud = options.fmt in formats.CLOUD_FORMATS
         intrinsics = self.intrinsics(width, height, name, focal_35mm)
         known = cloud or intrinsics.source != "assumed"
         description = metadata.describe(
@@ -133,7 +134,7 @@ class Measure:
         if cloud:
             space = options.space
             edge = DEFAULT_EDGE_THRESHOLD if space.edge_threshold is None else space.edge_threshold
-            request = render.CloudRequest(intrinsics, image_bgr, CloudOptions(
+            request = CloudRequest(intrinsics, image_bgr, CloudOptions(
                 edge_threshold=edge, stride=space.stride or 1, max_points=space.max_points, mesh=space.mesh,
                 y_up=space.y_up), None if conversion is not None else self.max_depth)
         suffix = Path(destination).suffix.lower() if destination != STDIO else None
@@ -148,7 +149,7 @@ def plan_measure(options: DepthOptions) -> Measure:
     """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
     from dav2_cli.weights.checkpoint import model_kind
 
-    space, fmt = options.space, render.canonical_format(options.fmt)
+    space, fmt = options.space, formats.canonical_format(options.fmt)
     if space.hfov is not None and (space.fx is not None or space.fy is not None):
         raise UsageError("--hfov and --fx/--fy both set the focal length; give one of them")
     if (space.near is None) != (space.far is None):
@@ -157,10 +158,10 @@ def plan_measure(options: DepthOptions) -> Measure:
         raise UsageError("--near/--far and --align-to both make depth metric; give one of them")
     if space.near is not None and not space.near < space.far:
         raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
-    if fmt not in render.CLOUD_FORMATS and space.cloud_only():
+    if fmt not in formats.CLOUD_FORMATS and space.cloud_only():
         raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply")
     metric = max_depth = None
-    if (fmt in render.CLOUD_FORMATS or space.near is not None or space.align_to is not None
+    if (fmt in formats.CLOUD_FORMATS or space.near is not None or space.align_to is not None
             or options.max_depth is not None):
         # only these depend on the kind (--max-depth: whether the model takes one); otherwise the model is not
         # even looked up (a finished --skip-existing job never touches it)
@@ -168,7 +169,7 @@ def plan_measure(options: DepthOptions) -> Measure:
     if metric and space.near is not None:
         raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "
                          f"and already gives meters (--align-to can correct its scale)")
-    if fmt in render.CLOUD_FORMATS and not metric and space.near is None and space.align_to is None:
+    if fmt in formats.CLOUD_FORMATS and not metric and space.near is None and space.align_to is None:
         raise UsageError(f"--format ply needs distances, but {options.model} is a relative model (inverse depth "
                          f"with unknown scale and shift); add --near N --far F (meters), --align-to points.csv "
                          f"(x,y,depth_m rows), or use a metric model (e.g. -m metric-indoor-vits)")

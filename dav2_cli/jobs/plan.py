@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dav2_cli.outputs import render
+from dav2_cli.outputs import formats
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.frame_sequence import frame_files
@@ -90,7 +90,7 @@ def single_output_file(output: str | None, input_count: int) -> Path | None:
 
 def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[tuple[str, str]]:
     """Pair each input with its destination: a path, or `-` for stdout. No two inputs share a destination."""
-    extension = render.extension_for(fmt)
+    extension = formats.extension_for(fmt)
     if output == STDIO:
         if len(inputs) != 1:
             raise UsageError("-o - (stdout) takes exactly one input")
@@ -116,7 +116,7 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
     if out.exists() and not out.is_dir():
         raise UsageError(f"{output}: exists and is not a folder (several inputs need an output folder)")
     if (len(inputs) > 1 and not out.exists() and not output.endswith(("/", "\\"))
-            and render.format_for_path(out) is not None):
+            and formats.format_for_path(out) is not None):
         # `dav2 image a.jpg b.jpg -o depth.png` is a slip, as `cp a b file` is: not a folder named depth.png
         raise UsageError(f"{output}: {len(inputs)} inputs need an output folder, and this names a file; give a "
                          f"folder (end it with / to use this very name)")
@@ -126,19 +126,19 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
 
 def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str:
     """--format if given, else the single output file's extension, else colour PNG; refuses pairs that clash."""
-    fmt = render.canonical_format(fmt) if fmt else None
+    fmt = formats.canonical_format(fmt) if fmt else None
     single = single_output_file(output, len(inputs))
     if single is None:
         return fmt or "color"
     if fmt is None:
-        from_path = render.format_for_path(single)
+        from_path = formats.format_for_path(single)
         if from_path is None:
-            raise UsageError(f"{output}: unknown output extension; use one of {' '.join(render.OUTPUT_EXTENSIONS)}, "
+            raise UsageError(f"{output}: unknown output extension; use one of {' '.join(formats.OUTPUT_EXTENSIONS)}, "
                              f"or a folder (end it with /)")
         return from_path
-    if single.suffix.lower() not in render.extensions_accepted(fmt):
+    if single.suffix.lower() not in formats.extensions_accepted(fmt):
         raise UsageError(f"{output}: the extension does not fit --format {fmt} "
-                         f"(use {' or '.join(render.extensions_accepted(fmt))})")
+                         f"(use {' or '.join(formats.extensions_accepted(fmt))})")
     return fmt
 
 
@@ -156,7 +156,7 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
     Returns the items in sorted order and the problems met while scanning (folders that could not be listed).
     A list's entries are mirrored relative to the list's folder; entries outside it go to the top of `output`.
     """
-    extension = render.extension_for(fmt)
+    extension = formats.extension_for(fmt)
     if source.is_dir():
         if output.resolve() == source.resolve():
             raise UsageError(f"{output}: the output folder is the input folder; choose another with -o")
@@ -189,7 +189,7 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
 
 def video_format(fmt: str | None) -> str:
     """--format's canonical name; a colour depth video by default."""
-    return render.canonical_format(fmt) if fmt is not None else "color"
+    return formats.canonical_format(fmt) if fmt is not None else "color"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -210,12 +210,12 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if output == STDIO:
         raise UsageError("video output cannot go to stdout (-o -); give a file name")
     if output is None:
-        if fmt in render.FILE_PER_FRAME_FORMATS:
+        if fmt in formats.FILE_PER_FRAME_FORMATS:
             return plan_output(source, str(source.with_name(f"{source.stem}_depth")), fmt, overwrite=overwrite)
         return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
-    if fmt in render.FILE_PER_FRAME_FORMATS:
+    if fmt in formats.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
         if source.is_dir() and _same_file(out, source):

@@ -20,7 +20,8 @@ import numpy as np
 
 from dav2_cli.depth import alignment as align
 
-from dav2_cli.outputs import metadata, render
+from dav2_cli.outputs import formats, metadata, pictures
+from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from dav2_cli.runtime.interrupts import GracefulStop
 from dav2_cli.outputs.atomic import STDIO, write_with_sidecars, written_first
@@ -95,7 +96,7 @@ def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> s
     """The normalisation mode to use, after refusing options that contradict --format."""
     if options.side_by_side and fmt not in VIDEO_FORMATS:
         raise UsageError(f"--side-by-side needs a picture video (--format color or gray), not {fmt}")
-    if fmt in render.FILE_PER_FRAME_FORMATS:
+    if fmt in formats.FILE_PER_FRAME_FORMATS:
         if video.normalize is not None:
             raise UsageError(f"--normalize applies to pictures; --format {fmt} stores the raw values")
         return "none"
@@ -117,7 +118,7 @@ class _PictureVideo:
     """Colour or 8-bit gray depth pictures (optionally beside the frame) encoded into a video."""
 
     def __init__(self, out: Path, info: VideoInfo, fps: Fraction, measure: Measure,
-                 tracker: render.RangeTracker, audio_from: Path | None, audio_start: Fraction):
+                 tracker: RangeTracker, audio_from: Path | None, audio_start: Fraction):
         options = measure.options
         self._options, self._measure, self._tracker, self._name = options, measure, tracker, str(info.path)
         width = info.width * (2 if options.side_by_side else 1)
@@ -133,10 +134,10 @@ class _PictureVideo:
         if frame.cut:  # a new scene's depth has its own range: the smoothed one starts again
             self._tracker.reset()
         depth_hw = self._measure.frame_values(depth_hw, self._name, frame.key)
-        picture = render.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
+        picture = pictures.to_visual(depth_hw, options.fmt, cmap=options.cmap, invert=options.invert,
                                    metric=self._measure.distances, value_range=self._tracker.update(depth_hw))
         if options.side_by_side:
-            picture = render.side_by_side(frame_bgr, picture)
+            picture = pictures.side_by_side(frame_bgr, picture)
         elif picture.ndim == 2:
             picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
         self._writer.write(picture)
@@ -154,7 +155,7 @@ class _Gray16Video:
     def __init__(self, out: Path, info: VideoInfo, fps: Fraction, value_range: tuple[float, float],
                  measure: Measure, video_keys: dict):
         self._range, self._measure, self._info, self._video_keys = value_range, measure, info, video_keys
-        self._sidecar = Path(f"{out}{render.SIDECAR_SUFFIX}")
+        self._sidecar = Path(f"{out}{formats.SIDECAR_SUFFIX}")
         self._writer = VideoWriter(out, width=info.width, height=info.height, fps=fps, pix_fmt_in="gray16le")
 
     @property
@@ -162,13 +163,12 @@ class _Gray16Video:
         return self._writer.frames_written
 
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
-        # v grows with the stored value (depth = lo + v / 65535 * (hi - lo)): metric == invert. Which of the two
-        # is set says where the far end is, where pixels with no finite depth go: metres (beyond infinity after
-        # --align-to, or a saturated metric model) at 65535, inverse depth at 0
+        # v grows with the stored value (depth = lo + v / 65535 * (hi - lo)); pixels with no finite depth go to
+        # the far end: metres (beyond infinity after --align-to, or a saturated metric model) at 65535
         depth_hw = self._measure.frame_values(depth_hw, str(self._info.path), frame.key)
         distances = self._measure.distances
-        self._writer.write(render.to_visual(depth_hw, "gray16", value_range=self._range, metric=distances,
-                                            invert=distances))
+        self._writer.write(pictures.to_visual(depth_hw, "gray16", value_range=self._range, metric=distances,
+                                              invert=pictures.invert_for_values(distances)))
 
     def close(self) -> None:
         """The sidecar is written before the video is renamed into place, so the video never exists without
@@ -197,7 +197,7 @@ class _FrameFolder:
 
     def __init__(self, out: Path, info: VideoInfo, measure: Measure):
         self._folder, self._measure, self._name = out, measure, str(info.path)
-        self._extension = render.extension_for(measure.options.fmt)
+        self._extension = formats.extension_for(measure.options.fmt)
         self.frames_written = 0
         # an earlier run's frames (the plan allowed this with --overwrite) go before the first new one is
         # written, so an interrupted run leaves only its own frames, never a mix of two runs
@@ -263,12 +263,12 @@ def _measure_range(model, info, selection, measure, video, mode, stop, total) ->
     Pictures take the widest of the frames' 1st..99th percentile ranges (so a few extreme pixels do not
     flatten the rest); gray16 takes the finite min/max, so no value is clipped.
     """
-    percentiles = render.RangeTracker("ema", alpha=1.0)  # alpha 1: exactly each frame's own percentiles
+    percentiles = RangeTracker("ema", alpha=1.0)  # alpha 1: exactly each frame's own percentiles
     lows, highs = [], []
 
     def consume(frame, depth_hw):
         depth_hw = measure.frame_values(depth_hw, str(info.path), frame.key)
-        lo, hi = render.depth_range(depth_hw) if mode == "minmax" else percentiles.update(depth_hw)
+        lo, hi = pictures.depth_range(depth_hw) if mode == "minmax" else percentiles.update(depth_hw)
         lows.append(lo)
         highs.append(hi)
         bar.update()
@@ -364,7 +364,7 @@ def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions
     if stop.requested:
         return _finish_stopped(stop, out, sink.frames_written)
     if video.name_outputs:
-        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in render.FILE_PER_FRAME_FORMATS
+        note(f"wrote {sink.frames_written} frames into {out}" if options.fmt in formats.FILE_PER_FRAME_FORMATS
              else f"wrote {out} ({sink.frames_written} frames)")
     if reader.error:
         report(f"{reader.error}; {out} holds the {sink.frames_written} frames before it")
@@ -416,13 +416,13 @@ def _fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, selectio
 
 def _open_sink(out, info, fps, measure, video, normalize, value_range, selection):
     fmt = measure.options.fmt
-    if fmt in render.FILE_PER_FRAME_FORMATS:
+    if fmt in formats.FILE_PER_FRAME_FORMATS:
         return _FrameFolder(out, info, measure)
     if fmt == "gray16":
         video_keys = {"fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
                       "every": selection.every}
         return _Gray16Video(out, info, fps, value_range, measure, video_keys)
-    tracker = render.RangeTracker(normalize, global_range=value_range)
+    tracker = RangeTracker(normalize, global_range=value_range)
     audio_from = info.path if video.audio and info.has_audio else None
     return _PictureVideo(out, info, fps, measure, tracker, audio_from, Fraction(selection.start) / info.fps)
 

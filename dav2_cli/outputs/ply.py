@@ -8,10 +8,12 @@ a reader that only knows PLY still sees them and `dav2 info` reads them back. No
 """
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
-from dav2_cli.depth.camera import Cloud
+from dav2_cli.depth.camera import Cloud, CloudOptions, Intrinsics, build_cloud
+from dav2_cli.outputs.formats import Request, check_extension
 
 _VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
 _VERTEX_PROPERTIES = ["float x", "float y", "float z", "uchar red", "uchar green", "uchar blue"]
@@ -20,6 +22,16 @@ _COMMENT_KEY = "dav2 "
 
 AXES_OPENCV = "x right, y down, z forward (OpenCV camera)"
 AXES_Y_UP = "x right, y up, z backward (Blender, three.js: the camera looks along -z)"
+
+
+@dataclass(frozen=True)
+class CloudRequest:
+    """What a point cloud needs beyond the depth: the camera, the colours, and which points to keep."""
+
+    intrinsics: Intrinsics
+    colors_bgr: np.ndarray  # the decoded image the depth belongs to
+    options: CloudOptions = CloudOptions()
+    max_depth: float | None = None  # a metric model's saturation limit: points at it are dropped
 
 
 def axes_comment(y_up: bool) -> str:
@@ -54,6 +66,17 @@ def encode_ply(cloud: Cloud, description: dict) -> bytes:
         faces["indices"] = cloud.faces_m3
         parts.append(faces.tobytes())
     return b"".join(parts)
+
+
+def encode_outputs(depth_hw, request: Request) -> list[tuple[str, bytes]]:
+    """The PLY file of `request.cloud` (a CloudRequest); its depth must be a distance (metres), never relative
+    inverse depth."""
+    cloud = request.cloud
+    if cloud is None:
+        raise ValueError("a point cloud needs a CloudRequest (intrinsics and colours)")
+    check_extension(request.fmt, request.ext)
+    points = build_cloud(depth_hw, cloud.colors_bgr, cloud.intrinsics, cloud.options, max_depth=cloud.max_depth)
+    return [("", encode_ply(points, request.description or {}))]
 
 
 def read_ply(data: bytes) -> tuple[dict, np.ndarray]:

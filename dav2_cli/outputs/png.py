@@ -7,12 +7,19 @@ model: OpenCV's fastest PNG settings took 53 ms for a 2048x1362 colour picture a
 one above it, one vectorised subtraction; depth varies smoothly down a picture) the files also come out
 15-30% smaller than OpenCV's. PNG is lossless, so any reader decodes exactly the pixels given. Where `isal` has
 no wheel (it is required only on the common 64-bit machines), Python's zlib writes the same kind of stream, slower.
+
+This is also the one place PNG's chunk layout is read: the description's text chunks (written by
+`description_chunks`, read by `read_description`), the header's size and the EXIF chunk, for the writers,
+`dav2 info` and the image reader alike.
 """
 
 import struct
+import zlib
 
 import cv2
 import numpy as np
+
+from dav2_cli.outputs.metadata import as_text, from_text
 
 try:
     from isal import isal_zlib as deflate
@@ -52,3 +59,66 @@ def encode(picture: np.ndarray, extra_chunks: list[bytes] = ()) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8 * picture.itemsize, _COLOUR_TYPES[channels], 0, 0, 0)
     return b"".join([SIGNATURE, chunk(b"IHDR", header), *extra_chunks,
                      chunk(b"IDAT", deflate.compress(filtered, _DEFLATE_LEVEL)), chunk(b"IEND", b"")])
+
+
+def chunks(data: bytes):
+    """(type, start, end) of each chunk of a PNG file in order: the chunk is data[start:end] (length, type, body,
+    CRC), its body data[start + 8:end - 4]. Stops at IEND or where fewer than 12 bytes are left; a chunk that
+    runs past the end is still given, so callers can tell a truncated file (end > len(data))."""
+    position = len(SIGNATURE)
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = bytes(data[position + 4:position + 8])
+        end = position + 12 + length
+        yield kind, position, end
+        if kind == b"IEND":
+            return
+        position = end
+
+
+def size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header chunk, or None when the file does not start with one."""
+    if not data.startswith(SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 24:
+        return None
+    return struct.unpack_from(">II", data, 16)
+
+
+def description_chunks(description: dict) -> list[bytes]:
+    """One text chunk per key, for `encode` to place right after IHDR so readers see them before the pixels."""
+    found = []
+    for key, value in description.items():
+        text = as_text(value)
+        try:
+            found.append(chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1")))
+        except UnicodeEncodeError:  # e.g. a source name in another script: iTXt holds UTF-8
+            found.append(chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode()))
+    return found
+
+
+def read_description(data: bytes) -> dict:
+    """The tEXt/iTXt (and zTXt) keys of a PNG, values decoded as written by `description_chunks`."""
+    found = {}
+    for kind, start, end in chunks(data):
+        body = data[start + 8:end - 4]
+        if kind in (b"tEXt", b"zTXt", b"iTXt") and b"\0" in body:
+            key, rest = body.split(b"\0", 1)
+            if kind == b"tEXt":
+                text = rest.decode("latin-1")
+            elif kind == b"zTXt":
+                text = zlib.decompress(rest[1:]).decode("latin-1")
+            else:
+                compressed, rest = rest[0], rest[2:]
+                rest = rest.split(b"\0", 2)[2]  # language tag, translated keyword
+                text = (zlib.decompress(rest) if compressed else rest).decode("utf-8", "replace")
+            found[key.decode("latin-1")] = from_text(text)
+    return found
+
+
+def exif_block(data: bytes) -> bytes | None:
+    """The TIFF structure of the `eXIf` chunk, or None (the chunk must come before the image data)."""
+    for kind, start, end in chunks(data):
+        if kind == b"eXIf":
+            return data[start + 8:end - 4]
+        if kind in (b"IDAT", b"IEND"):
+            return None
+    return None
