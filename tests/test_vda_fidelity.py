@@ -1,10 +1,11 @@
-"""Video Depth Anything in dav2 equals upstream's code: depth of every frame, relative and metric.
+"""Video Depth Anything in dav2 gives upstream's depth: frame for frame, across windows, in either kind.
 
-The goldens (tests/golden/vda_vits_golden.npz) are upstream's `infer_video_depth` in float32 on a 56-frame
-synthetic clip (three windows, a padded tail) with seeded VDA-S weights; tests/golden/make_vda_golden.py wrote
-them from upstream's code and documents the recipe. Here the same weights are rebuilt by the same recipe
-(benchmarks/seeded_vda.py, torch and numpy only), saved under upstream's file names and loaded through dav2's
-normal checkpoint path, and the clip is streamed through `TemporalDepth`: no reference code is needed.
+The goldens (tests/golden/vda_vits_golden.npz) are upstream's `infer_video_depth` in float32 on synthetic clips
+of two lengths (24 frames: one padded window; 60: three windows and a padded tail) with seeded VDA-S weights;
+tests/golden/make_vda_golden.py wrote them from upstream's code and documents the recipe. Here the same weights
+are rebuilt by the same recipe (benchmarks/seeded_vda.py, torch and numpy only), saved under upstream's file
+names and loaded through dav2's normal checkpoint path, and each clip is streamed through `TemporalDepth`: no
+reference code is needed.
 """
 
 import copy
@@ -28,10 +29,17 @@ TOLERANCE = 1e-3  # of the depth range, per frame; measured: ~3e-6
 @pytest.fixture(scope="module")
 def golden():
     with np.load(GOLDEN) as data:
-        frames, height, width, input_size, clip_seed, relative_seed, metric_seed = (int(v) for v in data["clip"])
-        return SimpleNamespace(relative=data["relative"], metric=data["metric"], frames=frames,
-                               image_hw=(height, width), input_size=input_size, clip_seed=clip_seed,
-                               seeds={"relative": relative_seed, "metric": metric_seed})
+        height, width, input_size, clip_seed, relative_seed, metric_seed = (int(v) for v in data["clip"])
+        lengths = tuple(int(v) for v in data["lengths"])
+        depth = {(kind, frames): data[f"{kind}_{frames}"] for kind in ("relative", "metric") for frames in lengths}
+    return SimpleNamespace(depth=depth, lengths=lengths, image_hw=(height, width), input_size=input_size,
+                           clip_seed=clip_seed, seeds={"relative": relative_seed, "metric": metric_seed})
+
+
+def test_the_goldens_pin_one_window_and_several_with_a_tail(golden):
+    one, several = min(golden.lengths), max(golden.lengths)
+    assert one <= 32  # one window, padded
+    assert several > 32 + 22 and (several - 32) % 22 != 0  # three windows or more, the last one padded
 
 
 def push_through(model, frames, image_hw, push_sizes=None):
@@ -71,13 +79,16 @@ def seeded_models(golden, tmp_path_factory):
     return models
 
 
+@pytest.mark.parametrize("frames", [24, 60])
 @pytest.mark.parametrize("kind", list(FILE_NAMES))
-def test_every_frame_equals_upstream(golden, seeded_models, kind):
+def test_every_frame_equals_upstream(golden, seeded_models, kind, frames):
     model = seeded_models[kind]
     assert isinstance(model, VideoDepthAnything)
-    clip = synthetic_clip(golden.frames, *golden.image_hw, seed=golden.clip_seed)
-    ours = stream(model, clip, golden.input_size, push_sizes=[5, 30, 1, 20])
-    reference = getattr(golden, kind)
+    clip = synthetic_clip(frames, *golden.image_hw, seed=golden.clip_seed)
+    pushes = [5, 30, 1]  # frames arrive in uneven batches, across the windows' seams
+    ours = stream(model, clip, golden.input_size, push_sizes=[*pushes, frames - sum(pushes)] if frames > 36 else
+                  [5, frames - 5])
+    reference = golden.depth[kind, frames]
     assert ours.dtype == np.float32 and ours.shape == reference.shape
     depth_range = float(reference.max() - reference.min())
     assert depth_range > 1.0

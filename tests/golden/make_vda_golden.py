@@ -1,4 +1,4 @@
-"""Writes tests/golden/vda_vits_golden.npz: upstream Video Depth Anything's depth for a synthetic clip.
+"""Writes tests/golden/vda_vits_golden.npz: upstream Video Depth Anything's depth for synthetic clips.
 
 Run from the repository root, with upstream's code beside it (the reference folder of the project's shared
 material) and its two extra dependencies installed (`pip install einops easydict`):
@@ -8,8 +8,10 @@ material) and its two extra dependencies installed (`pip install einops easydict
 It builds upstream's VDA-S twice (relative, and metric: upstream's `metric=True`, which only stops the
 scale/shift between windows), gives each the seeded weights of benchmarks/seeded_vda.py (every trained tensor
 perturbed, the temporal output projections included), and runs upstream's own `infer_video_depth` in float32
-on `synthetic_clip(FRAMES, HEIGHT, WIDTH)`: 56 frames, enough for three windows with a padded tail. The tests
-rebuild the same weights with the same recipe from dav2's side, without this code, and compare.
+on `synthetic_clip(frames, HEIGHT, WIDTH)` for each length in LENGTHS: 24 frames fit one window (padded to 32),
+60 take three windows (32, then two steps of 22) and end in a padded tail. The tests rebuild the same weights
+with the same recipe from dav2's side, without this code, and compare. The frames are small so the file stays
+small; the model still sees INPUT_SIZE.
 """
 
 import argparse
@@ -23,11 +25,25 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.seeded_vda import VDA_CONFIGS, seeded_state_dict, synthetic_clip  # noqa: E402
-from benchmarks.upstream import _stand_in_for_torchvision  # noqa: E402
+from benchmarks.upstream import _torchvision_stand_in  # noqa: E402
 
-FRAMES, HEIGHT, WIDTH, INPUT_SIZE, FPS = 56, 20, 30, 56, 24.0
+LENGTHS = (24, 60)  # one window; several windows with a tail
+HEIGHT, WIDTH, INPUT_SIZE, FPS = 14, 21, 56, 24.0
 CLIP_SEED, RELATIVE_SEED, METRIC_SEED = 7, 11, 12
 OUT = Path(__file__).resolve().parent / "vda_vits_golden.npz"
+
+
+def upstream_video_model():
+    """Upstream's VideoDepthAnything class, imported with a stand-in for torchvision where it is absent."""
+    stand_in = _torchvision_stand_in()
+    sys.modules.update(stand_in)
+    try:
+        from video_depth_anything.video_depth import VideoDepthAnything
+    finally:
+        for name, module in stand_in.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return VideoDepthAnything
 
 
 def main() -> None:
@@ -36,20 +52,20 @@ def main() -> None:
                         "video-depth-anything")
     args = parser.parse_args()
     sys.path.insert(0, str(args.reference.resolve()))
-    _stand_in_for_torchvision()
     torch.set_num_threads(2)
-    from video_depth_anything.video_depth import VideoDepthAnything
+    video_depth_anything = upstream_video_model()
 
-    clip_rgb = synthetic_clip(FRAMES, HEIGHT, WIDTH, seed=CLIP_SEED)
     results = {}
     for kind, seed, metric in (("relative", RELATIVE_SEED, False), ("metric", METRIC_SEED, True)):
-        model = VideoDepthAnything(**VDA_CONFIGS["vits"], metric=metric).eval()
+        model = video_depth_anything(**VDA_CONFIGS["vits"], metric=metric).eval()
         model.load_state_dict(seeded_state_dict(model.state_dict(), seed), strict=True)
-        depth, _ = model.infer_video_depth(clip_rgb, FPS, input_size=INPUT_SIZE, device="cpu", fp32=True)
-        results[kind] = depth.astype(np.float32)
-        print(f"{kind}: {depth.shape}, range {depth.min():.4f}..{depth.max():.4f}")
-    np.savez_compressed(OUT, relative=results["relative"], metric=results["metric"],
-                        clip=np.array([FRAMES, HEIGHT, WIDTH, INPUT_SIZE, CLIP_SEED, RELATIVE_SEED, METRIC_SEED]))
+        for frames in LENGTHS:
+            clip_rgb = synthetic_clip(frames, HEIGHT, WIDTH, seed=CLIP_SEED)
+            depth, _ = model.infer_video_depth(clip_rgb, FPS, input_size=INPUT_SIZE, device="cpu", fp32=True)
+            results[f"{kind}_{frames}"] = depth.astype(np.float32)
+            print(f"{kind}, {frames} frames: {depth.shape}, range {depth.min():.4f}..{depth.max():.4f}")
+    np.savez_compressed(OUT, **results, lengths=np.array(LENGTHS),
+                        clip=np.array([HEIGHT, WIDTH, INPUT_SIZE, CLIP_SEED, RELATIVE_SEED, METRIC_SEED]))
     print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB)")
 
 
