@@ -1,11 +1,14 @@
-"""The 35 mm-equivalent focal length from EXIF, in files built here byte by byte from the EXIF/TIFF spec."""
+"""The 35 mm-equivalent focal length from EXIF: in files built here byte by byte from the EXIF/TIFF spec, each
+checked by Pillow's EXIF reader too, and in files whose EXIF Pillow wrote."""
 
+import io
 import struct
 import zlib
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from dav2_cli.depth.camera import focal_from_35mm, resolve_intrinsics
 from dav2_cli.media.exif import focal_length_35mm
@@ -44,11 +47,30 @@ def png_with_exif(image, tiff):
     return png[:33] + chunk + png[33:]
 
 
+def pillow_focal_35mm(data):
+    return Image.open(io.BytesIO(data)).getexif().get_ifd(0x8769).get(0xA405)
+
+
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_focal_from_a_hand_built_jpeg(order):
     image = np.zeros((20, 30, 3), np.uint8)
-    assert focal_length_35mm(jpeg_with_exif(image, exif_tiff(26, order))) == 26.0
-    assert focal_length_35mm(png_with_exif(image, exif_tiff(50, order))) == 50.0
+    built = [(jpeg_with_exif(image, exif_tiff(26, order)), 26), (png_with_exif(image, exif_tiff(50, order)), 50)]
+    for data, focal in built:
+        assert pillow_focal_35mm(data) == focal  # the hand-built file is EXIF as Pillow reads it
+        assert focal_length_35mm(data) == float(focal)
+
+
+@pytest.mark.parametrize("container", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_focal_from_exif_that_pillow_wrote(container):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation, in IFD0 before the Exif pointer
+    exif.get_ifd(0x8769)[0xA405] = 35
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, container, exif=exif.tobytes())
+    assert focal_length_35mm(buffer.getvalue()) == 35.0
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buffer, container)  # no EXIF at all
+    assert focal_length_35mm(buffer.getvalue()) is None
 
 
 def test_absent_zero_or_damaged_exif_means_unknown():

@@ -1,5 +1,6 @@
 """Every format dav2 writes says what it holds, and `dav2 info` reads it back, depth at a pixel included."""
 
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from dav2_cli.outputs import exr, formats, metadata, pictures, render, tiff, webp
 from dav2_cli.outputs.ply import CloudRequest
@@ -106,11 +108,43 @@ def test_tiff_and_exr_keep_their_values_with_a_description(tmp_path):
     path, _ = write(tmp_path, "d.tiff", "tiff", depth, True)
     np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), depth)
     assert tiff.read_description(path.read_bytes())["unit"] == "meters"
-    from tests.test_render import read_exr_y  # the spec-written reader of the EXR tests
+    from tests.test_render import read_exr  # the OpenEXR library's reader
 
     path, _ = write(tmp_path, "d.exr", "exr", depth, True)
-    np.testing.assert_array_equal(read_exr_y(path.read_bytes()), depth)
-    assert exr.read_description(path.read_bytes())["larger"] == "farther"
+    pixels, header = read_exr(path.read_bytes())
+    np.testing.assert_array_equal(pixels, depth)
+    assert header["larger"] == "farther" == exr.read_description(path.read_bytes())["larger"]
+
+
+def pillow_description(data):
+    """The description as Pillow finds it in each container: PNG text chunks, the JPEG comment, the WebP XMP
+    packet (parsed as XML) and the TIFF ImageDescription tag."""
+    picture = Image.open(io.BytesIO(data))
+    if picture.format == "PNG":
+        return {key: metadata.from_text(text) for key, text in picture.text.items()}
+    if picture.format == "JPEG":
+        return json.loads(picture.info["comment"])
+    if picture.format == "WEBP":
+        namespaces = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+        packet = ElementTree.fromstring(picture.info["xmp"].split(b"?>", 1)[1].rsplit(b"<?xpacket", 1)[0])
+        return json.loads(packet.find(".//dc:description/rdf:Alt/rdf:li", namespaces).text)
+    assert picture.format == "TIFF" and picture.mode == "F"
+    return json.loads(picture.tag_v2[270])
+
+
+@pytest.mark.parametrize("name,fmt", [("d.png", "color"), ("d.png", "gray16"), ("d.jpg", "color"),
+                                      ("d.webp", "gray"), ("d.tiff", "tiff")])
+@pytest.mark.parametrize("metric", [False, True])
+def test_pillow_reads_the_description_dav2_info_reads(tmp_path, name, fmt, metric):
+    source = {"source": "tiefe <&> \"Straße\" 深度.jpg"}  # markup and a script beyond Latin-1
+    path, outputs = write(tmp_path, name, fmt, depth_map(metric), metric, intrinsics=None)
+    found = pillow_description(outputs[""])
+    assert found["unit"] == ("meters" if metric else metadata.RELATIVE_UNIT) and found["width"] == WIDTH
+    code, output = info(path)
+    assert code == 0 and f"  larger: {found['larger']}" in output and f"  model: {found['model']}" in output
+    awkward = render.encode(depth_map(metric), fmt, ext=path.suffix, metric=metric,
+                            description={**description(metric), **source})
+    assert pillow_description(awkward)["source"] == source["source"]
 
 
 def test_side_by_side_picture_reads_the_depth_half(tmp_path):

@@ -1,22 +1,24 @@
 """render: the pictures and raw files a depth map becomes.
 
 The colour expectations are ColorBrewer's published Spectral colours, not values read back from our own table,
-and the EXR reader below is written from the OpenEXR file-layout spec, independent of the writer.
+and EXR files are read back by the OpenEXR library, which also writes the files our EXR reader must read.
 """
 
 import io
-import struct
+import os
+import tempfile
 import warnings
 import zlib
 
 import cv2
 import numpy as np
+import OpenEXR
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dav2_cli.outputs import colormaps, formats, pictures, png, render
+from dav2_cli.outputs import colormaps, exr, formats, pictures, png, render
 from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.errors import UserError
 
@@ -48,47 +50,21 @@ def ramp(height=4, width=9, lo=1.0, hi=5.0):
     return np.tile(np.linspace(lo, hi, width, dtype=np.float32), (height, 1))
 
 
+def read_exr(data):
+    """(the float32 "Y" channel, the header) of EXR bytes, as the OpenEXR library reads them."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "depth.exr")
+        with open(path, "wb") as file:
+            file.write(data)
+        part = OpenEXR.File(path, separate_channels=True).parts[0]
+        assert list(part.channels) == ["Y"]
+        return part.channels["Y"].pixels, part.header
+
+
 def read_exr_y(data):
-    """The float32 "Y" channel of a single-part scanline EXR (NONE or ZIP compression), per the spec."""
-    magic, version = struct.unpack_from("<ii", data, 0)
-    assert magic == 20000630 and version & 0xFF == 2
-    pos, attributes = 8, {}
-    while data[pos] != 0:
-        name_end = data.index(b"\0", pos)
-        kind_end = data.index(b"\0", name_end + 1)
-        (size,) = struct.unpack_from("<i", data, kind_end + 1)
-        value_at = kind_end + 5
-        kind = data[name_end + 1 : kind_end].decode()
-        attributes[data[pos:name_end].decode()] = (kind, data[value_at : value_at + size])
-        pos = value_at + size
-    pos += 1
-    kind, channels = attributes["channels"]
-    assert kind == "chlist" and channels[:2] == b"Y\0" and struct.unpack_from("<i", channels, 2)[0] == 2  # FLOAT
-    for required in ("dataWindow", "displayWindow", "lineOrder", "pixelAspectRatio", "screenWindowCenter",
-                     "screenWindowWidth"):  # fmt: skip
-        assert required in attributes
-    x0, y0, x1, y1 = struct.unpack("<4i", attributes["dataWindow"][1])
-    width, height = x1 - x0 + 1, y1 - y0 + 1
-    compression = attributes["compression"][1][0]
-    lines = {0: 1, 3: 16}[compression]
-    blocks = -(-height // lines)
-    offsets = struct.unpack_from(f"<{blocks}Q", data, pos)
-    rows = []
-    for block, offset in enumerate(offsets):
-        first, size = struct.unpack_from("<ii", data, offset)
-        assert first == y0 + block * lines
-        raw_size = min(lines, height - block * lines) * width * 4
-        payload = data[offset + 8 : offset + 8 + size]
-        if size < raw_size:
-            coded = np.frombuffer(zlib.decompress(payload), dtype=np.uint8)
-            split = (np.cumsum(coded.astype(np.int64) - np.r_[0, np.full(coded.size - 1, 128)]) % 256).astype(np.uint8)
-            half = (split.size + 1) // 2
-            raw = np.empty_like(split)
-            raw[0::2], raw[1::2] = split[:half], split[half:]
-            payload = raw.tobytes()
-        assert len(payload) == raw_size
-        rows.append(np.frombuffer(payload, dtype="<f4").reshape(-1, width))
-    return np.concatenate(rows).astype(np.float32)
+    pixels, _ = read_exr(data)
+    assert pixels.dtype == np.float32
+    return pixels
 
 
 def colour_at(level):
@@ -366,6 +342,18 @@ def test_exr_round_trips_exactly(shape):
     depth = smooth_depth(*shape) * 17.5
     depth[0, 0] = np.nan
     assert np.array_equal(read_exr_y(render.encode(depth, "exr")), depth, equal_nan=True)
+
+
+@pytest.mark.parametrize("compression", ["NO_COMPRESSION", "ZIPS_COMPRESSION", "ZIP_COMPRESSION"])
+def test_exr_written_by_openexr_reads_back_exactly(tmp_path, compression):
+    depth = smooth_depth(37, 53) * 17.5
+    depth[3, 4] = np.nan
+    path = str(tmp_path / "d.exr")
+    header = {"compression": getattr(OpenEXR, compression), "type": OpenEXR.scanlineimage, "lo": "0.5"}
+    OpenEXR.File(header, {"Y": depth}).write(path)
+    data = (tmp_path / "d.exr").read_bytes()
+    assert np.array_equal(exr.decode(data, path), depth, equal_nan=True)
+    assert exr.read_description(data)["lo"] == 0.5
 
 
 def test_exr_compresses_smooth_maps_and_stores_noise_raw():
