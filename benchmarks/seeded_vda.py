@@ -79,7 +79,7 @@ def dav2_upstream_template(encoder_or_config="vits") -> dict:
     """Upstream's VDA key names and shapes, from dav2's model (no reference code): what a .pth file would hold."""
     from dav2_cli.model import VideoDepthAnything
     from dav2_cli.model.temporal import sinusoidal_table
-    from dav2_cli.weights.video_checkpoint import video_upstream_key
+    from dav2_cli.weights.keys import video_upstream_key
 
     config = vda_config(encoder_or_config) if isinstance(encoder_or_config, str) else encoder_or_config
     with torch.device("meta"):  # names and shapes only

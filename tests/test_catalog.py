@@ -1,4 +1,5 @@
-"""Model names, cache folders and the downloader, against a local HTTP server that behaves like the Hub."""
+"""Model names, cache folders and downloads through huggingface_hub, against a local server speaking the Hub's
+file routes (HEAD/GET /<repo>/resolve/main/<file>, LFS redirect to a CDN): no test needs the internet."""
 
 import hashlib
 import http.server
@@ -13,25 +14,23 @@ import pytest
 
 from dav2_cli.errors import UserError
 from dav2_cli.weights import catalog
-from dav2_cli.weights.catalog import (
-    dav2_home,
-    find_spec,
-    hf_hub_cache,
-    list_models,
-    resolve,
-)
+from dav2_cli.weights.catalog import find_spec
+from dav2_cli.weights.locations import dav2_home, download_folder, hf_hub_cache
+from dav2_cli.weights.lookup import list_models, resolve
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 VITS_FILE = "depth_anything_v2_vits.pth"
+VITS_REPO = "depth-anything/Depth-Anything-V2-Small"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     """Every test starts with its own empty caches and none of the caller's settings or proxies."""
     for variable in ("DAV2_HOME", "XDG_CACHE_HOME", "HF_HUB_CACHE", "HF_HOME", "DAV2_HF_ENDPOINT", "HF_ENDPOINT",
-                     "DAV2_OFFLINE", "HF_HUB_OFFLINE", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                     "all_proxy", "ALL_PROXY"):
+                     "DAV2_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "http_proxy",
+                     "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
     monkeypatch.setenv("DAV2_HOME", str(tmp_path / "dav2"))
@@ -48,20 +47,22 @@ def closed_port_url() -> str:
 
 
 class FakeHub:
-    """Hub-like file serving: HEAD and GET on /<repo>/resolve/main/<file> redirect to /cdn/<file>; only HEAD's
-    redirect carries X-Linked-Size and X-Linked-Etag, as the Hub does for LFS files; /cdn honours Range."""
+    """The Hub's file routes as huggingface_hub uses them. HEAD and GET on /<repo>/resolve/main/<file> answer
+    302 to a CDN on another host name (so the client stops there, as it does for the real CDN), carrying
+    X-Repo-Commit, X-Linked-Size and X-Linked-Etag (the LFS sha256); /cdn honours Range, and can drop the
+    connection once after `cut_after` bytes or hold bodies back until `gate` is set."""
 
     def __init__(self):
         self.body = PAYLOAD
-        self.honour_range = True
-        self.cut_after = None  # send only this many bytes, then drop the connection
-        self.stall = False  # after cut_after bytes, hang instead of dropping
-        self.released = threading.Event()
+        self.cut_after = None  # the next CDN body stops after this many bytes, then the connection drops
         self.gate = None  # an Event: the CDN holds every body back until it is set
-        self.requests = []  # (method, path, Range header)
+        self.requests = []  # (method, first path part, Range header, Authorization header)
+        self.heads_wanted, self.heads_seen = None, threading.Event()  # set once that many HEADs reached the Hub
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
@@ -72,24 +73,31 @@ class FakeHub:
                 self.answer(head=False)
 
             def answer(self, head):
-                hub.requests.append((self.command, self.path, self.headers.get("Range")))
-                if self.path == f"/depth-anything/Depth-Anything-V2-Small/resolve/main/{VITS_FILE}":
+                hub.requests.append((self.command, self.path.split("/")[1], self.headers.get("Range"),
+                                     self.headers.get("Authorization")))
+                if hub.heads_wanted and hub.count("HEAD", "depth-anything") >= hub.heads_wanted:
+                    hub.heads_seen.set()
+                if self.path == f"/{VITS_REPO}/resolve/main/{VITS_FILE}":
                     self.send_response(302)
-                    self.send_header("Location", f"/cdn/{VITS_FILE}")
-                    if head:
-                        self.send_header("X-Linked-Size", str(len(PAYLOAD)))
-                        self.send_header("X-Linked-Etag", f'"{PAYLOAD_SHA256}"')
+                    self.send_header("Location", f"http://localhost:{hub.port}/cdn/{VITS_FILE}")
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Linked-Size", str(len(PAYLOAD)))
+                    self.send_header("X-Linked-Etag", f'"{PAYLOAD_SHA256}"')
+                    self.send_header("ETag", '"a-git-blob-id"')
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 elif self.path == f"/cdn/{VITS_FILE}":
                     self.send_cdn(head)
                 else:
-                    self.send_error(404)
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
 
             def send_cdn(self, head):
                 start = 0
                 range_header = self.headers.get("Range")
-                if range_header and hub.honour_range:
+                if range_header:
                     start = int(range_header.removeprefix("bytes=").split("-")[0])
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(hub.body) - 1}/{len(hub.body)}")
@@ -98,20 +106,22 @@ class FakeHub:
                 body = hub.body[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if not head and hub.gate is not None:
+                if head:
+                    return
+                if hub.gate is not None:
                     hub.gate.wait(10)
-                if not head:
-                    self.wfile.write(body[:hub.cut_after] if hub.cut_after is not None else body)
-                    if hub.stall:
-                        self.wfile.flush()
-                        hub.released.wait(10)
+                if hub.cut_after is not None:
+                    body, hub.cut_after = body[:hub.cut_after], None
+                    self.close_connection = True
+                self.wfile.write(body)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
-    def methods(self):
-        return [(method, path.split("/")[1], rng) for method, path, rng in self.requests]
+    def count(self, method, part, rng=None):
+        return sum(1 for m, p, r, _ in self.requests if (m, p, r) == (method, part, rng))
 
 
 @pytest.fixture
@@ -120,7 +130,8 @@ def hub(monkeypatch):
     fake.thread.start()
     monkeypatch.setenv("DAV2_HF_ENDPOINT", fake.url)
     yield fake
-    fake.released.set()
+    if fake.gate is not None:
+        fake.gate.set()
     fake.server.shutdown()
     fake.server.server_close()
 
@@ -231,7 +242,7 @@ def test_offline_error_says_what_where_and_from_where(monkeypatch, tmp_path, hub
         resolve("vits")
     message = str(error.value)
     assert f"{variable} is set" in message
-    assert f"{hub.url}/depth-anything/Depth-Anything-V2-Small/resolve/main/{VITS_FILE}" in message
+    assert f"{hub.url}/{VITS_REPO}/resolve/main/{VITS_FILE}" in message
     assert str(tmp_path / "dav2" / VITS_FILE) in message
     assert "\n" not in message
     assert hub.requests == []
@@ -244,7 +255,7 @@ def test_unreachable_server_is_one_line_with_url_and_target(tmp_path):
     assert message.startswith("cannot download model metric-outdoor-vitl (network error:")
     assert "/depth-anything/Depth-Anything-V2-Metric-VKITTI-Large/resolve/main/" in message
     assert message.endswith(f"put it at {tmp_path / 'dav2' / 'depth_anything_v2_metric_vkitti_vitl.pth'}")
-    assert not (tmp_path / "dav2" / "depth_anything_v2_metric_vkitti_vitl.pth.part").exists()
+    assert "\n" not in message
 
 
 def test_http_error_is_reported(hub):
@@ -252,99 +263,101 @@ def test_http_error_is_reported(hub):
         resolve("vitb")
 
 
-# --- downloads -----------------------------------------------------------------------------------------------
+# --- downloads through huggingface_hub -------------------------------------------------------------------------
 
-def test_full_download(hub, tmp_path):
+def test_download_goes_into_the_hf_cache_where_other_tools_find_it(hub, monkeypatch, tmp_path):
+    from huggingface_hub import try_to_load_from_cache
+
+    monkeypatch.delenv("DAV2_HOME")
+    assert download_folder() == tmp_path / "hf-hub"
     path = resolve("vits", progress=False)
-    assert path == tmp_path / "dav2" / VITS_FILE
+    repo = tmp_path / "hf-hub" / "models--depth-anything--Depth-Anything-V2-Small"
+    assert path == repo / "snapshots" / COMMIT / VITS_FILE and (repo / "refs" / "main").read_text() == COMMIT
     assert path.read_bytes() == PAYLOAD
-    assert not path.with_name(VITS_FILE + ".part").exists()
-    assert hub.methods() == [("HEAD", "depth-anything", None), ("GET", "depth-anything", None),
-                             ("GET", "cdn", None)]  # the probe stops at the redirect; the GET follows it
+    assert path.resolve().name == PAYLOAD_SHA256  # the cache's blob, named by its hash
+    # transformers, diffusers and ComfyUI ask huggingface_hub: it finds ours, offline
+    assert Path(try_to_load_from_cache(VITS_REPO, VITS_FILE, cache_dir=tmp_path / "hf-hub")) == path
+    requests = len(hub.requests)
+    assert resolve("vits") == path and len(hub.requests) == requests  # cached: no request at all
+    assert hub.count("GET", "cdn") == 1
 
 
-def test_resume_of_a_half_part(hub, tmp_path):
-    part = tmp_path / "dav2" / (VITS_FILE + ".part")
-    part.parent.mkdir()
-    part.write_bytes(PAYLOAD[:150_000])
-    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
-    assert ("GET", "cdn", "bytes=150000-") in hub.methods()
-    assert not part.exists()
+def test_a_file_another_tool_downloaded_is_used_offline(hub, monkeypatch, tmp_path):
+    from huggingface_hub import hf_hub_download
+
+    theirs = hf_hub_download(VITS_REPO, VITS_FILE, cache_dir=tmp_path / "hf-hub", endpoint=hub.url)
+    monkeypatch.setenv("DAV2_HF_ENDPOINT", closed_port_url())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve("vits") == Path(theirs)
+    assert [m["cached"] for m in list_models() if m["name"] == "vits"] == [Path(theirs)]
 
 
-def test_server_ignoring_range_restarts_from_zero(hub, tmp_path):
-    hub.honour_range = False
-    part = tmp_path / "dav2" / (VITS_FILE + ".part")
-    part.parent.mkdir()
-    part.write_bytes(PAYLOAD[:150_000])
-    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
+def test_with_dav2_home_set_the_download_is_a_plain_file_there(hub, tmp_path):
+    path = resolve("small", progress=False)
+    assert path == tmp_path / "dav2" / VITS_FILE and not path.is_symlink()
+    assert path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "hf-hub").exists()
 
 
-def test_dropped_connection_keeps_the_part_and_the_next_run_resumes(hub, tmp_path):
-    hub.cut_after = 100_000
-    with pytest.raises(UserError, match=f"{VITS_FILE} stopped at 100000 of 300000 bytes; run again to resume"):
-        resolve("vits", progress=False)
-    part = tmp_path / "dav2" / (VITS_FILE + ".part")
-    assert part.read_bytes() == PAYLOAD[:100_000]
-    hub.cut_after = None
-    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
-    assert ("GET", "cdn", "bytes=100000-") in hub.methods()
+def test_hf_home_hf_endpoint_and_hf_token_are_honoured(hub, monkeypatch, tmp_path):
+    for variable in ("DAV2_HOME", "HF_HUB_CACHE", "DAV2_HF_ENDPOINT"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    path = resolve("vits", progress=False)
+    assert path.is_relative_to(tmp_path / "hf-home" / "hub") and path.read_bytes() == PAYLOAD
+    to_hub = [auth for _, part, _, auth in hub.requests if part == "depth-anything"]
+    assert to_hub and set(to_hub) == {"Bearer hf_secret"}
+    assert all(auth is None for _, part, _, auth in hub.requests if part == "cdn")  # never sent off the Hub
 
 
-def test_stalled_transfer_times_out_and_keeps_the_part(hub, tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog, "TRANSFER_TIMEOUT_S", 0.3)
-    hub.cut_after, hub.stall = 100_000, True
-    with pytest.raises(UserError, match=r"network error: .*the partial download is kept and the next try resumes"):
-        resolve("vits", progress=False)
-    assert (tmp_path / "dav2" / (VITS_FILE + ".part")).read_bytes() == PAYLOAD[:100_000]
-
-
-def test_corrupt_body_fails_the_hash_and_leaves_nothing(hub, tmp_path):
+def test_corrupt_body_fails_the_hash_and_leaves_nothing(hub, monkeypatch, tmp_path):
+    monkeypatch.delenv("DAV2_HOME")
     hub.body = PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF])
-    with pytest.raises(UserError, match=f"{VITS_FILE} is corrupt .*deleted it"):
+    with pytest.raises(UserError, match=f"{VITS_FILE} is corrupt .*deleted it, run again"):
         resolve("vits", progress=False)
-    assert os.listdir(tmp_path / "dav2") == []
+    repo = tmp_path / "hf-hub" / "models--depth-anything--Depth-Anything-V2-Small"
+    assert list((repo / "blobs").iterdir()) == [] and not (repo / "snapshots" / COMMIT / VITS_FILE).exists()
+    hub.body = PAYLOAD
+    assert resolve("vits", progress=False).read_bytes() == PAYLOAD  # the next run fetches it again
 
 
-def test_simultaneous_runs_download_a_model_once(hub, tmp_path, monkeypatch):
+def test_a_dropped_connection_is_taken_up_again(hub, tmp_path):
+    """huggingface_hub asks again from the last chunk it wrote (10 MB chunks: from 0 for this small file)."""
+    hub.cut_after = 100_000
+    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
+    assert hub.count("GET", "cdn") == 2
+
+
+def test_simultaneous_runs_download_a_model_once(hub, monkeypatch, tmp_path):
     """The tasks of a sharded job start together: one downloads, the others wait and use its file."""
-    hub.gate = threading.Event()  # the first run's body is held back until the other two are waiting for it
-    waits, both_waiting = [], threading.Event()
-
-    def note(message, **_):
-        waits.append(message)
-        if len(waits) == 2:
-            both_waiting.set()
-
-    monkeypatch.setattr(catalog, "print", note, raising=False)
+    monkeypatch.delenv("DAV2_HOME")
+    hub.heads_wanted = 6  # each run asks twice (dav2's probe for the hash, huggingface_hub's own)
+    hub.gate = threading.Event()  # the first body is held back until every run has asked the Hub
     results = []
     runs = [threading.Thread(target=lambda: results.append(resolve("vits", progress=False))) for _ in range(3)]
     for run in runs:
         run.start()
-    both_waiting.wait(10)
+    hub.heads_seen.wait(20)
     hub.gate.set()
     for run in runs:
-        run.join(20)
-    assert results == [tmp_path / "dav2" / VITS_FILE] * 3
+        run.join(30)
+    assert len(results) == 3 and len(set(results)) == 1
     assert results[0].read_bytes() == PAYLOAD
-    assert [entry for entry in hub.methods() if entry[1] == "cdn"] == [("GET", "cdn", None)]
-    assert len(waits) >= 2 and waits[0] == f"dav2: waiting for another dav2 downloading {VITS_FILE}"
-    assert os.listdir(tmp_path / "dav2") == [VITS_FILE]  # no lock file left behind
-
-
-def test_a_lock_file_left_by_a_killed_run_does_not_block(hub, tmp_path):
-    folder = tmp_path / "dav2"
-    folder.mkdir()
-    (folder / (VITS_FILE + ".lock")).touch()  # no process holds it
-    assert resolve("vits", progress=False).read_bytes() == PAYLOAD
-    assert os.listdir(folder) == [VITS_FILE]
+    assert hub.count("GET", "cdn") == 1
 
 
 def test_progress_bar_goes_to_stderr(hub, capsys):
     resolve("vits", progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert VITS_FILE in captured.err
+    assert "100%" in captured.err
+
+
+def test_no_progress_bar_when_asked(hub, capsys):
+    resolve("vits", progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # --- `dav2 models` -------------------------------------------------------------------------------------------
@@ -385,7 +398,7 @@ def test_cli_models_download_prints_only_the_path(hub, tmp_path):
     assert result.stdout == f"{tmp_path / 'dav2' / VITS_FILE}\n"
     assert (tmp_path / "dav2" / VITS_FILE).read_bytes() == PAYLOAD
     assert run_cli("models", "download", "vits").stdout == result.stdout  # cached: no second download
-    assert [method for method, _, _ in hub.requests].count("HEAD") == 1
+    assert hub.count("GET", "cdn") == 1
 
 
 def test_cli_models_download_errors(monkeypatch):

@@ -18,7 +18,7 @@ from dav2_cli.cli import main
 from dav2_cli.outputs import atomic
 from dav2_cli.media.video_probe import find_ffmpeg
 from dav2_cli.media.video_write import VideoWriter
-from dav2_cli.weights.catalog import looks_like_path, resolve
+from dav2_cli.weights.lookup import looks_like_path, resolve
 
 
 def depth_files(folder):

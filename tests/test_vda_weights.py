@@ -9,9 +9,10 @@ import torch
 from benchmarks.seeded_vda import seeded_vda_checkpoint, tiny_vda_config
 from dav2_cli.errors import UserError
 from dav2_cli.model import DepthAnythingV2, VideoDepthAnything, VideoModelConfig
-from dav2_cli.weights import catalog
+from dav2_cli.weights import catalog, lookup
 from dav2_cli.weights.checkpoint import build_model, load_checkpoint
-from dav2_cli.weights.video_checkpoint import is_video_state_dict, video_upstream_key
+from dav2_cli.weights.download import download_url
+from dav2_cli.weights.keys import is_video_state_dict, video_upstream_key
 
 TEMPORAL_KEY = "head.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"
 
@@ -110,13 +111,13 @@ def test_catalogue_names(name):
     spec = catalog.find_spec(name)
     assert (spec.filename, spec.repo, spec.licence, spec.kind) == VIDEO_NAMES[name]
     assert spec.family == catalog.VIDEO_FAMILY and spec.max_depth is None
-    assert catalog.download_url(spec).endswith(f"/{spec.repo}/resolve/main/{spec.filename}")
+    assert download_url(spec).endswith(f"/{spec.repo}/resolve/main/{spec.filename}")
     assert catalog.find_spec(spec.aliases[0]) is spec
 
 
 def test_the_listing_labels_what_each_model_gives(monkeypatch, tmp_path):
     monkeypatch.setenv("DAV2_HOME", str(tmp_path))
-    rows = {row["name"]: row for row in catalog.list_models()}
+    rows = {row["name"]: row for row in lookup.list_models()}
     assert len(rows) == 15 and set(VIDEO_NAMES) <= set(rows)
     assert rows["metric-video-vits"]["label"] == "video metric m"
     assert rows["video-vitb"]["label"] == "video relative"
@@ -127,12 +128,12 @@ def test_a_hand_placed_vda_file_resolves_by_name_without_network(monkeypatch, tm
     monkeypatch.setenv("DAV2_HOME", str(tmp_path))
     monkeypatch.setenv("DAV2_OFFLINE", "1")
     placed = save(tiny_state_dict, tmp_path, "video_depth_anything_vits.pth")
-    assert catalog.resolve("video-small") == placed
+    assert lookup.resolve("video-small") == placed
     assert isinstance(load_checkpoint("video-vits").config, VideoModelConfig)
 
 
 def test_the_catalogue_does_not_import_torch():
-    code = "import sys, dav2_cli.weights.catalog as c; c.list_models(); print('torch' in sys.modules)"
+    code = "import sys, dav2_cli.weights.lookup as c; c.list_models(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

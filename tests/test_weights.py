@@ -6,12 +6,9 @@ import pytest
 import torch
 
 from dav2_cli.errors import UserError
-from dav2_cli.weights.checkpoint import (
-    build_model,
-    config_from_state_dict,
-    load_checkpoint,
-    upstream_key,
-)
+from dav2_cli.weights.checkpoint import build_model, load_checkpoint
+from dav2_cli.weights.keys import upstream_key
+from dav2_cli.weights.upstream_pth import config_from_state_dict
 
 
 def test_config_is_read_off_the_weights(vits_checkpoint):

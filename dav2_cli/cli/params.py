@@ -32,19 +32,20 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?", re.IGNORECASE)
 
 
 def model_option(ctx, param, value):
-    """A model name or an existing file or folder, checked before anything loads (see catalog.looks_like_path)."""
+    """A model name or an existing file or folder, checked before anything loads (see lookup.spec_for)."""
     if value is None:
         return value
-    from dav2_cli.weights.catalog import check_model_argument
+    from dav2_cli.weights.lookup import check_model_argument
 
     try:
         check_model_argument(value)
     except UsageError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"-m {value}: ")) from None
+        raise click.BadParameter(str(exc).removeprefix(f"{value}: ")) from None
     if ctx.command.name != "video":
-        from dav2_cli.weights.catalog import VIDEO_FAMILY, find_spec, looks_like_path
+        from dav2_cli.weights.catalog import VIDEO_FAMILY
+        from dav2_cli.weights.lookup import spec_for
 
-        spec = None if looks_like_path(value) else find_spec(value)
+        spec = spec_for(value)
         if spec is not None and spec.family == VIDEO_FAMILY:
             from dav2_cli.jobs.options import VIDEO_MODEL_FOR_IMAGES
 

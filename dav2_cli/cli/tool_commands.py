@@ -9,11 +9,14 @@ from dav2_cli.cli.shared_options import INPUT_SIZE_RANGE
 from dav2_cli.errors import EXIT_OK
 
 MODELS_EPILOG = """\b
-Names download upstream's .pth files once into the cache folder (`dav2 models path`:
-$DAV2_HOME, else $XDG_CACHE_HOME/dav2, else ~/.cache/dav2). A file put there by hand
-under upstream's name is used as is; models already in the HuggingFace cache (-hf repos)
-are used where they are. Offline (no network, DAV2_OFFLINE=1 or HF_HUB_OFFLINE=1), the
-error names the file, its URL and where to put it. Mirror: DAV2_HF_ENDPOINT or HF_ENDPOINT.
+Names download upstream's .pth files once, through huggingface_hub, into the HuggingFace
+cache shared with transformers and ComfyUI ($HF_HUB_CACHE, else $HF_HOME/hub, else
+~/.cache/huggingface/hub), or into $DAV2_HOME when it is set (`dav2 models path`).
+Looked up first: a file under upstream's name in $DAV2_HOME (else ~/.cache/dav2), put
+there by hand; then the HuggingFace cache (upstream's repo, then its -hf copy). -m also
+takes upstream's file name (depth_anything_v2_vits.pth) from any folder. Offline
+(DAV2_OFFLINE=1 or HF_HUB_OFFLINE=1) the error names the file, its URL and where to put
+it. HF_TOKEN and HF_ENDPOINT (or DAV2_HF_ENDPOINT, dav2 alone) are honoured.
 """
 
 
@@ -23,7 +26,7 @@ def models(ctx):
     """List the model names with size, licence, kind and cached path."""
     if ctx.invoked_subcommand is not None:
         return
-    from dav2_cli.weights.catalog import list_models
+    from dav2_cli.weights.lookup import list_models
 
     rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
     for model in list_models():
@@ -39,10 +42,8 @@ def models(ctx):
 @click.argument("name")
 def models_download(name):
     """Fetch model NAME into the cache unless it is already on disk; print its path."""
-    from dav2_cli.weights.catalog import (  # here, not at the top: `dav2 --help` skips urllib's import cost
-        find_spec,
-        resolve,
-    )
+    from dav2_cli.weights.catalog import find_spec
+    from dav2_cli.weights.lookup import resolve
 
     if find_spec(name) is None:
         raise click.BadParameter(f"{name!r} is not a model name (see `dav2 models`)", param_hint="NAME")
@@ -57,9 +58,9 @@ def models_download(name):
 @models.command("path")
 def models_path():
     """Print the cache folder that model names download into."""
-    from dav2_cli.weights.catalog import dav2_home
+    from dav2_cli.weights.locations import download_folder
 
-    click.echo(dav2_home())
+    click.echo(download_folder())
 
 
 @click.command(epilog="""\b

@@ -147,7 +147,7 @@ class Measure:
 
 def plan_measure(options: DepthOptions) -> Measure:
     """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
-    from dav2_cli.weights.checkpoint import model_kind
+    from dav2_cli.weights.kinds import model_kind
 
     space, fmt = options.space, formats.canonical_format(options.fmt)
     if space.hfov is not None and (space.fx is not None or space.fy is not None):

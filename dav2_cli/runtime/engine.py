@@ -59,7 +59,7 @@ from dav2_cli.model import VideoModelConfig
 from dav2_cli.model.compute import PRECISIONS
 from dav2_cli.model.int8 import quantized_engine
 from dav2_cli.model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
-from dav2_cli.weights.catalog import dav2_home
+from dav2_cli.weights.locations import dav2_home
 from dav2_cli.weights.checkpoint import build_model, load_checkpoint
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -161,3 +161,25 @@ def read_hf_config(config_json_path_or_dict) -> tuple[bool, float | None]:
     if isinstance(max_depth, bool) or not isinstance(max_depth, (int, float)) or max_depth <= 0:
         raise UserError(f"{source}: max_depth must be a positive number, not {max_depth!r}")
     return True, float(max_depth)
+
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of HuggingFace's form (a folder holding model.safetensors, or a lone .safetensors file), in
+    upstream's layout whichever layout the file used."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = path / "model.safetensors" if path.is_dir() else path
+    try:
+        loaded = load_file(weights)
+    except FileNotFoundError:
+        raise UserError(f"{weights}: no such file (a HuggingFace model folder holds model.safetensors and "
+                        f"config.json)") from None
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{weights}: not a readable safetensors file ({str(exc)[:160]})") from None
+    if not is_hf_state_dict(loaded):
+        return loaded
+    try:
+        return hf_to_upstream(loaded)
+    except UserError as exc:
+        raise UserError(f"{weights}: {exc}") from None

@@ -1,0 +1,79 @@
+"""Relative or metric, and the metric range: from a model name, a file name or a config.json, before any weights load.
+
+The weights of both kinds are shaped identically, so the tensors cannot tell. Upstream's convention is the file
+name (`metric` in it, and the training set that fixes `max_depth`); transformers' is `config.json`; a catalogue
+name knows its row. The ranges themselves live in the catalogue (`METRIC_DATASETS`), nowhere else.
+"""
+
+from pathlib import Path
+
+from dav2_cli.errors import UsageError, UserError
+from dav2_cli.weights.catalog import DAV2_FAMILY, METRIC_DATASET_HINT, VIDEO_FAMILY, metric_dataset
+from dav2_cli.weights.hf_layout import read_hf_config
+from dav2_cli.weights.lookup import resolve, spec_for
+
+
+def refuse_max_depth(model, max_depth: float | None) -> None:
+    """--max-depth with a VDA `model` (a name or file), whichever way it was recognised, is this usage error."""
+    if max_depth is not None:
+        raise UsageError(f"{model}: --max-depth applies to metric {DAV2_FAMILY} models only; {VIDEO_FAMILY} takes "
+                         f"none (metric VDA outputs metres directly, relative VDA has no unit)")
+
+
+def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
+    refuse_max_depth(path, max_depth)
+    return "metric" in path.name.lower()
+
+
+def metric_from_name(path: Path, max_depth: float | None) -> tuple[bool, float | None]:
+    """Upstream's rule: only the file name says a checkpoint is metric, and which dataset sets its range."""
+    if "metric" not in path.name.lower():
+        if max_depth is not None:  # the command line alone shows it: a usage error
+            raise UsageError(f"{path}: --max-depth applies to metric checkpoints only, and this file's name does "
+                             f"not say 'metric' (upstream's convention)")
+        return False, None
+    if max_depth is not None:
+        return True, float(max_depth)
+    dataset = metric_dataset(path.name)
+    if dataset is None:
+        raise UserError(f"{path}: a metric checkpoint of unknown training data; pass --max-depth "
+                        f"({METRIC_DATASET_HINT})")
+    return True, dataset.max_depth
+
+
+def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | None]:
+    """(metric?, max_depth) of a checkpoint on disk, from its config.json or its name, without reading weights.
+
+    HuggingFace's form (a folder, or a .safetensors file) says so in a config.json beside the weights; without
+    one, and for upstream's .pth files, the file name decides.
+    """
+    if not (path.is_dir() or path.suffix.lower() == ".safetensors"):
+        if "video_depth_anything" in path.name.lower():  # upstream's VDA names; their metric kind gives metres
+            return metric_from_video_name(path, max_depth), None
+        return metric_from_name(path, max_depth)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    config_json = weights.with_name("config.json")
+    if not config_json.is_file():
+        return metric_from_name(weights, max_depth)
+    metric, config_max_depth = read_hf_config(config_json)
+    if max_depth is not None and not metric:
+        raise UserError(f"{config_json}: --max-depth applies to metric checkpoints only, and this one is "
+                        f"relative")
+    max_depth = max_depth if max_depth is not None else config_max_depth
+    if metric and max_depth is None:
+        raise UserError(f"{config_json}: a metric checkpoint without max_depth; pass --max-depth "
+                        f"({METRIC_DATASET_HINT})")
+    return metric, max_depth
+
+
+def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, float | None]:
+    """(metric?, max_depth) of a model name or checkpoint, known before anything is loaded or downloaded."""
+    spec = spec_for(path_or_name)
+    if spec is None:
+        return checkpoint_kind(resolve(path_or_name, download=False), max_depth)
+    if spec.family == VIDEO_FAMILY:
+        refuse_max_depth(spec.name, max_depth)
+    elif max_depth is not None and spec.kind != "metric":
+        raise UsageError(f"{spec.name}: --max-depth applies to metric {DAV2_FAMILY} models only, and this one is "
+                         f"relative")
+    return spec.kind == "metric", (max_depth if max_depth is not None else spec.max_depth)
