@@ -1,6 +1,9 @@
 """Depth for one photo with the Python API, saved raw and as a picture.
 
-    python examples/api_example.py depth_anything_v2_vits.pth photo.jpg
+    python examples/api_example.py MODEL PHOTO
+
+MODEL is a model name (`dav2 models`), upstream's file name (depth_anything_v2_vits.pth, found in the cache
+from any folder) or a checkpoint path. Writes depth.npy and depth.png in the current folder.
 """
 
 import sys
@@ -25,4 +28,7 @@ def main(checkpoint: str, photo: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if len(sys.argv) != 3:  # a usage mistake: say how to call it, exit 2 as the dav2 command does
+        print(f"usage: python {sys.argv[0]} MODEL PHOTO\n" + __doc__.split("\n\n", 2)[2].rstrip(), file=sys.stderr)
+        sys.exit(2)
+    main(sys.argv[1], sys.argv[2])
