@@ -1,6 +1,6 @@
 """Point clouds: the camera model, which points are kept, the mesh, and the PLY file as another reader sees it.
 
-Expected positions are computed here from the pinhole formulas written out, not by calling `geometry.unproject`,
+Expected positions are computed here from the pinhole formulas written out, not by calling `camera.unproject`,
 and the PLY files are read with `plyfile`, a reader this project did not write.
 """
 
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from plyfile import PlyData
 
-from dav2_cli.depth import camera as geometry
+from dav2_cli.depth import camera, point_cloud
 
 from dav2_cli.outputs import metadata, render
 from dav2_cli.outputs.ply import CloudRequest
-from dav2_cli.depth.camera import CloudOptions, build_cloud, resolve_intrinsics
+from dav2_cli.depth.camera import resolve_intrinsics
+from dav2_cli.depth.point_cloud import CloudOptions, build_cloud
 
 
 def plane_depth(height, width, intrinsics, normal, offset):
@@ -57,7 +58,7 @@ def test_fallback_scales_with_the_image_and_says_it_was_assumed():
     large = resolve_intrinsics(3200, 2400)
     assert small.source == "assumed" and "assumed" in small.note
     assert large.fx == pytest.approx(10 * small.fx)  # never one pixel focal for every size
-    assert small.fx == pytest.approx(320 / (2 * math.tan(math.radians(geometry.DEFAULT_HFOV_DEG) / 2)))
+    assert small.fx == pytest.approx(320 / (2 * math.tan(math.radians(camera.DEFAULT_HFOV_DEG) / 2)))
 
 
 @pytest.mark.parametrize("normal, offset", [((0.0, 0.0, 1.0), 3.0), ((0.3, -0.2, 1.0), 2.5)])
@@ -188,5 +189,5 @@ def test_stride_and_max_points():
     for limit in (1, 100, 999, height * width):
         capped = build_cloud(depth, photo(height, width), intrinsics, CloudOptions(max_points=limit))
         assert len(capped.points_n3) <= limit
-        coarser = geometry.choose_stride(height, width, 1, None) if capped.stride == 1 else capped.stride - 1
+        coarser = point_cloud.choose_stride(height, width, 1, None) if capped.stride == 1 else capped.stride - 1
         assert capped.stride == 1 or -(-height // coarser) * -(-width // coarser) > limit  # the smallest that fits

@@ -4,7 +4,8 @@ import numpy as np
 import pygltflib
 import pytest
 
-from dav2_cli.depth.camera import CloudOptions, build_cloud, resolve_intrinsics
+from dav2_cli.depth.camera import resolve_intrinsics
+from dav2_cli.depth.point_cloud import CloudOptions, build_cloud
 from dav2_cli.outputs.glb import encode_glb, glb_description
 
 HEIGHT, WIDTH = 24, 32

@@ -18,7 +18,8 @@ from PIL import Image
 from dav2_cli.outputs import exr, formats, metadata, pictures, render, tiff, webp
 from dav2_cli.outputs.ply import CloudRequest
 from dav2_cli.cli import main
-from dav2_cli.depth.camera import CloudOptions, resolve_intrinsics
+from dav2_cli.depth.camera import resolve_intrinsics
+from dav2_cli.depth.point_cloud import CloudOptions
 
 HEIGHT, WIDTH = 24, 32
 AT = (7, 5)  # x, y

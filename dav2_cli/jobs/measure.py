@@ -18,13 +18,8 @@ from dav2_cli.depth import alignment as align
 from dav2_cli.outputs import formats, metadata, render
 from dav2_cli.outputs.ply import CloudRequest
 from dav2_cli.errors import UsageError, UserError
-from dav2_cli.depth.camera import (
-    DEFAULT_EDGE_THRESHOLD,
-    DEFAULT_HFOV_DEG,
-    SATURATED_FRACTION,
-    CloudOptions,
-    resolve_intrinsics,
-)
+from dav2_cli.depth.camera import DEFAULT_HFOV_DEG, resolve_intrinsics
+from dav2_cli.depth.point_cloud import DEFAULT_EDGE_THRESHOLD, SATURATED_FRACTION, CloudOptions
 from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.images import read_input_bytes
 from dav2_cli.jobs.options import DepthOptions

@@ -1,6 +1,6 @@
 """Depth meshes as binary glTF (.glb): what browsers' model viewers, three.js and Blender open directly.
 
-The mesh is the one `--format ply --mesh` writes (`depth.camera.build_cloud`: the same intrinsics, edge filter,
+The mesh is the one `--format ply --mesh` writes (`depth.point_cloud.build_cloud`: the same intrinsics, edge filter,
 near/far and alignment rules, the same faces), so both formats show the same surface. Differences are glTF's:
 
 * axes are glTF's, y up and the camera looking along -z (OpenCV's points turned half a turn about x);
@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from dav2_cli.depth.camera import Cloud
+from dav2_cli.depth.point_cloud import Cloud
 from dav2_cli.outputs import png
 
 _MAGIC, _VERSION = b"glTF", 2

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dav2_cli.depth.camera import Cloud, CloudOptions, Intrinsics, build_cloud
+from dav2_cli.depth.camera import Intrinsics
+from dav2_cli.depth.point_cloud import Cloud, CloudOptions, build_cloud
 from dav2_cli.outputs.formats import Request, check_extension
 
 _VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
