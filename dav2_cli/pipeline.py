@@ -7,13 +7,19 @@ and fsync are hidden behind the model, which is the slow stage; torch, OpenCV an
 so the threads really overlap, even on two cores. At most about four batches of inputs are alive at a time,
 however many there are, and the batcher never keeps more than one batch waiting for same-sized company.
 
-One cancellation path serves every way a job ends early: a Ctrl-C or SIGTERM (`stop`) stops the reading, and
-the inputs already read are finished and written; an exception in any stage cancels the other two and is
-raised in the calling thread once all three have ended, so no stage is ever left running.
+The model runs in a thread of its own, which the calling thread waits on: a forward pass at a large size can
+take minutes, and signals reach only the main thread, which must stay free to answer them.
+
+One cancellation path serves every way a job ends early: a Ctrl-C or SIGTERM (`stop`) stops the reading and
+starts no new model call; the batch in the model is still written if it ends within STOP_GRACE_S, and otherwise
+left behind unwritten, so a job stops within seconds at any size (interrupts.py ends the process without waiting
+for it). An exception in any stage cancels the others and is raised in the calling thread once they have ended,
+so no stage is ever left running, except a model call that a stop or a second Ctrl-C left behind.
 """
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,12 +27,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from dav2_cli.depth import sizing as prep
+from dav2_cli.errors import EXIT_SIGINT
+from dav2_cli.runtime.interrupts import exit_without_waiting_for, held_elsewhere
 
 _POLL_S = 0.05  # how often a blocked stage looks whether the job was stopped or another stage gave up
 _END = object()  # end-of-stream marker passed down the queues
 # On a 2-core CPU two frames per model call ran about 10% faster per frame than one, and four no faster than
 # two (vits, input sizes 280 and 504) while holding twice the frames in memory.
 DEFAULT_BATCH_SIZE = 2
+# how long the model call in flight when a stop comes may still take to be written: most batches end well within
+# it, while a forward at a large size (minutes) is left behind so that the job ends within ~10 s of the signal
+STOP_GRACE_S = 3.0
 
 
 @dataclass
@@ -100,15 +111,18 @@ class SizeBatcher:
 
 
 class _Channel:
-    """A bounded queue whose blocking calls give up once the pipeline is cancelled."""
+    """A bounded queue whose blocking calls give up once the pipeline is cancelled (any of `cancels` is set)."""
 
-    def __init__(self, size: int, cancel: threading.Event):
+    def __init__(self, size: int, *cancels: threading.Event):
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
-        self._cancel = cancel
+        self._cancels = cancels
+
+    def _cancelled(self) -> bool:
+        return any(event.is_set() for event in self._cancels)
 
     def put(self, item) -> bool:
         """False when the pipeline was cancelled before there was room."""
-        while not self._cancel.is_set():
+        while not self._cancelled():
             try:
                 self._queue.put(item, timeout=_POLL_S)
                 return True
@@ -122,8 +136,62 @@ class _Channel:
             try:
                 return self._queue.get(timeout=_POLL_S)
             except queue.Empty:
-                if self._cancel.is_set():
+                if self._cancelled():
                     return _END
+
+
+class _LeftBehind(Exception):
+    """The model call in flight when the job stopped did not end within STOP_GRACE_S."""
+
+
+class _ModelThread:
+    """One long-lived thread that runs the stage's calls, one at a time, while the calling thread waits where a
+    signal can reach it. One thread for the whole job, not one per call: torch's thread pool and oneDNN's caches
+    belong to the thread that calls them, and would be built again for every new one."""
+
+    def __init__(self):
+        self._calls: queue.Queue = queue.Queue()
+        self._done = threading.Event()
+        self._result: tuple = ()
+        self.busy = False
+        self.thread = threading.Thread(target=self._serve, name="dav2-model", daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while (call := self._calls.get()) is not None:
+            try:
+                self._result = (True, call())
+            except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+                self._result = (False, exc)
+            self._done.set()
+
+    def run(self, call: Callable, stopped: Callable[[], bool]):
+        """`call()`'s result, computed in the model thread; `_LeftBehind` when the job stopped and it did not end
+        within STOP_GRACE_S (waiting longer while a held block, such as OpenVINO's conversion, runs there)."""
+        self._done.clear()
+        self.busy = True
+        self._calls.put(call)
+        grace_ends = None
+        while not self._done.wait(_POLL_S):
+            if stopped():
+                grace_ends = grace_ends or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() > grace_ends and not held_elsewhere():
+                    raise _LeftBehind
+        self.busy = False
+        ok, value = self._result
+        self._result = ()
+        if ok:
+            return value
+        raise value
+
+    def close(self, exit_code: Callable[[], int]) -> None:
+        """Ends the thread once it is idle; a call still running is left behind, and the process will not wait
+        for it at exit (interrupts.exit_without_waiting_for)."""
+        self._calls.put(None)
+        if self.busy:
+            exit_without_waiting_for(self.thread, exit_code)
+        else:
+            self.thread.join()
 
 
 def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, np.ndarray], None], *,
@@ -135,12 +203,14 @@ def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, 
     (to say more about it, such as a scene cut); it is
     iterated in the reader thread (so decoding it happens there) and closed there when it has a `close`. Inputs
     that failed go to `fail(frame)` in the writer thread, in their turn. `stop` (a GracefulStop) ends the
-    reading; what was read is still finished. An exception in any stage cancels the others and is raised here
+    reading and the model calls; the call in flight is written if it ends within STOP_GRACE_S. An exception in any stage cancels the others and is raised here
     once every thread has ended. (OpenCV is held to one thread meanwhile by the job: these stages are the
     parallelism beside torch's.)
     """
     cancel = threading.Event()
-    frames_in = _Channel(batch_size, cancel)  # single frames: the next batch decodes while the model runs
+    reading_ended = threading.Event()  # the model stage takes no more inputs: the reader need not wait for room
+    # single frames: the next batch decodes while the model runs
+    frames_in = _Channel(batch_size, cancel, reading_ended)
     depths_out = _Channel(1, cancel)  # whole batches: one waits while the previous one is written
     failures: list[BaseException] = []
 
@@ -187,25 +257,38 @@ def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, 
                threading.Thread(target=write, name="dav2-write", daemon=True)]
     for thread in threads:
         thread.start()
+    model = _ModelThread()
     batcher = SizeBatcher(batch_size)
+
+    def run_model(call) -> bool:
+        """Runs a stage call and queues its results for writing; False once the job stopped."""
+        if stopped():
+            return False
+        results = model.run(call, stopped)
+        depths_out.put(results)
+        return not stopped()
+
     try:
         while (frame := frames_in.get()) is not _END:
             if frame.error is not None:
                 depths_out.put([(frame, None)])
                 continue
-            for batch in batcher.add((frame.image.shape[:2], frame.model_input.shape), frame):
-                depths_out.put(stage.push(batch))
-        if not cancel.is_set():
-            for batch in batcher.flush():
-                depths_out.put(stage.push(batch))
-            depths_out.put(stage.finish())
+            batches = batcher.add((frame.image.shape[:2], frame.model_input.shape), frame)
+            if not all(run_model(lambda batch=batch: stage.push(batch)) for batch in batches):
+                break
+        if not cancel.is_set() and all(run_model(lambda batch=batch: stage.push(batch))
+                                       for batch in batcher.flush()):
+            run_model(stage.finish)
         depths_out.put(_END)
+    except _LeftBehind:
+        depths_out.put(_END)  # what was computed before is still written
     except BaseException:
         cancel.set()
         raise
     finally:
+        reading_ended.set()
+        model.close(lambda: stop.exit_code if stop is not None and stop.requested else EXIT_SIGINT)
         for thread in threads:
             thread.join()
     if failures:
         raise failures[0]
-

@@ -2,13 +2,11 @@
 signals, and memory that does not grow with the video's length."""
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from fractions import Fraction
 
@@ -18,6 +16,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import synthetic_photo
+
+import signal_child
 
 import dav2_cli
 from dav2_cli.outputs.range_tracker import RangeTracker
@@ -374,32 +374,33 @@ def test_an_output_that_is_the_input_under_another_name_is_refused(tmp_path, vit
 def test_a_signal_finishes_a_valid_shorter_video(tmp_path, vits_checkpoint, signum, code):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(4) * 150)  # 600 frames: far more than get done
     out = tmp_path / "out.mp4"
-    process = subprocess.Popen([sys.executable, "-m", "dav2_cli", "video", str(source), "-o", str(out), "-m",
-                                str(vits_checkpoint), "--input-size", "56", "--progress", "--dtype", "float32"],
-                               stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    seen = bytearray()
-
-    def collect():
-        while chunk := process.stderr.read1(4096):
-            seen.extend(chunk)
-
-    reader = threading.Thread(target=collect)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not re.search(rb"\| *([3-9]|\d\d+)/600", bytes(seen)):  # a few frames done: in its stride
-            assert process.poll() is None and time.monotonic() < deadline, bytes(seen).decode()
-            time.sleep(0.05)
-        process.send_signal(signum)
-        assert process.wait(timeout=60) == code
-    finally:
-        if process.poll() is None:
-            process.kill()
-        reader.join()
-    assert "stopped by signal" in seen.decode() and "Traceback" not in seen.decode()
+    release = tmp_path / "release"
+    # signalled while its third batch of two frames is in the model, which is then released
+    with signal_child.start(["video", source, "-o", out, "-m", vits_checkpoint, "--input-size", "56",
+                             "--dtype", "float32"], hold_at=3, release=release) as child:
+        child.process.send_signal(signum)
+        assert child.wait_for_line("stopping"), child.stderr
+        release.touch()
+        assert child.finish() == code, child.stderr
+    assert "stopped by signal" in child.stderr and "Traceback" not in child.stderr
     written = decode(out)
-    assert 3 <= len(written) < 600 and probe(out).fps == NTSC
+    assert len(written) in (4, 6) and probe(out).fps == NTSC  # the held batch too if it ended within the grace
     assert leftovers(tmp_path) == []
+
+
+def test_a_signal_in_a_forward_pass_that_never_ends_leaves_no_video(tmp_path, vits_checkpoint):
+    """The first batch never comes back: the job still stops at once, and writes no file at all."""
+    from dav2_cli.runtime.interrupts import STOPPING
+
+    source = write_clip(tmp_path / "IN.mkv", clip_frames(4) * 5)
+    out = tmp_path / "out.mp4"
+    with signal_child.start(["video", source, "-o", out, "-m", vits_checkpoint, "--input-size", "56",
+                             "--dtype", "float32"], hold_at=1) as child:
+        child.process.send_signal(signal.SIGINT)
+        assert child.wait_for_line(STOPPING), child.stderr
+        assert child.finish() == 130, child.stderr
+    assert "no output" in child.stderr and "Traceback" not in child.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["IN.mkv"]
 
 
 class CountingReader:
