@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from benchmarks.upstream import upstream_model
-from dav2_cli.runtime import engine
+from dav2_cli.runtime.loading import load_model
 from dav2_cli.depth import sizing as prep
 from dav2_cli.runtime.allocator import keep_freed_memory
 from dav2_cli.runtime.interrupts import GracefulStop
@@ -45,7 +45,7 @@ def seeded_vits(folder: Path, dtype: str, backend: str):
     """Random vits saved in upstream's layout and loaded the way users load a checkpoint."""
     checkpoint = folder / "depth_anything_v2_vits.pth"
     torch.save(upstream_model("vits", seed=0).state_dict(), checkpoint)
-    return engine.load_model(checkpoint, "cpu", dtype, backend=backend), checkpoint
+    return load_model(checkpoint, "cpu", dtype, backend=backend), checkpoint
 
 
 def cpu_seconds() -> float:

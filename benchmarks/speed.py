@@ -34,7 +34,10 @@ STARTED = time.perf_counter()  # before torch is imported: the child's start-up 
 import torch  # noqa: E402
 
 from benchmarks.upstream import UPSTREAM_CONFIGS, upstream_dpt, upstream_model  # noqa: E402
-from dav2_cli.runtime import engine, openvino_backend
+from dav2_cli.model.int8 import quantized_engine  # noqa: E402
+from dav2_cli.runtime import device as devices  # noqa: E402
+from dav2_cli.runtime import openvino_backend  # noqa: E402
+from dav2_cli.runtime.loading import load_model, predict  # noqa: E402
 from dav2_cli.depth import sizing as prep  # noqa: E402
 from dav2_cli.jobs.bench import count_flops, matmul_peak, synthetic_photo  # noqa: E402
 from dav2_cli.model.onednn_linear import LINEAR_FORMS  # noqa: E402
@@ -55,9 +58,9 @@ def our_variants() -> list[str]:
     if openvino_backend.installed():  # `--backend auto` may pick OpenVINO: time torch's own float32 too
         names.append("torch float32")
     names.append("torch float32 plain")  # the Linear form timed against the packed one
-    if engine.cpu_has_native_bf16(engine.cpu_capabilities()):
+    if devices.cpu_has_native_bf16():
         names += [f"torch bfloat16 {form}" for form in BF16_FORMS] + ["torch bfloat16 fused plain"]
-    if engine.quantized_engine() is not None:
+    if quantized_engine() is not None:
         names.append("torch int8")
     if openvino_backend.installed():  # the optional backend (`pip install "dav2-cli[openvino]"`)
         names += ["openvino auto", "openvino float32"]
@@ -72,7 +75,7 @@ def load_variant(name: str, checkpoint: Path):
         return model.eval()
     words = name.removeprefix("dav2 ").split()
     backend = words.pop(0) if words[0] in ("torch", "openvino") else "auto"
-    model = engine.load_model(checkpoint, "cpu", words[0], backend=backend)
+    model = load_model(checkpoint, "cpu", words[0], backend=backend)
     for form in words[1:]:  # an attention form, or a Linear form: their names differ
         if form in LINEAR_FORMS:
             model.image_encoder.set_linear_form(form)
@@ -142,7 +145,7 @@ def child(name: str, checkpoint: Path) -> None:
     if name == "upstream float32":
         depth_hw = model.infer_image(image_bgr, INPUT_SIZE)
     else:
-        depth_hw = engine.predict(model, image_bgr, INPUT_SIZE)
+        depth_hw = predict(model, image_bgr, INPUT_SIZE)
     assert depth_hw.shape == IMAGE_HW
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
     print(json.dumps({"rss_mib": peak_kib / 1024, "first_depth_s": time.perf_counter() - STARTED}))
@@ -193,7 +196,7 @@ def targets(runs: dict, outputs: dict, memory: dict, peers: list[str]) -> list[s
         return "met" if ok else "NOT met"
 
     fp32, auto = "dav2 float32", "dav2 auto"
-    quiet_goal, loaded_goal = AUTO_TARGETS[cpu_kind(engine.cpu_capabilities())]
+    quiet_goal, loaded_goal = AUTO_TARGETS[cpu_kind(devices.cpu_capabilities())]
     lines = [f"- float32 >= 1.25x upstream with max error <= 1e-4 of range: {speedup(fp32):.2f}x, "
              f"{error(fp32, torch.max):.1e}: {verdict(speedup(fp32) >= 1.25 and error(fp32, torch.max) <= 1e-4)}",
              f"- auto >= {quiet_goal}x upstream quiet with mean error <= 1%: {speedup(auto):.2f}x, "
@@ -222,7 +225,7 @@ def machine_description() -> list[str]:
         else ""
     model_name = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
                        if line.startswith("Model name")), platform.processor() or platform.machine())
-    capabilities = engine.cpu_capabilities()
+    capabilities = devices.cpu_capabilities()
     wanted = ("avx2", "fma3", "avx512_f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
     flags = ", ".join(f"{flag} {'yes' if capabilities.get(flag) else 'no'}" for flag in wanted)
     load = os.getloadavg()

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from benchmarks.seeded_vda import seeded_vda_model, synthetic_clip, vda_config
-from dav2_cli.runtime import engine
+from dav2_cli.runtime.loading import predict_prepared
+from dav2_cli.runtime.torch_backend import prepare_model
 from dav2_cli.depth import sizing as prep
 from dav2_cli.model import DepthAnythingV2, ModelConfig
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE
@@ -54,7 +55,7 @@ def frames_for(count, image_hw, size_hw, seed=0):
 
 
 def vda_model(encoder, precision="float32"):
-    return engine.prepare_model(seeded_vda_model(vda_config(encoder), seed=0), torch.device("cpu"), precision)
+    return prepare_model(seeded_vda_model(vda_config(encoder), seed=0), torch.device("cpu"), precision)
 
 
 def dav2_model(encoder, precision="float32"):
@@ -62,7 +63,7 @@ def dav2_model(encoder, precision="float32"):
     config = ModelConfig(width=video.width, blocks=video.blocks, mlp_hidden=video.mlp_hidden, swiglu=False,
                          reassembly_channels=video.reassembly_channels, fusion_channels=video.fusion_channels)
     torch.manual_seed(0)
-    return engine.prepare_model(DepthAnythingV2(config).requires_grad_(False).eval(), torch.device("cpu"),
+    return prepare_model(DepthAnythingV2(config).requires_grad_(False).eval(), torch.device("cpu"),
                                 precision)
 
 
@@ -85,7 +86,7 @@ def time_dav2(model, frames, image_hw):
     start = clocks()
     for first in range(0, len(frames), DEFAULT_BATCH_SIZE):
         batch = np.stack([f.model_input for f in frames[first:first + DEFAULT_BATCH_SIZE]])
-        engine.predict_prepared(model, batch, image_hw)
+        predict_prepared(model, batch, image_hw)
     wall, cpu = since(start)
     return wall / len(frames), cpu / len(frames)
 

@@ -10,7 +10,7 @@ __all__ = ["load_model", "predict", "__version__"]
 
 def __getattr__(name):
     if name in ("load_model", "predict"):
-        from dav2_cli.runtime import engine
+        from dav2_cli.runtime import loading
 
-        return getattr(engine, name)
+        return getattr(loading, name)
     raise AttributeError(f"module 'dav2_cli' has no attribute {name!r}")

@@ -70,7 +70,7 @@ class PerImageDepth:
         self.model = model
 
     def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray]]:
-        from dav2_cli.runtime.engine import predict_prepared
+        from dav2_cli.runtime.loading import predict_prepared
 
         batch_bchw = np.stack([frame.model_input for frame in frames])
         depths = predict_prepared(self.model, batch_bchw, frames[0].image.shape[:2])

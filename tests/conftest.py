@@ -6,27 +6,30 @@ import pytest
 import torch
 
 from benchmarks.upstream import upstream_model
-from dav2_cli.runtime import engine
+from dav2_cli.runtime import tuning_cache
 
 torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _attention_timings_kept_per_test(tmp_path, monkeypatch):
-    """Each test sees an empty cache of attention timings, and none are written to the user's cache folder."""
-    monkeypatch.setattr(engine, "tuning_cache_path", lambda: tmp_path / "dav2-cache" / "attention-forms.json")
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _torch_backend_unless_asked(tmp_path_factory):
-    """Tests run torch unless they ask for OpenVINO: `--backend auto`, where OpenVINO is installed (CI installs
-    it), would convert a model for every input size of every test to time the two, and run whichever won.
-    Session-wide, so module- and session-scoped models are torch ones too. The commands a test runs in a child
-    process keep their timings and converted graphs in a cache folder of the session's, not the user's."""
+def _session_cache_folder(tmp_path_factory):
+    """One cache folder for the whole session, never the user's: tests run the default backend, as users do, and
+    what it measures or converts (which backend is faster here, a model's OpenVINO graph) is done once per
+    session and read by every later test, in this process and in the commands a test runs as a child."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAV2_BACKEND", "torch")
+        patch.delenv("DAV2_BACKEND", raising=False)
+        patch.delenv("DAV2_DTYPE", raising=False)
         patch.setenv("DAV2_HOME", str(tmp_path_factory.mktemp("dav2-home")))
         yield
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache folder of this test's own, for tests of what is timed, cached and read back."""
+    folder = tmp_path / "dav2-cache"
+    monkeypatch.setattr(tuning_cache, "cache_folder", lambda: folder)
+    monkeypatch.setenv("DAV2_HOME", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

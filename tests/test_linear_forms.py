@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 import dav2_cli
 from dav2_cli.jobs import bench
-from dav2_cli.runtime import engine
+from dav2_cli.runtime import device as devices
+from dav2_cli.runtime import form_tuning, tuning_cache
 from dav2_cli.model.onednn_linear import OneDNNLinear, packed_form_available
 
 needs_onednn = pytest.mark.skipif(not packed_form_available(), reason="this torch build has no oneDNN kernels")
@@ -61,7 +62,7 @@ def test_the_packed_form_in_bfloat16_stays_within_bfloat16_rounding():
 
 @needs_onednn
 def test_the_packed_form_still_equals_upstream(upstream_vits, vits_checkpoint):
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
     model.image_encoder.set_linear_form("packed")
     assert model.linear_form == "packed"
     x = torch.randn(2, 3, 140, 182, generator=torch.Generator().manual_seed(1))  # batch of 2, 10x13 patches
@@ -94,7 +95,7 @@ def test_a_packed_layer_follows_new_weights(change):
 def test_a_packed_model_can_be_copied_and_traced_and_back_to_plain_holds_no_copy(vits_checkpoint):
     """OpenVINO converts a trace of the torch model, and `--backend auto` copies it: neither may meet the packed
     weights' opaque layout, which has no storage to copy and no meaning outside oneDNN."""
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
     model.image_encoder.set_linear_form("packed")
     x = torch.randn(1, 3, 56, 84, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
@@ -149,39 +150,41 @@ CPU_KINDS = {
     ("amx (xeon)", "cuda", "float16", False),
 ])
 def test_the_linear_form_is_timed_where_the_packed_form_can_run(monkeypatch, kind, device, precision, timed):
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS[kind])
-    monkeypatch.setattr(engine, "packed_form_available", lambda: True)
-    expected = engine.tuned_linear_form if timed else "plain"
-    assert engine.linear_form(torch.device(device), precision) == expected
-    monkeypatch.setattr(engine, "packed_form_available", lambda: False)  # a torch build without oneDNN
-    assert engine.linear_form(torch.device(device), precision) == "plain"
+    monkeypatch.setattr(devices, "cpu_capabilities", lambda: CPU_KINDS[kind])
+    monkeypatch.setattr(form_tuning, "packed_form_available", lambda: True)
+    expected = form_tuning.tuned_linear_form if timed else "plain"
+    assert form_tuning.linear_form(torch.device(device), precision) == expected
+    monkeypatch.setattr(form_tuning, "packed_form_available", lambda: False)  # a torch build without oneDNN
+    assert form_tuning.linear_form(torch.device(device), precision) == "plain"
 
 
 @needs_onednn
 @pytest.mark.parametrize("winner", ["packed", "plain"])
-def test_the_form_timed_faster_runs_and_is_cached(monkeypatch, vits_checkpoint, make_photo, winner):
+def test_the_form_timed_faster_runs_and_is_cached(monkeypatch, fresh_cache, vits_checkpoint, make_photo, winner):
     timed = []
 
     def timing(block, grid_hw):
         timed.append((grid_hw, str(block.attn.qkv.weight.dtype)))
         return {"plain": 1.0, "packed": 0.5 if winner == "packed" else 2.0}
 
-    monkeypatch.setattr(engine, "time_linear_forms", timing)
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    monkeypatch.setattr(form_tuning, "time_linear_forms", timing)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
     dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
     dav2_cli.predict(model, make_photo(56, 84, seed=2), 56)  # same grid: decided already
     assert model.linear_form == winner and timed == [((4, 6), "torch.float32")]
 
-    monkeypatch.setattr(engine, "time_linear_forms", lambda block, grid_hw: pytest.fail("timed again"))
-    again = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")  # a later run reads the cache folder
+    monkeypatch.setattr(form_tuning, "time_linear_forms", lambda block, grid_hw: pytest.fail("timed again"))
+    again = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")  # a later run: from the cache
     dav2_cli.predict(again, make_photo(56, 84, seed=1), 56)
     assert again.linear_form == winner
-    assert [key.endswith("float32 rows 25") for key in json.loads(engine.linear_cache_path().read_text())] == [True]
+    keys = list(json.loads(tuning_cache.tuning_file().read_text()))
+    assert len(keys) == 1 and keys[0].startswith("linear form: ") and " dtype=float32 " in keys[0]
+    assert " rows=25 " in keys[0] and " width=384" in keys[0]
 
 
 def test_one_timing_serves_every_grid_beyond_the_timed_rows():
     block = bench.random_model().image_encoder.blocks[0]
-    key = engine.linear_tuning_key
+    key = form_tuning.linear_key
     assert key(block, (36, 54)) == key(block, (40, 40)) == key(block, (23, 23))  # 1945, 1601, 530 tokens
     assert key(block, (4, 6)) != key(block, (4, 7)) != key(block, (36, 54))
     assert key(block, (36, 54)) != key(block.to(torch.bfloat16), (36, 54))
@@ -190,7 +193,7 @@ def test_one_timing_serves_every_grid_beyond_the_timed_rows():
 @needs_onednn
 def test_timing_the_linear_forms_leaves_the_block_as_it_was():
     block = bench.random_model().image_encoder.blocks[0]
-    seconds = engine.time_linear_forms(block, (3, 4), runs=1)
+    seconds = form_tuning.time_linear_forms(block, (3, 4), runs=1)
     assert set(seconds) == {"plain", "packed"} and all(0 < s < float("inf") for s in seconds.values())
     layers = [layer for layer in block.modules() if isinstance(layer, OneDNNLinear)]
     assert all(layer.form == "plain" and layer._packed is None for layer in layers)
@@ -203,8 +206,8 @@ def test_a_form_whose_kernels_refuse_the_cpu_is_never_picked(monkeypatch):
 
     monkeypatch.setattr(OneDNNLinear, "packed_weight", refuse)
     block = bench.random_model().image_encoder.blocks[0]
-    seconds = engine.time_linear_forms(block, (3, 4), runs=1)
-    assert seconds["packed"] == float("inf") and engine.pick_linear_form(seconds) == "plain"
+    seconds = form_tuning.time_linear_forms(block, (3, 4), runs=1)
+    assert seconds["packed"] == float("inf") and form_tuning.pick_linear_form(seconds) == "plain"
 
 
 @pytest.mark.parametrize("precision,linear_form,message", [

@@ -19,7 +19,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import dav2_cli
-from dav2_cli.runtime import allocator, engine, openvino_backend
+from dav2_cli.runtime import allocator, form_tuning, loading, openvino_backend, torch_backend, tuning_cache
+from dav2_cli.runtime import device as devices
+from dav2_cli.runtime import precision as precisions
 from dav2_cli.jobs import bench
 from dav2_cli.cli import main
 from dav2_cli.errors import UsageError, UserError
@@ -39,7 +41,7 @@ def range_error(ours, reference):
 @needs_int8
 def test_int8_stays_within_one_percent_of_float32(vits_checkpoint, make_photo):
     image = make_photo(120, 160, seed=4)
-    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 280)
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 280)
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "int8")
     fast = dav2_cli.predict(model, image, 280)
     mean_error, max_error = range_error(fast, exact)
@@ -62,16 +64,17 @@ def test_int8_depth_of_an_image_does_not_depend_on_its_batch(vits_checkpoint, ma
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "int8")
     photo = make_photo(112, 112, seed=1)
     loud = np.random.default_rng(2).integers(0, 256, (112, 112, 3), dtype=np.uint8)  # wider activation range
-    alone = engine.predict_batch(model, [photo], 112)[0]
-    beside_loud = engine.predict_batch(model, [photo, loud], 112)[0]
+    alone = loading.predict_batch(model, [photo], 112)[0]
+    beside_loud = loading.predict_batch(model, [photo, loud], 112)[0]
     np.testing.assert_allclose(beside_loud, alone, rtol=0, atol=1e-5 * np.ptp(alone))
 
 
 def test_float16_autocast_keeps_the_residual_stream_in_float32(make_photo):
     """The GPU float16 path, run on the CPU: matmuls in float16, the stream DINOv2 overflows in stays float32."""
     image = make_photo(56, 84, seed=5)
-    model = engine.prepare_model(bench.random_model(), torch.device("cpu"), "float16")
-    exact = dav2_cli.predict(engine.prepare_model(bench.random_model(), torch.device("cpu"), "float32"), image, 56)
+    model = torch_backend.prepare_model(bench.random_model(), torch.device("cpu"), "float16")
+    exact_model = torch_backend.prepare_model(bench.random_model(), torch.device("cpu"), "float32")
+    exact = dav2_cli.predict(exact_model, image, 56)
     stream_dtypes, matmul_dtypes = set(), set()
     model.image_encoder.blocks[0].register_forward_hook(lambda m, i, out: stream_dtypes.add(out.dtype))
     model.image_encoder.blocks[0].attn.qkv.register_forward_hook(lambda m, i, out: matmul_dtypes.add(out.dtype))
@@ -83,9 +86,9 @@ def test_float16_autocast_keeps_the_residual_stream_in_float32(make_photo):
 
 def test_a_model_loaded_under_inference_mode_predicts(vits_checkpoint, make_photo):
     image = make_photo(56, 56, seed=6)
-    expected = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 56)
+    expected = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 56)
     with torch.inference_mode():
-        model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+        model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
         np.testing.assert_array_equal(dav2_cli.predict(model, image, 56), expected)
 
 
@@ -124,7 +127,7 @@ def test_matmul_attention_equals_the_fused_kernel(batch, tokens):
 
 @pytest.mark.parametrize("form", ["blocked", "matmul"])
 def test_every_attention_form_still_equals_upstream(upstream_vits, vits_checkpoint, form):
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
     model.image_encoder.set_attention_form(form)
     assert model.attention_form == form
     x = torch.randn(2, 3, 140, 182, generator=torch.Generator().manual_seed(1))  # batch of 2, 10x13 patches
@@ -146,15 +149,15 @@ CPU_KINDS = {  # what torch.cpu.get_capabilities() reports on each kind of CPU, 
 @pytest.mark.parametrize("kind,precision,form", [
     ("avx2 only", "float32", "fused"),
     ("avx512 without bf16", "float32", "fused"),
-    ("avx512-bf16 (zen 4/5)", "bfloat16", engine.tuned_attention_form),
-    ("amx (xeon)", "bfloat16", engine.tuned_attention_form),
+    ("avx512-bf16 (zen 4/5)", "bfloat16", form_tuning.tuned_attention_form),
+    ("amx (xeon)", "bfloat16", form_tuning.tuned_attention_form),
     ("unknown", "float32", "fused"),
 ])
 def test_auto_on_each_kind_of_cpu(monkeypatch, kind, precision, form):
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS[kind])
+    monkeypatch.setattr(devices, "cpu_capabilities", lambda: CPU_KINDS[kind])
     cpu = torch.device("cpu")
-    assert engine.resolve_precision("auto", cpu) == precision
-    assert engine.attention_form(cpu, precision) == form
+    assert precisions.resolve_precision("auto", cpu) == precision
+    assert form_tuning.attention_form(cpu, precision) == form
 
 
 @pytest.mark.parametrize("native_bf16,precision,tuned", [
@@ -164,48 +167,48 @@ def test_auto_on_each_kind_of_cpu(monkeypatch, kind, precision, form):
     (False, "bfloat16", False),  # emulated bf16 matmuls: the fused kernel is the lesser evil
 ])
 def test_attention_is_timed_only_for_bf16_on_cpus_with_native_bf16(monkeypatch, native_bf16, precision, tuned):
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: {"avx512_bf16": native_bf16})
-    form = engine.attention_form(torch.device("cpu"), precision)
-    assert form == (engine.tuned_attention_form if tuned else "fused")
+    monkeypatch.setattr(devices, "cpu_capabilities", lambda: {"avx512_bf16": native_bf16})
+    form = form_tuning.attention_form(torch.device("cpu"), precision)
+    assert form == (form_tuning.tuned_attention_form if tuned else "fused")
 
 
-def test_auto_on_a_native_bf16_cpu_runs_the_form_timed_fastest_and_caches_it(monkeypatch, vits_checkpoint,
-                                                                              make_photo):
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS["avx512-bf16 (zen 4/5)"])
+def test_auto_on_a_native_bf16_cpu_runs_the_form_timed_fastest_and_caches_it(monkeypatch, fresh_cache,
+                                                                              vits_checkpoint, make_photo):
+    monkeypatch.setattr(devices, "cpu_capabilities", lambda: CPU_KINDS["avx512-bf16 (zen 4/5)"])
     timed = []
 
     def matmul_wins(block, grid_hw):
         timed.append(grid_hw)
         return {"fused": 1.0, "matmul": 0.5}
 
-    monkeypatch.setattr(engine, "time_attention_forms", matmul_wins)
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")
+    monkeypatch.setattr(form_tuning, "time_attention_forms", matmul_wins)
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto", backend="torch")
     dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
     dav2_cli.predict(model, make_photo(56, 84, seed=2), 56)  # same grid: decided already
     assert model.precision == "bfloat16" and model.attention_form == "matmul" and timed == [(4, 6)]
     dav2_cli.predict(model, make_photo(84, 56, seed=3), 56)  # a new grid is timed on its own
     assert timed == [(4, 6), (6, 4)]
 
-    monkeypatch.setattr(engine, "time_attention_forms", lambda block, grid_hw: pytest.fail("timed again"))
-    again = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")  # a later run reads the cache folder
+    monkeypatch.setattr(form_tuning, "time_attention_forms", lambda block, grid_hw: pytest.fail("timed again"))
+    again = dav2_cli.load_model(vits_checkpoint, "cpu", "auto", backend="torch")  # a later run: from the cache
     dav2_cli.predict(again, make_photo(56, 84, seed=1), 56)
     assert again.attention_form == "matmul"
-    assert any("grid 4x6" in key for key in json.loads(engine.tuning_cache_path().read_text()))
+    assert any(" grid=4x6 " in key for key in json.loads(tuning_cache.tuning_file().read_text()))
 
 
 def test_timing_the_attention_forms_leaves_the_block_as_it_was():
     block = bench.random_model().image_encoder.blocks[0]
-    seconds = engine.time_attention_forms(block, (3, 4), runs=1)
-    assert set(seconds) == set(engine.TUNED_FORMS) and all(0 < s < float("inf") for s in seconds.values())
+    seconds = form_tuning.time_attention_forms(block, (3, 4), runs=1)
+    assert set(seconds) == set(form_tuning.TUNED_FORMS) and all(0 < s < float("inf") for s in seconds.values())
     assert block.attn.form == "fused"
 
 
-def test_an_unreadable_tuning_cache_is_timed_afresh(monkeypatch):
-    engine.tuning_cache_path().parent.mkdir(parents=True, exist_ok=True)
-    engine.tuning_cache_path().write_text("{not json")
-    monkeypatch.setattr(engine, "time_attention_forms", lambda block, grid_hw: {"fused": 1.0, "matmul": 2.0})
-    assert engine.tuned_attention_form(bench.random_model().image_encoder.blocks[0], (2, 2)) == "fused"
-    assert list(json.loads(engine.tuning_cache_path().read_text()).values()) == ["fused"]
+def test_an_unreadable_tuning_cache_is_timed_afresh(monkeypatch, fresh_cache):
+    tuning_cache.tuning_file().parent.mkdir(parents=True, exist_ok=True)
+    tuning_cache.tuning_file().write_text("{not json")
+    monkeypatch.setattr(form_tuning, "time_attention_forms", lambda block, grid_hw: {"fused": 1.0, "matmul": 2.0})
+    assert form_tuning.tuned_attention_form(bench.random_model().image_encoder.blocks[0], (2, 2)) == "fused"
+    assert list(json.loads(tuning_cache.tuning_file().read_text()).values()) == ["fused"]
 
 
 @pytest.mark.parametrize("seconds,expected", [
@@ -214,17 +217,17 @@ def test_an_unreadable_tuning_cache_is_timed_afresh(monkeypatch):
     ({"fused": 1.0, "matmul": 1.5}, "fused"),
 ])
 def test_the_fused_form_is_kept_unless_another_is_clearly_faster(seconds, expected):
-    assert engine.pick_attention_form(seconds) == expected
+    assert form_tuning.pick_attention_form(seconds) == expected
 
 
 def test_auto_on_a_native_bf16_cpu_stays_within_one_percent_of_float32(monkeypatch, vits_checkpoint, make_photo):
     """What `--dtype auto` runs on AVX512-BF16/AMX CPUs, emulated here if need be."""
     image = make_photo(84, 112, seed=7)
-    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), image, 84)
-    monkeypatch.setattr(engine, "cpu_capabilities", lambda: CPU_KINDS["amx (xeon)"])
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto")
+    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 84)
+    monkeypatch.setattr(devices, "cpu_capabilities", lambda: CPU_KINDS["amx (xeon)"])
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "auto", backend="torch")
     mean_error, _ = range_error(dav2_cli.predict(model, image, 84), exact)
-    assert model.precision == "bfloat16" and model.attention_form in engine.TUNED_FORMS
+    assert model.precision == "bfloat16" and model.attention_form in form_tuning.TUNED_FORMS
     assert 0 < mean_error < 0.01
 
 
@@ -233,21 +236,21 @@ def test_auto_on_a_native_bf16_cpu_stays_within_one_percent_of_float32(monkeypat
     ("bfloat16", "sparse", "attention form 'sparse'"),
 ])
 def test_the_model_refuses_unknown_speed_options(vits_checkpoint, precision, form, message):
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
     with pytest.raises(ValueError, match=message):
         model.compute_in(precision, form)
 
 
 def test_a_converted_model_cannot_be_converted_again(vits_checkpoint):
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32").compute_in("bfloat16")
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch").compute_in("bfloat16")
     with pytest.raises(ValueError, match="already computes in bfloat16"):
         model.compute_in("float32")
 
 
 @pytest.mark.parametrize("native_bf16,expected", [(True, "bfloat16"), (False, "float16")])
 def test_auto_on_cuda_prefers_native_bf16_then_float16(monkeypatch, native_bf16, expected):
-    monkeypatch.setattr(engine, "cuda_has_native_bf16", lambda: native_bf16)
-    assert engine.resolve_precision("auto", torch.device("cuda")) == expected
+    monkeypatch.setattr(devices, "cuda_has_native_bf16", lambda: native_bf16)
+    assert precisions.resolve_precision("auto", torch.device("cuda")) == expected
 
 
 @pytest.mark.parametrize("spec,device,message", [
@@ -257,13 +260,13 @@ def test_auto_on_cuda_prefers_native_bf16_then_float16(monkeypatch, native_bf16,
 ])
 def test_impossible_precisions_are_usage_errors(spec, device, message):
     with pytest.raises(UsageError, match=message):  # exit 2: the flags alone cannot work on this device
-        engine.resolve_precision(spec, torch.device(device))
+        precisions.resolve_precision(spec, torch.device(device))
 
 
 def test_int8_without_its_kernels_is_a_user_error(monkeypatch):
-    monkeypatch.setattr(engine, "quantized_engine", lambda: None)
+    monkeypatch.setattr(precisions, "quantized_engine", lambda: None)
     with pytest.raises(UserError, match="int8 needs an x86 CPU"):
-        engine.resolve_precision("int8", torch.device("cpu"))
+        precisions.resolve_precision("int8", torch.device("cpu"))
 
 
 def test_flop_count_includes_attention_and_every_linear_layer():
@@ -319,7 +322,7 @@ def test_bench_marks_the_row_the_default_runs(monkeypatch, setting, openvino_sec
 def test_bench_times_every_device_present(monkeypatch, cuda, mps, accelerator_rows):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
-    monkeypatch.setattr(engine, "cuda_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cuda_has_native_bf16", lambda: True)
     variants = bench.available_variants()
     assert variants[0].label == "cpu float32"  # the reference every other row is compared with
     assert [(v.label, v.is_auto) for v in variants if v.device != "cpu"] == accelerator_rows

@@ -163,13 +163,13 @@ def test_metric_models_are_chained_without_scale_and_shift(tiny, tiny_metric):
 
 
 def test_the_engines_preparation_keeps_the_values(tiny):
-    """engine.prepare_model lays the decoder out channels-last; the temporal modules must give the same depth."""
+    """torch_backend.prepare_model lays the decoder out channels-last; the temporal modules must give the same depth."""
     import copy
 
-    from dav2_cli.runtime import engine
+    from dav2_cli.runtime import torch_backend
 
     frames = make_frames(33)
-    prepared = engine.prepare_model(copy.deepcopy(tiny), torch.device("cpu"), "float32")
+    prepared = torch_backend.prepare_model(copy.deepcopy(tiny), torch.device("cpu"), "float32")
     expected = run(tiny, frames)
     np.testing.assert_allclose(run(prepared, frames), expected, rtol=0, atol=1e-5 * float(expected.max()))
 

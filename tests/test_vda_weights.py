@@ -139,8 +139,8 @@ def test_the_catalogue_does_not_import_torch():
 
 
 def test_load_model_gives_a_float32_vda_on_the_cpu_by_default(tiny_state_dict, tmp_path):
-    from dav2_cli.runtime import engine
+    from dav2_cli.runtime import loading
 
-    model = engine.load_model(save(tiny_state_dict, tmp_path), device="cpu", dtype="auto")
+    model = loading.load_model(save(tiny_state_dict, tmp_path), device="cpu", dtype="auto")
     assert isinstance(model, VideoDepthAnything) and model.precision == "float32"
     assert model.patch_embed.proj.weight.dtype == torch.float32 and model.attention_form == "fused"

@@ -18,9 +18,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dav2_cli.runtime import engine
-
 from dav2_cli.depth import sizing as prep
+from dav2_cli.runtime import device as devices
+from dav2_cli.runtime import openvino_backend
+from dav2_cli.runtime.loading import load_model, predict
+from dav2_cli.runtime.precision import TORCH_DTYPES, auto_precision
+from dav2_cli.runtime.torch_backend import prepare_model
 from dav2_cli.runtime.allocator import keep_freed_memory
 from dav2_cli.model import DepthAnythingV2, ModelConfig
 from dav2_cli.model.int8 import Int8Linear, quantized_engine
@@ -46,24 +49,22 @@ class Variant:
 def available_variants() -> list[Variant]:
     """CPU float32, CPU bf16 where native, CPU int8 where its kernels exist, the same float32 and bf16 run by
     OpenVINO where it is installed, and CUDA or Apple MPS when present."""
-    from dav2_cli.runtime import openvino_backend
-
     cpu = torch.device("cpu")
-    cpu_auto = engine.auto_precision(cpu)
+    cpu_auto = auto_precision(cpu)
     precisions = ["float32"]
-    if engine.cpu_has_native_bf16(engine.cpu_capabilities()):
+    if devices.cpu_has_native_bf16():
         precisions.append("bfloat16")
     if quantized_engine() is not None:
         precisions.append("int8")
     variants = [Variant("cpu", p, p == cpu_auto) for p in precisions]
     if openvino_backend.installed():
         variants += [Variant("cpu", p, p == cpu_auto, "openvino") for p in precisions
-                     if p in engine.BACKEND_PRECISIONS]
+                     if p in openvino_backend.PRECISIONS]
     if torch.cuda.is_available():
-        cuda_auto = engine.auto_precision(torch.device("cuda"))
+        cuda_auto = auto_precision(torch.device("cuda"))
         variants += [Variant("cuda", "float32", False), Variant("cuda", cuda_auto, True)]
     if torch.backends.mps.is_available():
-        variants.append(Variant("mps", engine.auto_precision(torch.device("mps")), True))
+        variants.append(Variant("mps", auto_precision(torch.device("mps")), True))
     return variants
 
 
@@ -147,26 +148,26 @@ def matmul_peak(device: torch.device, precision: str) -> float:
     if precision == "int8":
         linear = Int8Linear(torch.nn.Linear(size, size))
         return _best_rate(lambda: linear(a[None]), flops, device)
-    dtype = engine.TORCH_DTYPES[precision]
+    dtype = TORCH_DTYPES[precision]
     a = a.to(device=device, dtype=dtype)
     b = a.T.contiguous()
     return _best_rate(lambda: a @ b, flops, device)
 
 
 def time_predict(model, image_bgr: np.ndarray, input_size: int, warmup: int, repeat: int):
-    """Median seconds of `engine.predict` over `repeat` runs after `warmup` ones, and the last depth map."""
+    """Median seconds of `predict` over `repeat` runs after `warmup` ones, and the last depth map."""
     for _ in range(warmup):
-        engine.predict(model, image_bgr, input_size)
+        predict(model, image_bgr, input_size)
     seconds = []
     for _ in range(repeat):
         began = time.perf_counter()
-        depth_hw = engine.predict(model, image_bgr, input_size)
+        depth_hw = predict(model, image_bgr, input_size)
         seconds.append(time.perf_counter() - began)
     return statistics.median(seconds), depth_hw
 
 
 def machine_line() -> str:
-    capabilities = engine.cpu_capabilities()
+    capabilities = devices.cpu_capabilities()
     flags = [name for name in ("avx2", "avx512_f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
              if capabilities.get(name)]
     cpu_name = capabilities.get("cpu_name") or platform.processor() or platform.machine()
@@ -183,7 +184,7 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
         source, config = "random-init vits (no weights needed; speed does not depend on the values)", VITS
         weights = random_model().state_dict()
     else:
-        first = engine.load_model(model_spec, "cpu", "float32", backend="torch")
+        first = load_model(model_spec, "cpu", "float32", backend="torch")
         source, config, weights = first.source, first.config, None
     model_hw = prep.model_size(image_hw, input_size)
     flops = count_flops(config, model_hw)
@@ -200,16 +201,14 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
     for variant in variants:
         device = torch.device(variant.device)
         if variant.backend == "openvino":
-            from dav2_cli.runtime.openvino_backend import OpenVINOModel
-
-            float32 = engine.load_model(model_spec, "cpu", "float32", backend="torch") if weights is None else \
-                engine.prepare_model(_with_weights(config, weights), device, "float32")
-            model = OpenVINOModel(float32, variant.precision)
-            engine.predict(model, image_bgr, input_size)  # converts, or reads the converted graph: not timed
+            float32 = load_model(model_spec, "cpu", "float32", backend="torch") if weights is None else \
+                prepare_model(_with_weights(config, weights), device, "float32")
+            model = openvino_backend.OpenVINOModel(float32, variant.precision)
+            predict(model, image_bgr, input_size)  # converts, or reads the converted graph: not timed
         elif weights is None:
-            model = engine.load_model(model_spec, variant.device, variant.precision, backend="torch")
+            model = load_model(model_spec, variant.device, variant.precision, backend="torch")
         else:
-            model = engine.prepare_model(_with_weights(config, weights), device, variant.precision)
+            model = prepare_model(_with_weights(config, weights), device, variant.precision)
         seconds, depth_hw = time_predict(model, image_bgr, input_size, warmup, repeat)
         del model
         peak = matmul_peak(device, variant.precision)

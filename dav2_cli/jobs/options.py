@@ -41,7 +41,7 @@ class DepthOptions:
     model: str = "vits"
     device: str = "auto"
     dtype: str = "auto"
-    backend: str = "auto"  # torch, openvino, or auto: the faster of the two here (engine.fastest_backend)
+    backend: str = "auto"  # torch, openvino, or auto: the faster of the two here (runtime/auto_backend.py)
     input_size: int = 504
     max_depth: float | None = None
     fmt: str = "color"
@@ -61,14 +61,16 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True):
     import cv2
 
     from dav2_cli.runtime.allocator import keep_freed_memory
-    from dav2_cli.runtime.engine import load_model, model_device
+    from dav2_cli.runtime.device import model_device
+    from dav2_cli.runtime.loading import load_model
 
-    cv2.setNumThreads(1)  # the pipeline's threads run beside torch's pool: see "Threads" in engine.py
+    cv2.setNumThreads(1)  # the pipeline's threads run beside torch's pool: see "Threads" in runtime/loading.py
     if repeated:
         keep_freed_memory()  # no page faults on every batch's memory: see allocator.py
     model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth,
                        backend=options.backend)
     if options.verbose:
+        model.say_when_timing = True  # where auto times the backends (runtime/auto_backend.py)
         config = model.config
         meaning = "metric: meters, larger = farther" if config.metric else "relative: inverse depth, larger = nearer"
         if config.max_depth is not None:  # metric Video Depth Anything outputs metres with no fixed limit

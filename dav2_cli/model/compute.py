@@ -2,7 +2,7 @@
 from.
 
 Both model families (Depth-Anything V2 and Video Depth Anything) are built in float32 with torch's fused
-attention and plain Linear layers; `compute_in` is the one switch that converts them for speed (engine.py
+attention and plain Linear layers; `compute_in` is the one switch that converts them for speed (the runtime
 decides what a machine gets), and `back_to_float32` the one way back. Their contract stays float32 in and out
 whatever they compute in.
 """

@@ -3,7 +3,7 @@
 Built from a `ModelConfig` read off the weights (see weights.py), never from flags, so a checkpoint always gets
 the architecture it was trained with. It is built in float32 with torch's fused attention; `compute_in` is the
 one switch for its speed options: the precision (bf16 weights, float16 under autocast, int8 encoder Linears),
-the attention form and the form of the encoder's Linear layers (model/compute.py). engine.py decides which of
+the attention form and the form of the encoder's Linear layers (model/compute.py). The runtime decides which of
 them a machine gets. The contract is float32 in and float32 out whatever they are, so callers never see the
 compute dtype.
 """

@@ -18,7 +18,7 @@ POS_OFFSET = 0.1  # DINOv2's interpolate_offset; it keeps floor() of the scaled 
 
 
 # Attention forms; all compute softmax(q k^T / sqrt(d)) v and agree to ~1e-6 of the range in float32. Which is
-# fastest depends on the CPU generation and precision, so engine.py chooses per machine (see its docstring).
+# fastest depends on the CPU generation and precision, so runtime/form_tuning.py chooses per machine.
 # - "fused": torch's scaled_dot_product_attention, never materialising the heads x N x N scores;
 # - "matmul": upstream's own form, one batched q k^T, softmax and multiply by v over the whole score matrix;
 # - "blocked": the same multiplies over blocks of queries, so each block's scores stay in cache.
@@ -157,7 +157,7 @@ class ImageEncoder(nn.Module):
         self.out_norm = nn.LayerNorm(width, eps=1e-6)
         self._pos_cache: dict = {}
         # kind of form ("attention", "linear") -> function (block, grid_hw) -> form, called once per new grid: the
-        # fastest form depends on the token count, so engine.py times the candidates on the machine. A kind with no
+        # fastest form depends on the token count, so the runtime times the candidates on the machine. A kind with no
         # chooser keeps the form it was set to.
         self._choosers: dict = {}
         self._chosen: dict = {}  # (kind, grid_hw) -> form

@@ -5,7 +5,7 @@ for its kernels on every call, and runs the MLP's GELU as a second pass over the
 into oneDNN's own layout, with GELU fused into fc1's matmul and the bias added inside it, one vits block's four
 Linear layers at 1945 tokens (504x756) took 35 instead of 48 ms in float32 and 17.7 instead of 20 ms in bf16 on
 a 2-core Zen 4 (AVX512-BF16, no AMX); float32 stays float32 (1.5e-6 of the depth range off the plain form).
-Whether it pays depends on the CPU and on what torch's plain matmul uses there, so it is a form that engine.py
+Whether it pays depends on the CPU and on what torch's plain matmul uses there, so it is a form the runtime
 times per machine ("packed"), like the attention form, and the plain form is what every other path runs.
 
 The packed weight is a copy of the layer's weight in an opaque layout: the parameter itself stays as it is (the

@@ -2,8 +2,8 @@
 
 Why it exists: on some CPUs OpenVINO's kernels beat torch's on this model by a wide margin (a 2-core Zen 4 with
 AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 2.57x), while on others torch
-wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more candidate that engine.py
-picks between by measuring (see `engine.time_backends`), and `--backend openvino` forces it.
+wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more row of the backend table
+(backends.py) that `--backend auto` picks by measuring (auto_backend.py), and `--backend openvino` forces it.
 
 How: dav2's own float32 model is traced once with `torch.jit.trace` and converted with `openvino.convert_model` into
 one graph for every input size and batch size: the grid sizes stay traced values, and the position embedding
@@ -11,16 +11,16 @@ one graph for every input size and batch size: the grid sizes stay traced values
 README, the graph with dynamic sizes runs as fast as one converted for a single size (504x756: 720 vs 764 ms in
 bf16, 1050 vs 1022 ms in f32, interleaved). It is compiled for the CPU with OpenVINO's INFERENCE_PRECISION_HINT: f32
 for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its own default on CPUs with native bf16).
-Converting costs ~2-3 s for vits on 2 cores, so the converted graph is saved in dav2's cache folder (the most
-recently used, up to SAVED_BYTES, named by a hash of the weights, model code and versions) and later runs read it
-instead; compiling reuses OpenVINO's own cache (CACHE_DIR) there.
+Converting costs ~2-3 s for vits on 2 cores, so the converted graph is saved in dav2's cache folder, in a folder
+named by the model's full cache key (weights, head kind, max_depth, model code, versions: tuning_cache.py), and
+later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) in the same folder, and the whole is
+kept within a budget (openvino_cache.py).
 
-The call contract is the torch model's (what `engine.predict_prepared` relies on): float32 (B,3,H,W)
+The call contract is the torch model's (what `loading.predict_prepared` relies on): float32 (B,3,H,W)
 ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision`,
 `.attention_form` and `.linear_form`. `openvino` is imported only here, and only when a model is converted.
 """
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from dav2_cli.errors import UsageError
-from dav2_cli.runtime.interrupts import ctrl_c_held
 from dav2_cli.model.dpt import check_image_batch
-from dav2_cli.model.onednn_linear import release_packed_weights
+from dav2_cli.runtime import openvino_cache, tuning_cache
+from dav2_cli.runtime.interrupts import ctrl_c_held
 
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
-SAVED_BYTES = 4 << 30  # converted graphs kept on disk between runs, the most recently used first, the newest always
+PRECISIONS = tuple(PRECISION_HINTS)
 GRAPH_FORM = "any size, position embedding as input"  # in the saved graphs' hash: older forms are never read
 # distinct input shapes one compiled model serves before it is compiled afresh from the saved graph (~0.5 s): OpenVINO
 # keeps ~4 MB of state for each shape it has run (vits, measured), which a folder of photos in many sizes would
@@ -56,16 +56,7 @@ def require_installed() -> None:
 
 
 def version() -> str:
-    from importlib.metadata import version as package_version
-
-    return package_version("openvino")
-
-
-def _cache_dir() -> str:
-    """openvino/ in dav2's cache folder, beside the timing caches (and moved with them, as the tests do)."""
-    from dav2_cli.runtime import engine
-
-    return str(engine.tuning_cache_path().parent / "openvino")
+    return tuning_cache.library_version("openvino")
 
 
 class OpenVINOModel(torch.nn.Module):
@@ -82,7 +73,7 @@ class OpenVINOModel(torch.nn.Module):
 
     def __init__(self, float32_model: torch.nn.Module, precision: str):
         super().__init__()
-        if precision not in PRECISION_HINTS:
+        if precision not in PRECISIONS:
             raise UsageError(f"--dtype {precision} is not available with --backend openvino; use float32, "
                              f"bfloat16 or auto")
         if getattr(float32_model, "precision", "float32") != "float32":
@@ -93,7 +84,7 @@ class OpenVINOModel(torch.nn.Module):
         self.precision = precision
         self._compiled = None  # converted (or read from the cache folder) and compiled on the first call
         self._shapes = set()  # the input shapes the compiled model has run
-        self._graph_name = None  # the saved graph's file name, hashed from the weights on first need
+        self._graph_key = None  # the saved graph's cache key, from a hash of the weights taken on first need
         self._unsaved = None  # the converted graph, kept here when the cache folder would not take it
         self.eval()  # as load_model promises, whichever backend it returns
 
@@ -124,12 +115,12 @@ class OpenVINOModel(torch.nn.Module):
         import openvino
 
         core = openvino.Core()
-        saved = self._saved_path()
+        entry = self._saved_folder()
+        saved = entry / "graph.xml"
         network = self._unsaved
         try:
             if network is None and saved.is_file():
                 network = core.read_model(str(saved))
-                os.utime(saved)  # most recently used: the last to be evicted
         except (RuntimeError, OSError):  # half-written by a crashed run, or removed meanwhile: convert again
             network = None
         if network is None:
@@ -138,49 +129,37 @@ class OpenVINOModel(torch.nn.Module):
                 self._unsaved = network  # so compiling afresh (SHAPES_PER_COMPILE) never converts again
         precision = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
         try:
-            compiled = core.compile_model(network, "CPU", {**precision, "CACHE_DIR": _cache_dir()})
+            compiled = core.compile_model(network, "CPU", {**precision, "CACHE_DIR": str(entry / "compiled")})
         except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
             compiled = core.compile_model(network, "CPU", precision)
+        openvino_cache.mark_used(entry)  # most recently used: the last to be evicted
+        openvino_cache.keep_within_budget(keep=entry)
         # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
         actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = PRECISION_NAMES.get(actual, self.precision)
         return compiled
 
-    def _saved_path(self) -> Path:
-        """Where the converted graph is kept: named by a hash of everything it depends on (the weights, dav2's
-        model code, torch and OpenVINO), so a stale one can never be read. The hash reads every weight (~0.1 s
-        for vits), so it is taken once per model, not at each compile."""
-        if self._graph_name is None:
-            digest = hashlib.blake2b(digest_size=16)
-            for name, tensor in self.float32_model.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().contiguous().cpu().numpy().view(np.uint8))
-            for code in sorted(Path(__file__).with_name("model").glob("*.py")):
-                digest.update(code.read_bytes())
-            digest.update(f"torch {torch.__version__} openvino {version()} {GRAPH_FORM}".encode())
-            self._graph_name = f"{digest.hexdigest()}.xml"
-        return Path(_cache_dir()) / "models" / self._graph_name
+    def _saved_folder(self) -> Path:
+        """Where this model's graph and compiled blobs are kept: named by its full cache key, so another model's
+        (other weights, another head or max_depth, other code or versions) can never be read."""
+        if self._graph_key is None:
+            self._graph_key = tuning_cache.cache_key(
+                "openvino graph", model=tuning_cache.model_fingerprint(self.float32_model), form=GRAPH_FORM)
+        return openvino_cache.model_folder(self._graph_key)
 
     @staticmethod
     def _save(network, saved: Path) -> bool:
-        """Best effort, and bounded in bytes: each graph holds its model's float32 weights (~100 MB for vits,
-        ~1.3 GB for vitl), one graph per model. False when the graph could not be saved."""
+        """Best effort: False when the graph could not be saved (the budget is kept once it is compiled)."""
         import openvino
 
+        partial = saved.with_name(f"part-{os.getpid()}-{saved.name}")
         try:
             saved.parent.mkdir(parents=True, exist_ok=True)
-            partial = saved.with_name(f"part-{os.getpid()}-{saved.name}")
             openvino.save_model(network, str(partial), compress_to_fp16=False)  # float32 stays exact
             os.replace(partial.with_suffix(".bin"), saved.with_suffix(".bin"))
             os.replace(partial, saved)
-            kept = sorted(saved.parent.glob("*.xml"), key=lambda path: path.stat().st_mtime, reverse=True)
-            total = 0
-            for index, graph in enumerate(kept):
-                total += sum(path.stat().st_size for path in (graph, graph.with_suffix(".bin")) if path.exists())
-                if index > 0 and total > SAVED_BYTES:
-                    graph.unlink(missing_ok=True)
-                    graph.with_suffix(".bin").unlink(missing_ok=True)
         except (OSError, RuntimeError):
+            openvino_cache.remove_partial(partial)
             return saved.is_file()
         return True
 
@@ -197,65 +176,3 @@ class OpenVINOModel(torch.nn.Module):
             traced = torch.jit.trace(self.float32_model, example, check_trace=False)
             return openvino.convert_model(traced, example_input=example, input=[
                 openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
-
-
-class FastestBackend(torch.nn.Module):
-    """`--backend auto` on a CPU with OpenVINO installed: for each input size, whichever of torch and OpenVINO
-    `engine.fastest_backend` found faster on this machine (timed once, then read from the cache folder).
-
-    torch's model is made by `make_torch_model` on first need (a size to time, or one where torch won), so a
-    run that only ever uses OpenVINO holds no second copy of the weights.
-    """
-
-    backend = "auto"
-
-    def __init__(self, openvino_model: OpenVINOModel, make_torch_model, precision: str):
-        super().__init__()
-        self.openvino_model = openvino_model
-        self._make_torch_model = make_torch_model
-        self._torch_model = None
-        self.config = openvino_model.config
-        self.source = openvino_model.source
-        self.precision = precision
-        self.chosen = {}  # (H, W) -> "torch" | "openvino"
-        self.eval()
-
-    @property
-    def torch_model(self) -> torch.nn.Module:
-        if self._torch_model is None:
-            self._torch_model = self._make_torch_model()
-        return self._torch_model
-
-    def _release_torch_model(self) -> None:
-        """Where OpenVINO won every size so far, torch's model only holds memory for the rest of the job: its bf16
-        copy of the weights (~0.6 GB for vitl) and its packed Linear weights as much again. They are dropped, and
-        made again should a later size have to be timed."""
-        if self._torch_model is None:
-            return
-        release_packed_weights(self._torch_model)
-        if self._torch_model is not self.openvino_model.float32_model:  # in float32, OpenVINO's own source
-            self._torch_model = None
-
-    @property
-    def attention_form(self) -> str:
-        """torch's form where torch runs; OpenVINO's own where only OpenVINO has run."""
-        return self._torch_model.attention_form if self._torch_model is not None else "openvino"
-
-    @property
-    def linear_form(self) -> str:
-        """As attention_form."""
-        return self._torch_model.linear_form if self._torch_model is not None else "openvino"
-
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        from dav2_cli.runtime import engine
-
-        size_hw = tuple(image_bchw.shape[2:])
-        if size_hw not in self.chosen:
-            name, depth_bhw = engine.fastest_backend(self, image_bchw)
-            self.chosen[size_hw] = name
-            if "torch" not in self.chosen.values():
-                self._release_torch_model()
-            if depth_bhw is not None:
-                return depth_bhw  # the timing run's answer: no need to compute it again
-        model = self.openvino_model if self.chosen[size_hw] == "openvino" else self.torch_model
-        return model(image_bchw)
