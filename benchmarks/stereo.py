@@ -26,7 +26,7 @@ from dav2_cli.depth import nearness as nearness_rules
 from dav2_cli.depth import sizing
 from dav2_cli.depth.stereo import stereo_views
 from dav2_cli.outputs.stereo_layouts import LAYOUTS, pack
-from dav2_cli.runtime import engine
+from dav2_cli.runtime.loading import load_model
 
 HEIGHT, WIDTH = 1080, 1920
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "depth_anything_v2_vits.pth"
         torch.save(upstream_model("vits", seed=0).state_dict(), checkpoint)
-        model = engine.load_model(checkpoint, "cpu", "auto", backend=args.backend)
+        model = load_model(checkpoint, "cpu", "auto", backend=args.backend)
     size_hw = sizing.model_size(frame.shape[:2], args.input_size)
     batch_bchw = torch.from_numpy(sizing.to_model_input(frame, size_hw)[None])
 
