@@ -4,8 +4,11 @@ The colour expectations are ColorBrewer's published Spectral colours, not values
 and EXR files are read back by the OpenEXR library, which also writes the files our EXR reader must read.
 """
 
+import importlib
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 import zlib
@@ -520,3 +523,22 @@ def test_tracked_range_keeps_a_steady_scene_steady():
     assert not np.array_equal(pa[1:], pb[1:])
     qa, qb = (pictures.to_visual(f, "gray", value_range=fixed.update(f)) for f in (a, b))
     assert np.array_equal(qa[1:], qb[1:])
+
+
+def test_format_table_colormap_names_and_input_sizes_load_without_numpy_or_opencv():
+    # the CLI builds --help from them, which must not wait for numpy or OpenCV
+    code = ("import sys; import dav2_cli.outputs.formats, dav2_cli.outputs.colormaps, dav2_cli.depth.input_size; "
+            "print(sorted({'numpy', 'cv2', 'torch'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("row", formats.TABLE, ids=lambda row: row.name)
+def test_every_format_in_the_table_has_its_writer(row):
+    writer = importlib.import_module(f"dav2_cli.outputs.{row.writer}")
+    assert callable(writer.encode_outputs)
+    for ext in row.extensions:
+        assert formats.format_for_path(f"x{ext.upper()}") in (row.name, "color")  # pictures default to colour
+        formats.check_extension(row.name, ext)
+    with pytest.raises(UserError):
+        formats.check_extension(row.name, ".bmp")

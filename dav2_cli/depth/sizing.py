@@ -10,23 +10,25 @@ default is 504, the nearest even grid below it (36 patches on the short side; 51
 
 import numpy as np
 
+from dav2_cli.depth.input_size import (
+    DEFAULT_INPUT_SIZE,
+    MAX_ASPECT_RATIO,
+    MAX_INPUT_SIZE,
+    MIN_INPUT_SIZE,
+    SIZE_MULTIPLE,
+)
 from dav2_cli.errors import UserError
 
-SIZE_MULTIPLE = 28  # two 14-pixel patches: an even patch grid
-DEFAULT_INPUT_SIZE = 504
 IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-MAX_INPUT_SIZE = 4200  # 150 patches on the short side; beyond this attention memory explodes for no gain
-MAX_ASPECT_RATIO = 16  # the short side is scaled to input_size, so the long side grows with this
 
 
 def check_sizing(name: str, image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE) -> None:
     """What `model_size` can size: an input size in range, and an image with pixels and at most 16:1."""
     if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or \
-            not SIZE_MULTIPLE <= input_size <= MAX_INPUT_SIZE:
-        raise UserError(f"input size {input_size!r}: expected a whole number from {SIZE_MULTIPLE} to {MAX_INPUT_SIZE}")
+            not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+        raise UserError(f"input size {input_size!r}: expected a whole number from {MIN_INPUT_SIZE} to "
+                        f"{MAX_INPUT_SIZE}")
     height, width = image_hw
     if height < 1 or width < 1:
         raise UserError(f"{name}: {width}x{height} has no pixels")
