@@ -206,14 +206,6 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
     assert "metric: meters, larger = farther, max_depth 20 m" in result.stderr
 
 
-def test_cli_choices_are_the_formats_and_colormaps_render_supports():
-    from dav2_cli.cli import shared_options
-    from dav2_cli.outputs import colormaps, formats
-
-    assert set(shared_options.FORMAT_CHOICES) == set(formats.FORMATS) | set(formats.FORMAT_ALIASES)
-    assert shared_options.CMAP_CHOICES == colormaps.CMAPS
-
-
 @pytest.mark.parametrize("command", ["image", "folder", "video", "bench"])
 def test_cli_input_sizes_are_the_ones_prep_can_size(command):
     # spelled out in the cli, which must not import prep (OpenCV) for `--help` to stay instant

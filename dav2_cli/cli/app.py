@@ -5,6 +5,7 @@ parsing.
 """
 
 import os
+import select
 import sys
 
 import click
@@ -49,6 +50,33 @@ def silence_opencv_log() -> None:
         os.environ["OPENCV_LOG_LEVEL"] = "SILENT"
 
 
+def stdout_reader_gone() -> bool:
+    """Whether our standard output is a pipe nobody reads any more (`dav2 models | head -1`). Asked of the pipe
+    itself, so a broken pipe elsewhere (the video encoder's) is never mistaken for it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll here, or stdout is not a file (a test's buffer)
+        return False
+
+
+def quit_quietly_if_stdout_closed(exc: BaseException) -> None:
+    """A reader that stops early has what it wanted, as with `cat`: exit 0, nothing on stderr. Python would
+    otherwise report the unflushed rest of stdout as an error on its way out, so stdout is pointed at devnull."""
+    if isinstance(exc, BrokenPipeError) and stdout_reader_gone():
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OK)
+
+
+def flush_stdout() -> None:
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError as exc:
+        quit_quietly_if_stdout_closed(exc)
+
+
 def run_job(job, *args) -> None:
     """Run a job and turn its outcome into the documented exit code, without tracebacks for users."""
     silence_opencv_log()
@@ -58,6 +86,7 @@ def run_job(job, *args) -> None:
         click.echo(f"dav2: error: {exc}", err=True)
         code = EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
     except OSError as exc:
+        quit_quietly_if_stdout_closed(exc)
         report_os_error(exc)
         code = EXIT_FAILED
     except KeyboardInterrupt:
@@ -77,6 +106,26 @@ class OneLineErrors(click.Group):
         if not standalone_mode:  # a caller that handles click's exceptions itself
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
+            self._main_in_one_line(args, prog_name, complete_var, **extra)
+        finally:  # every way out: what is left of stdout is written now, where a closed pipe can be told apart
+            flush_stdout()
+
+    def make_context(self, *args, **kwargs):  # --help and --version write while the command line is parsed
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as exc:
+            quit_quietly_if_stdout_closed(exc)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:  # before click's own handling, which exits 1
+            quit_quietly_if_stdout_closed(exc)
+            raise
+
+    def _main_in_one_line(self, args, prog_name, complete_var, **extra):
+        try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NO_ARGS_IS_HELP as exc:  # a bare `dav2` or `dav2 models`-like group: the help, as click shows it
             exc.show()
@@ -90,6 +139,7 @@ class OneLineErrors(click.Group):
             click.echo(f"dav2: error: {' '.join(exc.format_message().split())}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:  # met while checking the command line (`-m` names a file, ...)
+            quit_quietly_if_stdout_closed(exc)
             report_os_error(exc)
             sys.exit(EXIT_FAILED)
         except click.Abort:  # Ctrl-C before any job began (a job reports its own interruption)

@@ -26,14 +26,17 @@ Examples:
 @space_options
 @click.option("--skip-existing", is_flag=True,
               help="Leave outputs that already exist untouched (finish an interrupted run).")
-def image(inputs, output, fmt, skip_existing, **values):
+@progress_options
+def image(inputs, output, fmt, skip_existing, progress, **values):
     """Depth maps for one or more images (INPUT `-` reads stdin)."""
     from dav2_cli.jobs.images import JobOptions, run_images
     from dav2_cli.jobs.plan import output_format
 
     def job():
         options = make_options(output_format(output, fmt, list(inputs)), **values)
-        job = JobOptions(skip_existing=skip_existing, name_outputs=values["verbose"] or sys.stderr.isatty())
+        # a bar only when asked: one image or a few are done before a bar would say anything
+        job = JobOptions(skip_existing=skip_existing, name_outputs=values["verbose"] or sys.stderr.isatty(),
+                         progress=bool(progress))
         return run_images(list(inputs), output, options, job)
 
     run_job(job)
@@ -50,7 +53,8 @@ Examples:
 Output: DIR/a/x.jpg becomes OUT/a/x.<ext>. Inputs of one folder that would share
 a name (x.jpg, x.png) keep their extension in it: x.jpg.png, x.png.png. Images are
 found by extension (jpg jpeg png bmp tif tiff webp, any case) and decoded by content;
-hidden files and folders, other files and OUT itself are left alone. Outputs appear
+hidden files and folders, other files, OUT itself and depth maps dav2 wrote beside
+their images (x_depth.png holding dav2's description) are left alone. Outputs appear
 complete or not at all: Ctrl-C finishes the batch in hand, and --skip-existing later
 does exactly what is missing. A summary line (done, skipped, failed) ends every run.
 Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are refused.

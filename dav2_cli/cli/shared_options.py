@@ -6,15 +6,16 @@ import sys
 import click
 
 from dav2_cli.cli.params import FiniteFloat, device_option, model_option
+from dav2_cli.outputs.colormaps import CMAPS
+from dav2_cli.outputs.formats import FORMAT_ALIASES, FORMATS
 
 MAX_IMAGE_SIDE = 1 << 20  # beyond any image OpenCV decodes: bounds for pixel counts, so numpy never overflows
 
-# render.FORMATS (+ its aliases) and render.CMAPS, spelled out because importing render loads OpenCV and
-# `dav2 --help` must stay instant; tests/test_cli_image.py keeps the two in step
-FORMAT_CHOICES = ("color", "gray", "gray16", "npy", "exr", "tiff", "ply", "png")
-CMAP_CHOICES = ("Spectral_r", "turbo", "inferno", "magma", "viridis", "gray", "plasma", "cividis", "jet", "bone")
+FORMAT_CHOICES = (*FORMATS, *FORMAT_ALIASES)
+CMAP_CHOICES = CMAPS
 
-# sizing.SIZE_MULTIPLE and sizing.MAX_INPUT_SIZE, spelled out for the same reason; the same test pins them
+# sizing.SIZE_MULTIPLE and sizing.MAX_INPUT_SIZE, spelled out because sizing imports numpy and `dav2 --help`
+# must stay instant; tests/test_cli_image.py keeps the two in step
 INPUT_SIZE_RANGE = click.IntRange(28, 4200)
 
 
@@ -98,7 +99,10 @@ def space_options(command):
         click.option("--align-to", default=None, metavar="CSV",
                      help="Make depth metric by fitting scale and shift of inverse depth to known points: rows "
                           "x,y,depth_m (pixels of the image as decoded; a header may name x, y, depth_m, frame, "
-                          "weight). A video fits once, on the first frame named. -v prints the fit's error."),
+                          "weight, image). Several inputs or a folder need the image column: which input each "
+                          "row was measured on (its file name, or its path relative to the input folder); each "
+                          "image is fitted to its own rows. A video fits once, on the first frame named. -v prints "
+                          "the fit's error."),
         click.option("--mesh", is_flag=True,
                      help="ply: add faces between neighbouring points, never across a depth edge."),
         click.option("--edge-threshold", type=FiniteFloat(min=0), default=None, metavar="G",

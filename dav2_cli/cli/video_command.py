@@ -70,14 +70,20 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
 
     IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
-    from dav2_cli.jobs.plan import video_format
-    from dav2_cli.jobs.video import VideoOptions, run_video
+    def job():
+        from dav2_cli.jobs.paths import require_input
 
-    options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
-                           batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
-                           scene_cuts=scene_cuts == "on", name_outputs=values["verbose"] or sys.stderr.isatty(),
-                           progress=show_progress(progress))
-    run_job(lambda: run_video(source, output, make_options(video_format(fmt), **values), options))
+        require_input(source)  # a mistyped name is said at once, before the video job's heavy imports
+        from dav2_cli.jobs.plan import video_format
+        from dav2_cli.jobs.video import VideoOptions, run_video
+
+        options = VideoOptions(start=start, end=end, max_frames=max_frames, every=every, fps=fps, normalize=normalize,
+                               batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
+                               scene_cuts=scene_cuts == "on", name_outputs=values["verbose"] or sys.stderr.isatty(),
+                               progress=show_progress(progress))
+        return run_video(source, output, make_options(video_format(fmt), **values), options)
+
+    run_job(job)
 
 
 for _param in video.params:  # the shared --format help describes pictures; say what each means for a video

@@ -82,13 +82,15 @@ class KnownPoint:
     depth: float  # metres, planar (along the optical axis)
     frame: int | None = None  # a video frame (0-based index in the source video); None: any
     weight: float = 1.0
+    image: str | None = None  # the input it was measured on, as the CSV names it; None: the one input
 
 
 def parse_points(text: str, name: str) -> list[KnownPoint]:
     """Rows `x,y,depth_m` (and optionally `frame`), a header line allowed.
 
     Without a header the columns are x, y, depth_m[, frame]. A header names them in any order and may add a
-    `weight` column (relative trust in each point; default 1). Blank lines and lines starting with `#` are
+    `weight` column (relative trust in each point; default 1) and an `image` column (which input the point was
+    measured on; the job matches it to its inputs). Blank lines and lines starting with `#` are
     skipped. Each bad row is refused with its line number, so a typo never silently moves the fit.
     """
     rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), start=1)
@@ -102,10 +104,10 @@ def parse_points(text: str, name: str) -> list[KnownPoint]:
         if missing:
             raise UserError(f"{name}: line {rows[0][0]}: the header needs columns x, y and depth_m "
                             f"(missing {', '.join(sorted(missing))})")
-        unknown = set(first) - {"x", "y", "depth_m", "frame", "weight"}
+        unknown = set(first) - {"x", "y", "depth_m", "frame", "weight", "image"}
         if unknown:
             raise UserError(f"{name}: line {rows[0][0]}: unknown column {sorted(unknown)[0]!r} "
-                            f"(known: x, y, depth_m, frame, weight)")
+                            f"(known: x, y, depth_m, frame, weight, image)")
         columns, rows = first, rows[1:]
     points = []
     for number, row in rows:
@@ -113,8 +115,9 @@ def parse_points(text: str, name: str) -> list[KnownPoint]:
         if len(cells) < 3 or len(cells) > len(columns):
             raise UserError(f"{name}: line {number}: expected {','.join(columns[:3])}"
                             f"{'' if len(columns) == 3 else ' and optionally ' + ','.join(columns[3:])}")
+        image = next((cell for column, cell in zip(columns, cells) if column == "image"), "")
         try:
-            values = {column: float(cell) for column, cell in zip(columns, cells) if cell != ""}
+            values = {column: float(cell) for column, cell in zip(columns, cells) if cell != "" and column != "image"}
         except ValueError:
             raise UserError(f"{name}: line {number}: not a number in {','.join(cells)}") from None
         if not {"x", "y", "depth_m"} <= set(values):
@@ -122,8 +125,10 @@ def parse_points(text: str, name: str) -> list[KnownPoint]:
         frame = values.get("frame")
         if frame is not None and (frame != int(frame) or frame < 0):
             raise UserError(f"{name}: line {number}: frame must be a whole number >= 0, got {frame:g}")
+        if "image" in columns and not image:
+            raise UserError(f"{name}: line {number}: the image column is empty; name the image each point is on")
         points.append(KnownPoint(values["x"], values["y"], values["depth_m"],
-                                 None if frame is None else int(frame), values.get("weight", 1.0)))
+                                 None if frame is None else int(frame), values.get("weight", 1.0), image or None))
     return points
 
 

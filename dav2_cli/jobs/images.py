@@ -28,7 +28,6 @@ from dav2_cli.runtime.interrupts import GracefulStop
 from dav2_cli.outputs.atomic import (
     STDIO,
     OutputStopped,
-    describe_os_error,
     prepare_output_folder,
     write_with_sidecars,
 )
@@ -51,6 +50,7 @@ from dav2_cli.jobs.plan import (
     plan_image_outputs,
     take_shard,
 )
+from dav2_cli.jobs.paths import refuse_outputs_onto_inputs, unreadable_input
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
     formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
     items = [Item(source, destination) for source, destination in pairs]
+    measure.match_inputs([(item.name, item.source) for item in items])
     return run_items(items, measure, job, summary=False)
 
 
@@ -98,41 +99,11 @@ def run_folder(source: str, output: str | None, options: DepthOptions, job: JobO
     formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
     items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
+    measure.match_inputs([(item.name, item.relative) for item in items])
     for problem in problems:
         report(problem)
     prepare_output_folder(output_path)
     return run_items(items, measure, job, summary=True, failed_before=len(problems))
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return status.st_dev, status.st_ino
-
-
-def _unreadable(source: str) -> str | None:
-    if source == STDIO:
-        return None
-    try:
-        os.stat(source)
-    except OSError as exc:
-        return describe_os_error(source, exc)
-    except ValueError:  # a NUL character, which no file name can hold
-        return f"{source!r}: not a possible file name"
-    return None
-
-
-def _refuse_outputs_onto_inputs(items: list[Item]) -> None:
-    """A command line whose outputs would overwrite its own inputs is a usage error before any work, in every
-    shard alike (the same file under another name or a hard link counts)."""
-    inputs = {_identity(item.source) for item in items if item.source != STDIO} - {None}
-    clashes = [item for item in items if item.destination != STDIO and _identity(item.destination) in inputs]
-    if clashes:
-        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise UsageError(f"{clashes[0].name}: its output {clashes[0].destination} is one of the inputs{more}; "
-                         f"choose another -o")
 
 
 def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: bool,
@@ -142,12 +113,12 @@ def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: 
     The model is loaded only when something is left to do, so a finished job resumes instantly.
     """
     max_megapixels()  # a bad DAV2_MAX_MEGAPIXELS is one error up front, not one per image
-    _refuse_outputs_onto_inputs(items)
+    refuse_outputs_onto_inputs(items)
     items = take_shard(items, job.shard)
     tally = Tally(total=len(items) + failed_before, failed=failed_before)
     todo = []
     for item in items:
-        problem = _unreadable(item.source)
+        problem = unreadable_input(item.source)
         if problem:  # found in a stat, so a mistyped name is reported at once, before the model loads
             report(problem)
             tally.failed += 1

@@ -7,7 +7,6 @@ it), so a command that cannot give distances (a point cloud from a relative mode
 image or frame: convert, describe, encode.
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,14 +21,8 @@ from dav2_cli.depth.camera import DEFAULT_HFOV_DEG, resolve_intrinsics
 from dav2_cli.depth.point_cloud import DEFAULT_EDGE_THRESHOLD, SATURATED_FRACTION, CloudOptions
 from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.images import read_input_bytes
-from dav2_cli.jobs.options import DepthOptions
-
-
-def _say(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"dav2: {message}", file=sys.stderr)
-    sys.stderr.flush()
+from dav2_cli.jobs.options import DepthOptions, note
+from dav2_cli.jobs.plan import points_per_input
 
 
 @dataclass
@@ -41,7 +34,22 @@ class Measure:
     max_depth: float | None
     points: list | None = None  # from --align-to
     fixed: align.DisparityToDepth | None = None  # a video's conversion, fitted once and used for every frame
+    points_by_source: dict[str, list] | None = None  # --align-to rows per input; None: all rows are the one's
     _assumption_said: bool = field(default=False, repr=False)
+
+    def match_inputs(self, inputs: list[tuple[str, str]]) -> None:
+        """Give each input its own --align-to rows (see plan.points_per_input), before any work."""
+        if self.points is not None:
+            self.points_by_source = points_per_input(self.points, inputs, self.options.space.align_to)
+
+    def points_for(self, name: str) -> list:
+        if self.points_by_source is None:
+            return self.points
+        points = self.points_by_source.get(name)
+        if not points:
+            raise UserError(f"{name}: no rows of {self.options.space.align_to} name this image (its image column "
+                            f"takes the file name or the path relative to the input folder)")
+        return points
 
     def use_model(self, config) -> None:
         """Take the kind and range from the loaded model itself, which has the last word."""
@@ -71,7 +79,7 @@ class Measure:
             conversion = align.from_near_far(disparity, space.near, space.far)
             detail = f"inverse depth spread over {space.near:g}..{space.far:g} m (--near/--far)"
         else:
-            points = self.points
+            points = self.points_for(name)
             if frame is not None and align.first_frame_with_points(points) is not None:
                 points = [p for p in points if p.frame == align.first_frame_with_points(points)]
             conversion = align.fit_points(disparity, points, space.align_to)
@@ -80,7 +88,7 @@ class Measure:
                       f"* {align.disparity_name(self.metric)} + {conversion.shift:.6g}, RMS relative error "
                       f"{100 * fit['rms_relative_error']:.2g}% (max {100 * fit['max_relative_error']:.2g}%)")
         if self.options.verbose:
-            _say(f"{name}: {detail}")
+            note(f"{name}: {detail}")
         if frame is not None:
             self.fixed = conversion
         return conversion
@@ -105,7 +113,7 @@ class Measure:
                                         hfov=space.hfov, focal_35mm=focal_35mm)
         if intrinsics.source == "assumed" and self.options.fmt in formats.CLOUD_FORMATS and not self._assumption_said:
             self._assumption_said = True
-            _say(f"{name}: no focal length (no --fx/--fy, --hfov or EXIF FocalLengthIn35mmFilm); assuming a "
+            note(f"{name}: no focal length (no --fx/--fy, --hfov or EXIF FocalLengthIn35mmFilm); assuming a "
                  f"{DEFAULT_HFOV_DEG:g} degree horizontal field of view (fx = fy = {intrinsics.fx:.1f} px at "
                  f"{width}x{height}) "
                  f"for it and any other such input; give --hfov or --fx/--fy for true geometry")
@@ -142,8 +150,6 @@ class Measure:
 
 def plan_measure(options: DepthOptions) -> Measure:
     """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
-    from dav2_cli.weights.kinds import model_kind
-
     space, fmt = options.space, formats.canonical_format(options.fmt)
     if space.hfov is not None and (space.fx is not None or space.fy is not None):
         raise UsageError("--hfov and --fx/--fy both set the focal length; give one of them")
@@ -159,7 +165,9 @@ def plan_measure(options: DepthOptions) -> Measure:
     if (fmt in formats.CLOUD_FORMATS or space.near is not None or space.align_to is not None
             or options.max_depth is not None):
         # only these depend on the kind (--max-depth: whether the model takes one); otherwise the model is not
-        # even looked up (a finished --skip-existing job never touches it)
+        # even looked up (a finished --skip-existing job never touches it); torch is imported only then
+        from dav2_cli.weights.kinds import model_kind
+
         metric, max_depth = model_kind(options.model, options.max_depth)
     if metric and space.near is not None:
         raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "

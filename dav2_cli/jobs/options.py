@@ -71,15 +71,21 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True):
                        backend=options.backend)
     if options.verbose:
         model.say_when_timing = True  # where auto times the backends (runtime/auto_backend.py)
-        config = model.config
-        meaning = "metric: meters, larger = farther" if config.metric else "relative: inverse depth, larger = nearer"
-        if config.max_depth is not None:  # metric Video Depth Anything outputs metres with no fixed limit
-            meaning += f", max_depth {config.max_depth:g} m"
-        backend = {"openvino": " on OpenVINO", "auto": " (torch or OpenVINO, whichever is timed faster here)"}
-        print(f"dav2: model {config.encoder} ({meaning}) from {model.source} on {model_device(model)} "
-              f"in {model.precision}{backend.get(getattr(model, 'backend', 'torch'), '')}", file=sys.stderr,
-              flush=True)
+        print(f"dav2: {loaded_model_line(model, model_device(model))}", file=sys.stderr, flush=True)
     return model
+
+
+def loaded_model_line(model, device) -> str:
+    """What -v says was loaded: which network (a video model by its family's name), what its values mean, from
+    where, and how it runs."""
+    config = model.config
+    name = f"Video Depth Anything {config.encoder}" if is_video_model(model) else config.encoder
+    meaning = "metric: meters, larger = farther" if config.metric else "relative: inverse depth, larger = nearer"
+    if config.max_depth is not None:  # metric Video Depth Anything outputs metres with no fixed limit
+        meaning += f", max_depth {config.max_depth:g} m"
+    backend = {"openvino": " on OpenVINO", "auto": " (torch or OpenVINO, whichever is timed faster here)"}
+    return (f"model {name} ({meaning}) from {model.source} on {device} "
+            f"in {model.precision}{backend.get(getattr(model, 'backend', 'torch'), '')}")
 
 
 VIDEO_MODEL_FOR_IMAGES = ("{model} is a Video Depth Anything model, which needs a sequence of frames: use it with "

@@ -16,6 +16,7 @@ from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.frame_sequence import frame_files
 from dav2_cli.media.images import IMAGE_EXTENSIONS, is_image_name, read_path_list, scan_folder
 from dav2_cli.media.video_write import SUPPORTED_EXTENSIONS
+from dav2_cli.jobs.paths import check_output_location, is_own_output, is_same_file, refuse_binary_on_terminal
 
 GRAY16_EXTENSION = ".mkv"  # gray16 video is lossless 16-bit FFV1, which only Matroska holds here
 
@@ -24,6 +25,7 @@ GRAY16_EXTENSION = ".mkv"  # gray16 video is lossless 16-bit FFV1, which only Ma
 class Item:
     source: str  # a path, or `-` for stdin
     destination: str  # a path, or `-` for stdout
+    relative: str | None = None  # in a folder job, the source's path relative to the folder (or to the list's)
 
     @property
     def name(self) -> str:
@@ -94,6 +96,7 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
     if output == STDIO:
         if len(inputs) != 1:
             raise UsageError("-o - (stdout) takes exactly one input")
+        refuse_binary_on_terminal(output)
         return [(inputs[0], STDIO)]
     if output is None:
         # beside each input: inputs of one folder that would share a name keep their extension in it
@@ -110,6 +113,7 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
                                 for source, name in zip(sources, names))
         return [(source, destinations[source]) for source in inputs]
     single = single_output_file(output, len(inputs))
+    check_output_location(output)
     if single is not None:
         return [(inputs[0], output)]
     out = Path(output)
@@ -158,9 +162,10 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
     """
     extension = formats.extension_for(fmt)
     if source.is_dir():
-        if output.resolve() == source.resolve():
+        if is_same_file(source, output):
             raise UsageError(f"{output}: the output folder is the input folder; choose another with -o")
         relatives, problems = scan_folder(source, recursive=recursive, exclude=output)
+        relatives = [rel for rel in relatives if not is_own_output(source / rel)]  # an earlier run's, beside them
         if not relatives and not problems:
             raise UserError(f"{source}: no images found ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
         sources = [source / rel for rel in relatives]
@@ -184,21 +189,13 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
     else:
         raise UserError(f"{source}: no such file or folder")
     names = distinct_names(relatives, extension)
-    return [Item(str(path), str(output / name)) for path, name in zip(sources, names)], problems
+    return [Item(str(path), str(output / name), rel.as_posix())
+            for path, rel, name in zip(sources, relatives, names)], problems
 
 
 def video_format(fmt: str | None) -> str:
     """--format's canonical name; a colour depth video by default."""
     return formats.canonical_format(fmt) if fmt is not None else "color"
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two names are one file: by device and inode, so another spelling on a case-insensitive file
-    system, a hard link or a symlink all count, and a name that does not exist yet is no file."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
 
 
 def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool = False) -> Path:
@@ -215,10 +212,11 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
         return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
+    check_output_location(output)
     if fmt in formats.FILE_PER_FRAME_FORMATS:
         if extension in SUPPORTED_EXTENSIONS or (out.exists() and not out.is_dir()):
             raise UsageError(f"{output}: --format {fmt} writes one file per frame into a folder; give -o DIR")
-        if source.is_dir() and _same_file(out, source):
+        if source.is_dir() and is_same_file(source, out):
             raise UsageError(f"{output}: is the input frame folder; choose another output folder")
         if frame_files(out) and not overwrite:
             raise UsageError(f"{output}: already holds frames of an earlier run; add --overwrite to replace them, "
@@ -229,6 +227,34 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if extension not in SUPPORTED_EXTENSIONS:
         raise UsageError(f"{output}: a depth video needs a .mp4, .webm or .mkv name "
                          f"(or --format npy, exr, tiff or ply with -o DIR for a folder of frames)")
-    if _same_file(out, source):
+    if is_same_file(source, out):
         raise UsageError(f"{output}: is the input video; choose another output name")
     return out
+
+
+def points_per_input(points: list, inputs: list[tuple[str, str]], csv_name: str) -> dict[str, list] | None:
+    """--align-to's rows for each input, keyed by the input's source; None: every row is the one input's.
+
+    `inputs` pairs each source with its name relative to the input folder (a folder job) or as given (images).
+    A row's `image` names its input by that relative path or by the bare file name. Without an image column the
+    CSV can only describe one image: a fit to another image's points would give metres that mean nothing.
+    """
+    if not any(point.image is not None for point in points):
+        if len(inputs) > 1:
+            raise UsageError(f"--align-to {csv_name}: {len(inputs)} inputs, and the CSV has no image column to say "
+                             f"which image each point is on; add one (file name or path relative to the input "
+                             f"folder), or run one image at a time")
+        return None
+    by_name: dict[str, list[str]] = {}
+    for source, relative in inputs:
+        for name in dict.fromkeys((Path(relative).as_posix(), Path(relative).name)):
+            by_name.setdefault(name, []).append(source)
+    found: dict[str, list] = {source: [] for source, _ in inputs}
+    for point in points:
+        sources = by_name.get(Path(point.image).as_posix(), [])
+        if len(sources) > 1:
+            raise UsageError(f"--align-to {csv_name}: image {point.image!r} names {len(sources)} inputs; give its "
+                             f"path relative to the input folder")
+        if sources:  # rows of images outside this run (another shard's) are not this run's concern
+            found[sources[0]].append(point)
+    return found
