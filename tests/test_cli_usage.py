@@ -144,7 +144,7 @@ def test_a_folder_run_leaves_depth_maps_dav2_wrote_beside_their_images(tmp_path,
     cv2.imwrite(str(folder / "a.png"), make_photo(40, 56))
     description = metadata.describe(model="vits", metric=False, input_size=504, width=56, height=40, source="a.png")
     picture = make_photo(40, 56)
-    (folder / "a_depth.png").write_bytes(png.encode(picture, metadata.png_description_chunks(description)))
+    (folder / "a_depth.png").write_bytes(png.encode(picture, png.description_chunks(description)))
     cv2.imwrite(str(folder / "house_depth.png"), picture)  # the user's own photo, named so: still an input
     items, problems = plan_folder(folder, tmp_path / "out", "npy", recursive=True)
     assert sorted(Path(item.source).name for item in items) == ["a.png", "house_depth.png"] and not problems
