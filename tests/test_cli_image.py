@@ -208,7 +208,7 @@ def test_verbose_says_what_was_loaded(photos, vits_checkpoint, vits_metric_check
 
 @pytest.mark.parametrize("command", ["image", "folder", "video", "bench"])
 def test_cli_input_sizes_are_the_ones_prep_can_size(command):
-    # spelled out in the cli, which must not import prep (OpenCV) for `--help` to stay instant
+    # every command that runs the model takes the one --input-size range
     from dav2_cli import cli
     from dav2_cli.depth import sizing as prep
 

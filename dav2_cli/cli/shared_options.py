@@ -6,6 +6,7 @@ import sys
 import click
 
 from dav2_cli.cli.params import FiniteFloat, device_option, model_option
+from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE, MIN_INPUT_SIZE, SIZE_MULTIPLE
 from dav2_cli.outputs.colormaps import CMAPS
 from dav2_cli.outputs.formats import FORMAT_ALIASES, FORMATS
 
@@ -14,9 +15,7 @@ MAX_IMAGE_SIDE = 1 << 20  # beyond any image OpenCV decodes: bounds for pixel co
 FORMAT_CHOICES = (*FORMATS, *FORMAT_ALIASES)
 CMAP_CHOICES = CMAPS
 
-# sizing.SIZE_MULTIPLE and sizing.MAX_INPUT_SIZE, spelled out because sizing imports numpy and `dav2 --help`
-# must stay instant; tests/test_cli_image.py keeps the two in step
-INPUT_SIZE_RANGE = click.IntRange(28, 4200)
+INPUT_SIZE_RANGE = click.IntRange(MIN_INPUT_SIZE, MAX_INPUT_SIZE)
 
 
 def _apply(command, options):
@@ -32,9 +31,9 @@ def depth_options(command):
                      callback=model_option,
                      help="Model name (see `dav2 models`) or a checkpoint: upstream .pth, HuggingFace folder "
                           "or .safetensors. A bare word is a name first: write ./vits for a folder called vits."),
-        click.option("--input-size", type=INPUT_SIZE_RANGE, default=504, show_default=True,
-                     help="Shorter side the model sees; sides are rounded to multiples of 28 "
-                          "(upstream's default 518 becomes 532; 504 is the nearest below)."),
+        click.option("--input-size", type=INPUT_SIZE_RANGE, default=DEFAULT_INPUT_SIZE, show_default=True,
+                     help=f"Shorter side the model sees; sides are rounded to multiples of {SIZE_MULTIPLE} "
+                          f"(upstream's default 518 becomes 532; {DEFAULT_INPUT_SIZE} is the nearest below)."),
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
                      callback=device_option, help="Where to run the model."),
         click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")),

@@ -6,6 +6,7 @@ import click
 from dav2_cli.cli.app import EXIT_CODES, run_job
 from dav2_cli.cli.params import image_size_option, pixel_option
 from dav2_cli.cli.shared_options import INPUT_SIZE_RANGE
+from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE
 from dav2_cli.errors import EXIT_OK
 
 MODELS_EPILOG = """\b
@@ -92,7 +93,7 @@ Examples:
 """)
 @click.option("-m", "--model", default=None, metavar="NAME|PATH",
               help="Model name or checkpoint. Default: random-init vits (no download; speed ignores the values).")
-@click.option("--input-size", type=INPUT_SIZE_RANGE, default=504, show_default=True,
+@click.option("--input-size", type=INPUT_SIZE_RANGE, default=DEFAULT_INPUT_SIZE, show_default=True,
               help="Shorter side the model sees, as for the other commands.")
 @click.option("--image-size", default="756x504", show_default=True, callback=image_size_option,
               metavar="WxH", help="Size of the synthetic test image.")
