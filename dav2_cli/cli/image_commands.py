@@ -7,6 +7,7 @@ import click
 from dav2_cli.cli.app import command_epilog, run_job
 from dav2_cli.cli.params import shard_option
 from dav2_cli.cli.shared_options import depth_options, make_options, progress_options, show_progress, space_options
+from dav2_cli.cli.stereo_flags import stereo_flags
 
 
 @click.command(epilog=command_epilog("""\b
@@ -17,6 +18,8 @@ Examples:
   dav2 image room.jpg -m metric-indoor-vits -o room.ply --hfov 70 --mesh
   dav2 image photo.jpg -o photo.ply --near 0.5 --far 12   # relative model → meters
   cat photo.jpg | dav2 image - -o - > depth.png
+  dav2 image photo.jpg --stereo half-sbs    # photo_LR.png: 3D for VR players and TVs
+  dav2 image photo.jpg --depth photo_depth.npy --stereo anaglyph --divergence 3
 """))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", default=None, metavar="PATH|DIR|-",
@@ -24,10 +27,15 @@ Examples:
                    "Default: <stem>_depth.<ext> beside each input.")
 @depth_options
 @space_options
+@stereo_flags
+@click.option("--depth", "depth_file", default=None, metavar="FILE",
+              help="Use this depth map instead of running a model (one INPUT): a file dav2 wrote (npy, exr, "
+                   "tiff, gray16 or colour PNG; its description says what it holds) or a plain .npy/.exr/16-bit "
+                   "PNG of the image's size, read as a relative model's output (larger = nearer).")
 @click.option("--skip-existing", is_flag=True,
               help="Leave outputs that already exist untouched (finish an interrupted run).")
 @progress_options
-def image(inputs, output, fmt, skip_existing, progress, **values):
+def image(inputs, output, fmt, skip_existing, depth_file, progress, **values):
     """Depth maps for one or more images (INPUT `-` reads stdin)."""
     from dav2_cli.jobs.images import JobOptions, run_images
     from dav2_cli.jobs.plan import output_format
@@ -37,6 +45,10 @@ def image(inputs, output, fmt, skip_existing, progress, **values):
         # a bar only when asked: one image or a few are done before a bar would say anything
         job = JobOptions(skip_existing=skip_existing, name_outputs=values["verbose"] or sys.stderr.isatty(),
                          progress=bool(progress))
+        if depth_file is not None:
+            from dav2_cli.jobs.given_depth import run_given_depth
+
+            return run_given_depth(list(inputs), output, options, job, depth_file)
         return run_images(list(inputs), output, options, job)
 
     run_job(job)
@@ -65,6 +77,7 @@ Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are ref
                    "list).")
 @depth_options
 @space_options
+@stereo_flags
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Include images in subfolders.")
 # measured on a 2-core CPU, vits at --input-size 280: 4 costs about half of 1 per image, and 8 is no faster

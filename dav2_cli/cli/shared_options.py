@@ -132,7 +132,12 @@ def show_progress(progress: bool | None) -> bool:
 
 
 def make_options(fmt, **values):
+    from dav2_cli.cli.stereo_flags import STEREO_FIELDS
     from dav2_cli.jobs.options import DepthOptions, SpaceOptions
+    from dav2_cli.jobs.stereo import check_stereo, stereo_options
 
     space = SpaceOptions(**{name: values.pop(name) for name in SPACE_FIELDS})
-    return DepthOptions(fmt=fmt, space=space, **values)
+    stereo = stereo_options(*(values.pop(name, None) for name in STEREO_FIELDS))
+    options = DepthOptions(fmt=fmt, space=space, stereo=stereo, **values)
+    check_stereo(options)
+    return options

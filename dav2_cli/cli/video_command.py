@@ -7,6 +7,7 @@ import click
 from dav2_cli.cli.app import command_epilog, run_job
 from dav2_cli.cli.params import FiniteFloat, fps_option
 from dav2_cli.cli.shared_options import depth_options, make_options, progress_options, show_progress, space_options
+from dav2_cli.cli.stereo_flags import stereo_flags
 
 VIDEO_FORMATS_HELP = """\b
 Formats: color/gray: a depth video by OUT's extension: .mp4 (H.264), .webm (VP9),
@@ -32,6 +33,7 @@ Examples:
   dav2 video clip.mp4 -o depth.mkv --format gray16    # + depth.mkv.json
   dav2 video clip.mp4 -o frames/ --format npy --every 5
   dav2 video renders/ --fps 24 -o depth.mp4          # numbered images as one video
+  dav2 video film.mp4 --stereo half-sbs              # film_LR.mp4: 3D for VR players, with film's audio
 """, VIDEO_FORMATS_HELP))
 @click.argument("source", metavar="IN")
 @click.option("-o", "--output", default=None, metavar="OUT|DIR",
@@ -39,6 +41,7 @@ Examples:
                    "Default: IN_depth.mp4 (gray16: .mkv; raw: a folder IN_depth/) beside IN.")
 @depth_options
 @space_options
+@stereo_flags
 @click.option("--normalize", type=click.Choice(("ema", "frame", "global")), default=None,
               help="How depth is mapped to brightness. ema (default): each frame's 1-99th percentiles, "
                    "smoothed over time: one pass, no flicker, adapts slowly after a scene cut. global: one "

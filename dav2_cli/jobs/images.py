@@ -35,6 +35,7 @@ from dav2_cli.media.exif import focal_length_35mm
 from dav2_cli.media.images import decode_image, max_megapixels, read_input_bytes
 from dav2_cli.pipeline import Frame, PerImageDepth, run_pipeline
 from dav2_cli.jobs.measure import Measure, plan_measure
+from dav2_cli.jobs.stereo import output_tail
 from dav2_cli.jobs.options import (
     VIDEO_MODEL_FOR_IMAGES,
     DepthOptions,
@@ -81,7 +82,7 @@ class Tally:
 
 def run_images(inputs: list[str], output: str | None, options: DepthOptions,
                job: JobOptions = JobOptions()) -> int:
-    pairs = plan_image_outputs(inputs, output, options.fmt)
+    pairs = plan_image_outputs(inputs, output, options.fmt, tail=output_tail(options))
     formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
     items = [Item(source, destination) for source, destination in pairs]
@@ -95,10 +96,12 @@ def run_folder(source: str, output: str | None, options: DepthOptions, job: JobO
     source_path = Path(source)
     if not source_path.exists():
         raise UserError(f"{source}: no such file or folder")
-    output_path = Path(output) if output is not None else default_folder_output(source_path)
+    output_path = Path(output) if output is not None else default_folder_output(
+        source_path, "_3d" if options.stereo is not None else "_depth")
     formats.check_side_by_side(options.fmt, options.side_by_side)
     measure = plan_measure(options)
-    items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive)
+    items, problems = plan_folder(source_path, output_path, options.fmt, recursive=recursive,
+                                  tail=output_tail(options, ""))
     measure.match_inputs([(item.name, item.relative) for item in items])
     for problem in problems:
         report(problem)

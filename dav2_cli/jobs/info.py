@@ -71,6 +71,8 @@ def _picture_file(kind: str | None, description: dict, data: bytes, name, lossy:
     None) are named by their bit depth."""
     picture = depth_files.read_picture(data, name)
     kind = kind or ("16-bit PNG" if picture.dtype == np.uint16 else "8-bit PNG")
+    if "stereo_layout" in description:  # the input seen by two eyes: its description, no depth to read
+        return DepthFile(f"{kind}, stereo {description['stereo_layout']}", description)
     return DepthFile(kind, description, *(_picture_values(picture, description, name, lossy)
                                            if description else (None, "")))
 

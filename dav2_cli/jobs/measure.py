@@ -119,20 +119,32 @@ class Measure:
                  f"for it and any other such input; give --hfov or --fx/--fy for true geometry")
         return intrinsics
 
-    def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,
-               frame: int | None = None, value_range=None) -> list[tuple[str, bytes]]:
-        """Every file one depth map becomes, [(suffix, bytes)], described; see render.encode_outputs."""
+    def described(self, raw_hw, *, name: str, focal_35mm: float | None = None, frame: int | None = None,
+                  cloud: bool = False) -> tuple:
+        """(the values written, their description, the intrinsics, the conversion) for one depth map."""
         options = self.options
         conversion = self.conversion(raw_hw, name, frame)
         values = self.values(raw_hw, conversion)
         height, width = values.shape
-        cloud = options.fmt in formats.CLOUD_FORMATS
         intrinsics = self.intrinsics(width, height, name, focal_35mm)
         known = cloud or intrinsics.source != "assumed"
         description = metadata.describe(
             model=str(options.model), metric=self.metric, input_size=options.input_size, width=width,
             height=height, source=name, max_depth=self.max_depth, conversion=conversion,
             intrinsics=intrinsics if known else None)
+        return values, description, intrinsics, conversion
+
+    def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,
+               frame: int | None = None, value_range=None) -> list[tuple[str, bytes]]:
+        """Every file one depth map becomes, [(suffix, bytes)], described; see render.encode_outputs."""
+        options = self.options
+        cloud = options.fmt in formats.CLOUD_FORMATS
+        values, description, intrinsics, conversion = self.described(raw_hw, name=name, focal_35mm=focal_35mm,
+                                                                      frame=frame, cloud=cloud)
+        if options.stereo is not None:
+            from dav2_cli.jobs.stereo import encode_stereo
+
+            return encode_stereo(self, values, image_bgr, description, destination)
         request = None
         if cloud:
             space = options.space

@@ -3,6 +3,8 @@
 import sys
 from dataclasses import dataclass
 
+from dav2_cli.jobs.stereo import StereoOptions
+
 
 @dataclass(frozen=True)
 class SpaceOptions:
@@ -50,6 +52,7 @@ class DepthOptions:
     side_by_side: bool = False
     verbose: bool = False
     space: SpaceOptions = SpaceOptions()
+    stereo: StereoOptions | None = None  # --stereo: the input seen by two eyes instead of its depth picture
 
 
 def load_job_model(options: DepthOptions, *, repeated: bool = True):

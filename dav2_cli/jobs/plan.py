@@ -90,8 +90,12 @@ def single_output_file(output: str | None, input_count: int) -> Path | None:
     return path if path.suffix and not path.is_dir() else None
 
 
-def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[tuple[str, str]]:
-    """Pair each input with its destination: a path, or `-` for stdout. No two inputs share a destination."""
+def plan_image_outputs(inputs: list[str], output: str | None, fmt: str, *,
+                       tail: str = "_depth") -> list[tuple[str, str]]:
+    """Pair each input with its destination: a path, or `-` for stdout. No two inputs share a destination.
+
+    `tail` ends a name made beside the input (x.jpg -> x_depth.png); in a folder it is added only when it is not
+    "_depth" (a stereo layout's suffix, which players need to see)."""
     extension = formats.extension_for(fmt)
     if output == STDIO:
         if len(inputs) != 1:
@@ -108,7 +112,7 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
             else:
                 by_folder.setdefault(os.path.normcase(os.path.abspath(os.path.dirname(source))), []).append(source)
         for sources in by_folder.values():
-            names = distinct_names([Path(Path(source).name) for source in sources], f"_depth{extension}")
+            names = distinct_names([Path(Path(source).name) for source in sources], f"{tail}{extension}")
             destinations.update((source, str(Path(source).with_name(name.name)))
                                 for source, name in zip(sources, names))
         return [(source, destinations[source]) for source in inputs]
@@ -124,7 +128,8 @@ def plan_image_outputs(inputs: list[str], output: str | None, fmt: str) -> list[
         # `dav2 image a.jpg b.jpg -o depth.png` is a slip, as `cp a b file` is: not a folder named depth.png
         raise UsageError(f"{output}: {len(inputs)} inputs need an output folder, and this names a file; give a "
                          f"folder (end it with / to use this very name)")
-    names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], extension)
+    folder_tail = "" if tail == "_depth" else tail
+    names = distinct_names([Path("stdin" if s == STDIO else Path(s).name) for s in inputs], folder_tail + extension)
     return [(source, str(out / name)) for source, name in zip(inputs, names)]
 
 
@@ -146,15 +151,16 @@ def output_format(output: str | None, fmt: str | None, inputs: list[str]) -> str
     return fmt
 
 
-def default_folder_output(source: Path) -> Path:
-    """`photos/` → `photos_depth/` beside it; `list.txt` → `list_depth/` beside the list."""
+def default_folder_output(source: Path, tail: str = "_depth") -> Path:
+    """`photos/` → `photos_depth/` beside it; `list.txt` → `list_depth/` beside the list (`tail` for _depth)."""
     named = source if source.name not in ("", ".", "..") else source.resolve()
     if not named.name:
         raise UsageError(f"{source}: give an output folder with -o")
-    return named.with_name((named.stem if named.is_file() else named.name) + "_depth")
+    return named.with_name((named.stem if named.is_file() else named.name) + tail)
 
 
-def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tuple[list[Item], list[str]]:
+def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool,
+                tail: str = "") -> tuple[list[Item], list[str]]:
     """Every input under a folder (or named by a .txt list) paired with its place in the mirrored output tree.
 
     Returns the items in sorted order and the problems met while scanning (folders that could not be listed).
@@ -188,7 +194,7 @@ def plan_folder(source: Path, output: Path, fmt: str, *, recursive: bool) -> tup
         raise UserError(f"{source}: not a folder or a .txt list of image paths")
     else:
         raise UserError(f"{source}: no such file or folder")
-    names = distinct_names(relatives, extension)
+    names = distinct_names(relatives, tail + extension)  # `tail`: a stereo layout's suffix, x.jpg -> x_LR.png
     return [Item(str(path), str(output / name), rel.as_posix())
             for path, rel, name in zip(sources, relatives, names)], problems
 
@@ -198,7 +204,8 @@ def video_format(fmt: str | None) -> str:
     return formats.canonical_format(fmt) if fmt is not None else "color"
 
 
-def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool = False) -> Path:
+def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool = False,
+                tail: str = "_depth") -> Path:
     """Where the result goes, refusing combinations that cannot work, each in one line.
 
     A frame folder that already holds frames is refused unless `overwrite`: a shorter run would otherwise leave
@@ -209,7 +216,7 @@ def plan_output(source: Path, output: str | None, fmt: str, *, overwrite: bool =
     if output is None:
         if fmt in formats.FILE_PER_FRAME_FORMATS:
             return plan_output(source, str(source.with_name(f"{source.stem}_depth")), fmt, overwrite=overwrite)
-        return source.with_name(f"{source.stem}_depth{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
+        return source.with_name(f"{source.stem}{tail}{GRAY16_EXTENSION if fmt == 'gray16' else '.mp4'}")
     out = Path(output)
     extension = out.suffix.lower()
     check_output_location(output)

@@ -29,6 +29,7 @@ from dav2_cli.media.frame_sequence import SequenceReader, frame_file_name, frame
 from dav2_cli.media.video_probe import VideoInfo, parse_rate, probe
 from dav2_cli.media.video_read import FrameReader
 from dav2_cli.media.video_write import VideoWriter
+from dav2_cli.jobs.stereo import output_tail
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE, Frame, PerImageDepth, run_pipeline
 from dav2_cli.jobs.measure import Measure, plan_measure
 from dav2_cli.jobs.options import DepthOptions, is_video_model, load_job_model, note, report
@@ -108,6 +109,9 @@ def check_combination(fmt: str, options: DepthOptions, video: VideoOptions) -> s
             raise UsageError("--format gray16 stores the depth values themselves (see its .json); "
                             "--invert applies to pictures")
         return "global"
+    if options.stereo is not None and video.normalize is not None:
+        raise UsageError("--normalize sets a depth picture's brightness; --stereo keeps its depth steady over time "
+                         "itself")
     return video.normalize or "ema"
 
 
@@ -301,7 +305,7 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
     if source == STDIO:
         raise UsageError("video input cannot come from stdin (-); give a file name")
     source_path = Path(source)
-    out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite)
+    out = plan_output(source_path, output, options.fmt, overwrite=video.overwrite, tail=output_tail(options))
     normalize = check_combination(options.fmt, options, video)
     measure = plan_measure(options)
     if source_path.is_dir():
@@ -422,8 +426,14 @@ def _open_sink(out, info, fps, measure, video, normalize, value_range, selection
         video_keys = {"fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
                       "every": selection.every}
         return _Gray16Video(out, info, fps, value_range, measure, video_keys)
-    tracker = RangeTracker(normalize, global_range=value_range)
     audio_from = info.path if video.audio and info.has_audio else None
+    if measure.options.stereo is not None:
+        from dav2_cli.jobs.stereo_video import StereoVideo
+
+        video_keys = {"fps": f"{fps.numerator}/{fps.denominator}", "first_source_frame": selection.start,
+                      "every": selection.every}
+        return StereoVideo(out, info, fps, measure, audio_from, Fraction(selection.start) / info.fps, video_keys)
+    tracker = RangeTracker(normalize, global_range=value_range)
     return _PictureVideo(out, info, fps, measure, tracker, audio_from, Fraction(selection.start) / info.fps)
 
 

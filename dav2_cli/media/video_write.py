@@ -182,7 +182,8 @@ class VideoWriter:
     """
 
     def __init__(self, path, *, width: int, height: int, fps: Fraction, pix_fmt_in: str = "bgr24",
-                 audio_from=None, codec: str | None = None, audio_start: Fraction | float = 0):
+                 audio_from=None, codec: str | None = None, audio_start: Fraction | float = 0,
+                 full_chroma: bool = False):
         self.path = Path(path)
         extension = self.path.suffix.lower()
         if extension not in _CONTAINERS:
@@ -207,6 +208,7 @@ class VideoWriter:
         self._muxer, self._audio_copy, self._audio_encoder = muxer, audio_copy, audio_encoder
         self._audio_start = Fraction(audio_start)
         self._gray16 = pix_fmt_in == "gray16le"
+        self._full_chroma = full_chroma  # 4:4:4 instead of 4:2:0 (H.264 High 4:4:4, VP9 profile 1)
         self._ffmpeg = find_ffmpeg()
         # OpenCV's writer silently crops odd sizes to even ones, whatever the codec.
         pads = codec == "h264" or self._ffmpeg is None
@@ -257,6 +259,8 @@ class VideoWriter:
         height, width = self._coded_hw
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         encoder = list(_ENCODER_ARGS[codec])
+        if self._full_chroma:  # chroma at every pixel: a red-cyan anaglyph's red is its left eye, not to be halved
+            encoder = [arg.replace("format=yuv420p", "format=yuv444p") for arg in encoder]
         if codec == "ffv1":
             encoder += ["-pix_fmt", "gray16le" if self._gray16 else "bgr0"]  # bgr0: lossless, no chroma loss
         argv = [
