@@ -59,7 +59,8 @@ def depth_options(command):
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
                      help="color (8-bit colormapped PNG, default), gray (8-bit), gray16 (16-bit PNG, full "
                           "0-65535 range, + OUT.json with lo/hi), npy/exr/tiff (float32 raw values), ply (a "
-                          "coloured point cloud in meters; see the 3D options). png = color."),
+                          "coloured point cloud in meters; see the 3D options), glb (a textured mesh in meters, binary "
+                          "glTF for browsers and Blender; same 3D options). png = color."),
         click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="Spectral_r", show_default=True,
                      help="Colormap for --format color."),
         click.option("--invert", is_flag=True, help="Draw far as bright instead of near."),

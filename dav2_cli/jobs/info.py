@@ -96,6 +96,13 @@ def read_depth_file(path: Path) -> DepthFile:
         return DepthFile("TIFF (float32)", tiff.read_description(data), values.astype(np.float32), "exact")
     if data.startswith(npy.MAGIC):
         return DepthFile("npy (float32)", _sidecar(path), npy.decode(data, name), "exact")
+    if data[:4] == b"glTF":
+        from dav2_cli.outputs.glb import glb_description
+
+        try:
+            return DepthFile("GLB mesh", glb_description(data))
+        except ValueError as exc:
+            raise UserError(f"{name}: {exc}") from None
     if data.startswith(b"ply\n"):
         try:
             description, vertices = read_ply(data)

@@ -172,7 +172,7 @@ def plan_measure(options: DepthOptions) -> Measure:
     if space.near is not None and not space.near < space.far:
         raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
     if fmt not in formats.CLOUD_FORMATS and space.cloud_only():
-        raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply")
+        raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply (or glb)")
     metric = max_depth = None
     if (fmt in formats.CLOUD_FORMATS or space.near is not None or space.align_to is not None
             or options.max_depth is not None):
@@ -185,7 +185,7 @@ def plan_measure(options: DepthOptions) -> Measure:
         raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "
                          f"and already gives meters (--align-to can correct its scale)")
     if fmt in formats.CLOUD_FORMATS and not metric and space.near is None and space.align_to is None:
-        raise UsageError(f"--format ply needs distances, but {options.model} is a relative model (inverse depth "
+        raise UsageError(f"--format {fmt} needs distances, but {options.model} is a relative model (inverse depth "
                          f"with unknown scale and shift); add --near N --far F (meters), --align-to points.csv "
                          f"(x,y,depth_m rows), or use a metric model (e.g. -m metric-indoor-vits)")
     points = None

@@ -31,6 +31,7 @@ TABLE = (
     Format("exr", RAW, (".exr",), "exr"),
     Format("tiff", RAW, (".tiff", ".tif"), "tiff"),
     Format("ply", CLOUD, (".ply",), "ply"),
+    Format("glb", CLOUD, (".glb",), "glb"),  # always a mesh: a textured surface for browsers and Blender
 )
 BY_NAME = {row.name: row for row in TABLE}
 FORMAT_ALIASES = {"png": "color"}  # `--format png` means the default colour PNG

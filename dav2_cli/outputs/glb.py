@@ -16,11 +16,13 @@ Bytes in, bytes out; no I/O.
 
 import json
 import struct
+from dataclasses import replace
 
 import numpy as np
 
-from dav2_cli.depth.point_cloud import Cloud
+from dav2_cli.depth.point_cloud import Cloud, build_cloud
 from dav2_cli.outputs import png
+from dav2_cli.outputs.formats import Request, check_extension
 
 _MAGIC, _VERSION = b"glTF", 2
 _JSON_CHUNK, _BIN_CHUNK = 0x4E4F534A, 0x004E4942
@@ -105,8 +107,22 @@ def encode_glb(cloud: Cloud, image_bgr, description: dict) -> bytes:
                      struct.pack("<I", _JSON_CHUNK), text, struct.pack("<II", len(binary), _BIN_CHUNK), binary])
 
 
+def encode_outputs(depth_hw, request: Request) -> list[tuple[str, bytes]]:
+    """The .glb file of `request.cloud` (a ply.CloudRequest) as a mesh, whether or not --mesh was given (a glTF
+    viewer shows points as specks); its depth must be a distance (metres), never relative inverse depth."""
+    cloud = request.cloud
+    if cloud is None:
+        raise ValueError("a mesh needs a CloudRequest (intrinsics and colours)")
+    check_extension(request.fmt, request.ext)
+    mesh = build_cloud(depth_hw, cloud.colors_bgr, cloud.intrinsics, replace(cloud.options, mesh=True),
+                       max_depth=cloud.max_depth)
+    return [("", encode_glb(mesh, cloud.colors_bgr, request.description or {}))]
+
+
 def glb_description(data: bytes) -> dict:
     """The description a .glb written by `encode_glb` carries (its asset.extras); {} for other glTF files."""
+    if len(data) < 20:
+        raise ValueError("not a binary glTF 2.0 file (truncated)")
     magic, version, _ = struct.unpack_from("<4sII", data)
     length, kind = struct.unpack_from("<II", data, 12)
     if magic != _MAGIC or version != _VERSION or kind != _JSON_CHUNK:
