@@ -73,6 +73,15 @@ def test_focal_from_exif_that_pillow_wrote(container):
     assert focal_length_35mm(buffer.getvalue()) is None
 
 
+def test_markers_without_a_length_and_fill_bytes_before_the_exif_segment():
+    # fill bytes and a TEM marker carry no length; a walk that reads one there loses every later segment
+    data = jpeg_with_exif(np.zeros((20, 30, 3), np.uint8), exif_tiff(24))
+    filled = data[:2] + b"\xff\xff" + data[2:]
+    assert pillow_focal_35mm(filled) == 24
+    assert focal_length_35mm(filled) == 24.0
+    assert focal_length_35mm(data[:2] + b"\xff\x01" + filled[2:]) == 24.0
+
+
 def test_absent_zero_or_damaged_exif_means_unknown():
     image = np.zeros((20, 30, 3), np.uint8)
     assert focal_length_35mm(cv2.imencode(".jpg", image)[1].tobytes()) is None

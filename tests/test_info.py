@@ -133,6 +133,14 @@ def pillow_description(data):
     return json.loads(picture.tag_v2[270])
 
 
+def test_jpeg_description_after_fill_bytes(tmp_path):
+    path, outputs = write(tmp_path, "d.jpg", "color", depth_map(False), False)
+    path.write_bytes(outputs[""][:2] + b"\xff\xff" + outputs[""][2:])  # fill bytes may precede any marker
+    assert pillow_description(path.read_bytes())["kind"] == "relative"
+    code, output = info(path)
+    assert code == 0 and "  kind: relative" in output
+
+
 @pytest.mark.parametrize("name,fmt", [("d.png", "color"), ("d.png", "gray16"), ("d.jpg", "color"),
                                       ("d.webp", "gray"), ("d.tiff", "tiff")])
 @pytest.mark.parametrize("metric", [False, True])
