@@ -273,7 +273,7 @@ def test_format_for_path(path, fmt):
 
 def test_extensions_and_aliases():
     assert [formats.extension_for(f) for f in formats.FORMATS] == [".png", ".png", ".png", ".npy", ".exr", ".tiff",
-                                                                   ".ply"]
+                                                                   ".ply", ".glb"]
     assert formats.extension_for("png") == ".png"
     assert formats.canonical_format("png") == "color"
     with pytest.raises(UserError, match="jpeg2000"):
