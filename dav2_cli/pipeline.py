@@ -200,12 +200,12 @@ def run_pipeline(source: Iterable, stage: DepthStage, consume: Callable[[Frame, 
     """Depth for every input `source` yields, handed to `consume(frame, depth_hw)` in the writer thread.
 
     `source` yields `(key, image_bgr)`, or `(key, exception)` for an input that could not be read, or a `Frame`
-    (to say more about it, such as a scene cut); it is
-    iterated in the reader thread (so decoding it happens there) and closed there when it has a `close`. Inputs
-    that failed go to `fail(frame)` in the writer thread, in their turn. `stop` (a GracefulStop) ends the
-    reading and the model calls; the call in flight is written if it ends within STOP_GRACE_S. An exception in any stage cancels the others and is raised here
-    once every thread has ended. (OpenCV is held to one thread meanwhile by the job: these stages are the
-    parallelism beside torch's.)
+    (to say more about it, such as a scene cut); it is iterated in the reader thread (so decoding it happens
+    there) and closed there when it has a `close`. Inputs that failed go to `fail(frame)` in the writer thread,
+    in their turn. `stop` (a GracefulStop) ends the reading and the model calls; the call in flight is written if
+    it ends within STOP_GRACE_S. An exception in any stage cancels the others and is raised here once every
+    thread has ended, the model call a stop left behind aside. (OpenCV is held to one thread meanwhile by the job:
+    these stages are the parallelism beside torch's.)
     """
     cancel = threading.Event()
     reading_ended = threading.Event()  # the model stage takes no more inputs: the reader need not wait for room

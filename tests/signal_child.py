@@ -27,9 +27,9 @@ def _hold(release: str) -> None:
 
 def main() -> None:
     hold_at, release, *args = sys.argv[1:]
-    from dav2_cli.runtime import engine
+    from dav2_cli.runtime import loading
 
-    real = engine.predict_prepared
+    real = loading.predict_prepared
     calls = []
 
     def held_predict(*call_args, **kwargs):
@@ -39,7 +39,7 @@ def main() -> None:
             _hold(release)
         return real(*call_args, **kwargs)
 
-    engine.predict_prepared = held_predict
+    loading.predict_prepared = held_predict
     from dav2_cli.cli import main as dav2
 
     sys.argv = ["dav2", *args]

@@ -25,6 +25,7 @@ from dav2_cli.errors import (
     UserError,
 )
 from dav2_cli.runtime.interrupts import GracefulStop
+from dav2_cli.runtime.memory import fitting_backend
 from dav2_cli.outputs.atomic import (
     STDIO,
     OutputStopped,
@@ -32,7 +33,7 @@ from dav2_cli.outputs.atomic import (
     write_with_sidecars,
 )
 from dav2_cli.media.exif import focal_length_35mm
-from dav2_cli.media.images import decode_image, max_megapixels, read_input_bytes
+from dav2_cli.media.images import decode_image, image_header, max_megapixels, read_input_bytes
 from dav2_cli.pipeline import Frame, PerImageDepth, run_pipeline
 from dav2_cli.jobs.measure import Measure, plan_measure
 from dav2_cli.jobs.stereo import output_tail
@@ -167,6 +168,23 @@ class _Input:
         return self.item.name
 
 
+def _header_sizes(todo: list[Item]) -> list[tuple[int, int]]:
+    """(height, width) of each input whose header tells it (stdin and damaged files are left to decoding), so the
+    memory a run needs is known before the model loads; headers sit in a file's first bytes."""
+    sizes = []
+    for item in todo:
+        if item.source == STDIO:
+            continue
+        try:
+            with open(item.source, "rb") as file:
+                size = image_header(file.read(64 << 10))[1]
+        except (OSError, ValueError):
+            continue
+        if size is not None:
+            sizes.append((size[1], size[0]))
+    return sizes
+
+
 def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally) -> str | None:
     """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
 
@@ -177,6 +195,9 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
     from tqdm import tqdm
 
     options = measure.options
+    options = replace(options, backend=fitting_backend(options.model, options.device, options.dtype, options.backend,
+                                                       options.input_size, job.batch_size, _header_sizes(todo),
+                                                       verbose=options.verbose))
     model = load_job_model(options, repeated=len(todo) > 1)
     if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
         raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))

@@ -11,7 +11,7 @@ valid, shorter video (with audio cut to match); any other failure leaves no file
 import contextlib
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from dav2_cli.outputs import formats, metadata, pictures
 from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.errors import EXIT_FAILED, EXIT_OK, UsageError, UserError
 from dav2_cli.runtime.interrupts import GracefulStop
+from dav2_cli.runtime.memory import fitting_backend
 from dav2_cli.outputs.atomic import STDIO, write_with_sidecars, written_first
 from dav2_cli.media.frame_sequence import SequenceReader, frame_file_name, frame_files, probe_sequence
 from dav2_cli.media.video_probe import VideoInfo, parse_rate, probe
@@ -322,6 +323,9 @@ def plan_video(source: str, output: str | None, options: DepthOptions, video: Vi
 
 def run_video(source: str, output: str | None, options: DepthOptions, video: VideoOptions) -> int:
     job = plan_video(source, output, options, video)
+    options = replace(options, backend=fitting_backend(options.model, options.device, options.dtype, options.backend,
+                                                       options.input_size, video.batch_size,
+                                                       [(job.info.height, job.info.width)], verbose=options.verbose))
     model = load_job_model(options)
     with GracefulStop() as stop:
         return depth_video(model, job, options, video, stop)

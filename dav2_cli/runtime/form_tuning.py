@@ -22,8 +22,10 @@ import time
 
 import torch
 
+from dav2_cli.model.config import HEAD_DIM
 from dav2_cli.model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
 from dav2_cli.runtime import device as devices
+from dav2_cli.runtime import memory
 from dav2_cli.runtime import tuning_cache
 
 # attention forms timed for bf16 on native-bf16 CPUs, the first being the one kept unless another is clearly faster
@@ -120,7 +122,10 @@ def pick_attention_form(seconds: dict) -> str:
 
 
 def tuned_attention_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
-    """The fastest attention form for `block` at `grid_hw` on this machine: from the cache, else timed now."""
+    """The fastest attention form for `block` at `grid_hw` on this machine: from the cache, else timed now; the
+    fused form, untimed, where the matmul form's scores would not fit easily in memory (memory.py)."""
+    if not memory.matmul_attention_fits(block.attn.qkv.in_features // HEAD_DIM, grid_hw[0] * grid_hw[1]):
+        return "fused"
     return tuning_cache.cached_choice(attention_key(block, grid_hw), TUNED_FORMS,
                                       lambda: pick_attention_form(time_attention_forms(block, grid_hw)))
 
