@@ -32,6 +32,18 @@ def fresh_cache(tmp_path, monkeypatch):
     return folder
 
 
+def installed_backends() -> list[str]:
+    from dav2_cli.runtime.backends import BACKENDS
+
+    return [name for name, row in BACKENDS.items() if row.installed()]
+
+
+@pytest.fixture(params=[None, *installed_backends()], ids=lambda name: name or "default")
+def each_backend(request):
+    """The default backend (None: auto, as users run it) and each installed one by name."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def upstream_vits():
     return upstream_model("vits", seed=0)

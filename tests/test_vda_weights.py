@@ -144,3 +144,26 @@ def test_load_model_gives_a_float32_vda_on_the_cpu_by_default(tiny_state_dict, t
     model = loading.load_model(save(tiny_state_dict, tmp_path), device="cpu", dtype="auto")
     assert isinstance(model, VideoDepthAnything) and model.precision == "float32"
     assert model.patch_embed.proj.weight.dtype == torch.float32 and model.attention_form == "fused"
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_a_vda_on_cuda_computes_in_float32_by_default_and_in_what_is_asked_for_otherwise(tiny_state_dict, tmp_path,
+                                                                                         vits_checkpoint, monkeypatch,
+                                                                                         native_bf16):
+    """Upstream's threads report black or flickering VDA depth in fp16 (VDA #92, #97): auto stays float32 on CUDA,
+    as on the CPU, while a per-image model there still gets the GPU's reduced precision. CUDA is simulated: the
+    device is named cuda and the model is prepared for it without moving a tensor."""
+    from dav2_cli.runtime import device as devices
+    from dav2_cli.runtime import loading, torch_backend
+
+    prepared = []
+    monkeypatch.setattr(loading, "resolve_device", lambda spec: torch.device("cuda"))
+    monkeypatch.setattr(devices, "cuda_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(torch_backend, "prepare_model", lambda model, device, precision: prepared.append(
+        (type(model).__name__, device.type, precision)) or model)
+    loading.load_model(save(tiny_state_dict, tmp_path), device="cuda", dtype="auto")
+    loading.load_model(save(tiny_state_dict, tmp_path), device="cuda", dtype="float16")
+    loading.load_model(vits_checkpoint, device="cuda", dtype="auto")
+    reduced = "bfloat16" if native_bf16 else "float16"
+    assert prepared == [("VideoDepthAnything", "cuda", "float32"), ("VideoDepthAnything", "cuda", "float16"),
+                        ("DepthAnythingV2", "cuda", reduced)]

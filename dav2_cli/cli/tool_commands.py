@@ -70,19 +70,25 @@ Examples:
   dav2 info depth.png --at 320,240          # the depth at column 320, row 240
   dav2 info cloud.ply                       # the PLY header's description and axes
   dav2 info depth.mkv                       # a gray16 video's description (depth.mkv.json)
+  dav2 info                                 # dav2's caches: where, how large, how to clear them
 
 \b
 Reads PNG (text chunks, or OUT.json beside a gray16 PNG), JPEG (comment), EXR (header
 attributes), TIFF (ImageDescription), npy (OUT.npy.json), PLY (header comments) and the
 .json beside a gray16 video. Pictures are turned back into depth with their lo/hi.
 """ + "\n" + EXIT_CODES)
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="[FILE]", required=False)
 @click.option("--at", default=None, metavar="X,Y", callback=pixel_option,
               help="Also print the depth at this pixel (column X, row Y, from 0).")
 def info(file, at):
     """Print what a file dav2 wrote holds: model, kind, unit, range, size, camera, alignment."""
-    from dav2_cli.jobs.info import run_info
+    from dav2_cli.jobs.info import run_cache_info, run_info
 
+    if file is None:  # no file: dav2's own caches, what they weigh and how to clear them
+        if at is not None:
+            raise click.UsageError("--at needs a FILE to read the depth from")
+        run_job(lambda: run_cache_info(echo=click.echo))
+        return
     run_job(lambda: run_info(file, at, echo=click.echo))
 
 

@@ -142,6 +142,15 @@ def _lines(description: dict, prefix: str = "") -> list[str]:
     return lines
 
 
+def run_cache_info(echo=print) -> int:
+    """`dav2 info` with no file: dav2's caches, their size and how to clear them."""
+    from dav2_cli.runtime.openvino_cache import summary
+
+    for line in summary():
+        echo(line)
+    return EXIT_OK
+
+
 def run_info(source: str, at: tuple[int, int] | None, echo=print) -> int:
     path = Path(source)
     found = read_depth_file(path)

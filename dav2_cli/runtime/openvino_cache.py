@@ -68,15 +68,19 @@ def keep_within_budget(keep: Path | None = None, budget: int | None = None) -> N
             pass
 
 
-def summary() -> str:
-    """One line for `dav2 info`: where the cache is, what it weighs against its budget, how to clear it."""
-    path = folder()
+def summary() -> list[str]:
+    """`dav2 info` with no file: where the caches are, what they weigh against the budget, how to clear them."""
+    path, timings = folder(), tuning_cache.tuning_file()
     try:
-        used = size_of(path) if path.exists() else 0
+        entries = list(path.iterdir()) if path.is_dir() else []
+        used = sum(size_of(entry) for entry in entries)
     except OSError:
-        used = 0
-    return (f"OpenVINO cache: {path} ({used / 1e6:.0f} MB of {CACHE_BUDGET_BYTES / 1e6:.0f} MB; "
-            f"delete the folder to clear it)")
+        entries, used = [], 0
+    return [f"cache folder: {tuning_cache.cache_folder()}",
+            f"timings: {timings} ({timings.stat().st_size if timings.is_file() else 0} bytes)",
+            f"OpenVINO graphs and compiled blobs: {path} ({len(entries)} model(s), {used / 1e6:.0f} MB of a "
+            f"{CACHE_BUDGET_BYTES / 1e6:.0f} MB budget, least recently used evicted first)",
+            f"to clear: delete {path} and {timings} (safe: the next run converts and times again)"]
 
 
 def remove_partial(path: Path) -> None:
