@@ -6,11 +6,12 @@ flags several commands share, and one module per family of commands. Nothing her
 """
 
 from dav2_cli.cli.app import main
+from dav2_cli.cli.export_command import export
 from dav2_cli.cli.image_commands import folder, image
 from dav2_cli.cli.tool_commands import bench, info, models
 from dav2_cli.cli.video_command import video
 
-for _command in (image, folder, video, models, info, bench):
+for _command in (image, folder, video, models, info, bench, export):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -15,6 +15,7 @@ from dav2_cli.outputs import exr, formats, jpeg, metadata, npy, png, tiff, webp
 from dav2_cli.outputs.colormaps import colormap_table
 from dav2_cli.outputs.pictures import levels_grow_in
 from dav2_cli.errors import EXIT_OK, UsageError, UserError
+from dav2_cli.jobs.export import FORMATS as EXPORT_SUFFIXES, read_export_description
 from dav2_cli.media import depth_files
 from dav2_cli.media.images import read_input_bytes
 from dav2_cli.outputs.ply import read_ply
@@ -79,6 +80,8 @@ def _picture_file(kind: str | None, description: dict, data: bytes, name, lossy:
 
 def read_depth_file(path: Path) -> DepthFile:
     """The description and (where the file is a grid) the depth values of a file dav2 wrote."""
+    if path.suffix.lower() in EXPORT_SUFFIXES:  # a model `dav2 export` wrote: read by its own library, not in bytes
+        return DepthFile(*read_export_description(path))
     data = read_input_bytes(path)
     name = str(path)
     if path.suffix.lower() == formats.SIDECAR_SUFFIX:

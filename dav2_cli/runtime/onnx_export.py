@@ -160,4 +160,4 @@ def read_ir_metadata(xml_path: Path) -> dict:
     network = openvino.Core().read_model(str(xml_path))
     if not network.has_rt_info(["dav2"]):
         return {}
-    return {key: str(value) for key, value in network.get_rt_info()["dav2"].items()}
+    return {key: value.astype(str) for key, value in network.get_rt_info()["dav2"].items()}
