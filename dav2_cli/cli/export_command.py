@@ -3,7 +3,19 @@
 import click
 
 from dav2_cli.cli.app import EXIT_CODES, run_job
-from dav2_cli.cli.params import FiniteFloat
+from dav2_cli.cli.params import FiniteFloat, model_option
+from dav2_cli.errors import UsageError
+
+
+def export_model_option(ctx, param, value):
+    """The shared model check, after export's own word on video models (why they cannot be exported)."""
+    from dav2_cli.jobs.export import check_model_name
+
+    try:
+        check_model_name(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return model_option(ctx, param, value)
 
 
 @click.command(epilog="""\b
@@ -11,7 +23,7 @@ Examples:
   dav2 export -m vits -o vits.onnx                  # dynamic batch, height and width
   dav2 export -m vits -o vits-fp16.onnx --dtype float16   # for GPUs (matmuls and convs in fp16)
   dav2 export -m vits -o vits.onnx --fixed-size 518x700   # static shapes
-  dav2 export -m metric-indoor-small -o indoor.xml  # OpenVINO IR
+  dav2 export -m metric-indoor-vits -o indoor.xml   # OpenVINO IR
   dav2 info vits.onnx                               # what the file holds and how to feed it
 
 \b
@@ -22,7 +34,7 @@ resize rule. Before it is written, the export is run (onnxruntime or OpenVINO) a
 sizes against dav2's torch float32; beyond 1e-4 of the depth range (1% in float16)
 nothing is written and the exit code is 1.
 """ + "\n" + EXIT_CODES)
-@click.option("-m", "--model", default="vits", show_default=True, metavar="NAME|PATH",
+@click.option("-m", "--model", default="vits", show_default=True, metavar="NAME|PATH", callback=export_model_option,
               help="Model name (see `dav2 models`) or a checkpoint, as for the other commands.")
 @click.option("-o", "--output", required=True, metavar="FILE.onnx|FILE.xml",
               help="Where to write; the suffix picks the format (.xml also writes FILE.bin).")

@@ -65,9 +65,10 @@ def plan_export(output: str, dtype: str, overwrite: bool) -> Path:
 
 
 def check_model_name(model_spec: str) -> None:
-    from dav2_cli.weights.catalog import VIDEO_FAMILY, find_spec, looks_like_path
+    from dav2_cli.weights.catalog import VIDEO_FAMILY
+    from dav2_cli.weights.lookup import spec_for
 
-    spec = None if looks_like_path(model_spec) else find_spec(model_spec)
+    spec = spec_for(model_spec)
     if spec is not None and spec.family == VIDEO_FAMILY:
         raise UsageError(VIDEO_REFUSAL.format(model=model_spec))
 
