@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from torch import nn
 
 import dav2_cli
-from dav2_cli.runtime import allocator, form_tuning, loading, openvino_backend, torch_backend, tuning_cache
+from dav2_cli.runtime import (allocator, form_tuning, loading, onnxruntime_backend, openvino_backend, torch_backend,
+                              tuning_cache)
 from dav2_cli.runtime import device as devices
 from dav2_cli.runtime import precision as precisions
 from dav2_cli.jobs import bench
@@ -296,6 +297,8 @@ def test_bench_prints_a_row_per_precision(monkeypatch):
         assert rows["cpu int8"].endswith("% of range")
     if openvino_backend.installed():  # the optional backend is timed too, exact in float32
         assert rows["cpu float32 openvino"].endswith("0.000% of range")
+    if onnxruntime_backend.installed():  # and onnxruntime's, running dav2's export
+        assert rows["cpu float32 onnxruntime"].endswith("0.000% of range")
 
 
 @pytest.mark.parametrize("setting, openvino_seconds, marked", [

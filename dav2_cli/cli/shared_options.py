@@ -44,10 +44,13 @@ def depth_options(command):
                           "(~0.5-1% of the depth range off float32). The DAV2_DTYPE environment variable sets "
                           "it for every command; --dtype overrides it. "
                           "`dav2 bench` shows what each gives on this machine."),
-        click.option("--backend", type=click.Choice(("auto", "torch", "openvino")), default="auto",
+        click.option("--backend", type=click.Choice(("auto", "torch", "openvino", "onnxruntime")), default="auto",
                      show_default=True, envvar="DAV2_BACKEND", show_envvar=True,
                      help="What runs the model. openvino (CPU; float32 or bfloat16): needs "
-                          "`pip install \"dav2-cli[openvino]\"`. auto: on the CPU with OpenVINO installed, "
+                          "`pip install \"dav2-cli[openvino]\"`. onnxruntime (CPU, or its CUDA/TensorRT/CoreML "
+                          "providers by --device; float32, float16 on GPUs): runs dav2's own ONNX export, made "
+                          "once per model and cached; needs `pip install \"dav2-cli[onnx]\"`. "
+                          "auto: on the CPU with OpenVINO installed, "
                           "whichever of the two is faster on this machine, timed once per input size and "
                           "remembered in the cache folder (the first run of a model converts it for OpenVINO, "
                           "a few seconds, once); "

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dav2_cli.depth import sizing as prep
 from dav2_cli.runtime import device as devices
-from dav2_cli.runtime import openvino_backend
+from dav2_cli.runtime import onnxruntime_backend, openvino_backend
 from dav2_cli.runtime.loading import load_model, predict
 from dav2_cli.runtime.precision import TORCH_DTYPES, auto_precision
 from dav2_cli.runtime.torch_backend import prepare_model
@@ -43,7 +43,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"{self.device} {self.precision}" + (" openvino" if self.backend == "openvino" else "")
+        return f"{self.device} {self.precision}" + (f" {self.backend}" if self.backend != "torch" else "")
 
 
 def available_variants() -> list[Variant]:
@@ -60,6 +60,8 @@ def available_variants() -> list[Variant]:
     if openvino_backend.installed():
         variants += [Variant("cpu", p, p == cpu_auto, "openvino") for p in precisions
                      if p in openvino_backend.PRECISIONS]
+    if onnxruntime_backend.installed():  # float32: what its CPU provider computes
+        variants.append(Variant("cpu", "float32", cpu_auto == "float32", "onnxruntime"))
     if torch.cuda.is_available():
         cuda_auto = auto_precision(torch.device("cuda"))
         variants += [Variant("cuda", "float32", False), Variant("cuda", cuda_auto, True)]
@@ -200,11 +202,12 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
     reference = None
     for variant in variants:
         device = torch.device(variant.device)
-        if variant.backend == "openvino":
+        if variant.backend in ("openvino", "onnxruntime"):
             float32 = load_model(model_spec, "cpu", "float32", backend="torch") if weights is None else \
                 prepare_model(_with_weights(config, weights), device, "float32")
-            model = openvino_backend.OpenVINOModel(float32, variant.precision)
-            predict(model, image_bgr, input_size)  # converts, or reads the converted graph: not timed
+            model = openvino_backend.OpenVINOModel(float32, variant.precision) if variant.backend == "openvino" \
+                else onnxruntime_backend.build(float32, device, variant.precision)
+            predict(model, image_bgr, input_size)  # converts or exports, or reads the cached graph: not timed
         elif weights is None:
             model = load_model(model_spec, variant.device, variant.precision, backend="torch")
         else:
@@ -228,9 +231,10 @@ def run_bench(model_spec: str | None, input_size: int, image_hw: tuple[int, int]
     for row in rows:
         echo("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
                        for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
-    if any(variant.backend == "openvino" for variant in variants):
+    if any(variant.backend != "torch" for variant in variants):
         echo("(auto) marks what the default runs here: --dtype auto, and --backend auto picks the faster backend "
-             "(DAV2_BACKEND or --backend pin it); openvino rows exclude the one-off conversion of the model")
+             "(DAV2_BACKEND or --backend pin it); openvino and onnxruntime rows exclude the one-off conversion "
+             "or export of the model")
 
 
 def _with_weights(config: ModelConfig, weights: dict) -> DepthAnythingV2:

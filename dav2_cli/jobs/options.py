@@ -86,7 +86,8 @@ def loaded_model_line(model, device) -> str:
     meaning = "metric: meters, larger = farther" if config.metric else "relative: inverse depth, larger = nearer"
     if config.max_depth is not None:  # metric Video Depth Anything outputs metres with no fixed limit
         meaning += f", max_depth {config.max_depth:g} m"
-    backend = {"openvino": " on OpenVINO", "auto": " (torch or OpenVINO, whichever is timed faster here)"}
+    backend = {"openvino": " on OpenVINO", "onnxruntime": " on onnxruntime",
+               "auto": " (torch or OpenVINO, whichever is timed faster here)"}
     return (f"model {name} ({meaning}) from {model.source} on {device} "
             f"in {model.precision}{backend.get(getattr(model, 'backend', 'torch'), '')}")
 

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from dav2_cli.errors import UsageError
-from dav2_cli.runtime import openvino_backend, torch_backend
+from dav2_cli.runtime import onnxruntime_backend, openvino_backend, torch_backend
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Backend:
     precisions: tuple[str, ...]
     build: Callable  # (float32 torch model, device, precision) -> the model, float32 in and out
     require_installed: Callable[[], None] = lambda: None  # a usage error naming the package to install
+    auto_precisions: tuple[str, ...] | None = None  # where `auto` times it; None: all of `precisions`; (): nowhere
 
 
 def _openvino(float32_model, device, precision):
@@ -34,6 +35,9 @@ BACKENDS = {
                      lambda model, device, precision: torch_backend.prepare_model(model, device, precision)),
     "openvino": Backend("openvino", lambda: openvino_backend.installed(), ("cpu",), openvino_backend.PRECISIONS,
                         _openvino, lambda: openvino_backend.require_installed()),
+    "onnxruntime": Backend("onnxruntime", lambda: onnxruntime_backend.installed(), onnxruntime_backend.DEVICES,
+                           onnxruntime_backend.PRECISIONS, lambda *args: onnxruntime_backend.build(*args),
+                           lambda: onnxruntime_backend.require_installed(), onnxruntime_backend.AUTO_PRECISIONS),
 }
 CHOICES = ("auto", *BACKENDS)
 ENVIRONMENT = "DAV2_BACKEND"  # what `backend=None` means: the command line's default, for the API too
@@ -42,7 +46,8 @@ ENVIRONMENT = "DAV2_BACKEND"  # what `backend=None` means: the command line's de
 def candidates(device: torch.device, precision: str) -> list[str]:
     """The installed backends that run `precision` on `device`, torch first."""
     return [name for name, row in BACKENDS.items()
-            if device.type in row.devices and precision in row.precisions and row.installed()]
+            if device.type in row.devices and row.installed()
+            and precision in (row.precisions if row.auto_precisions is None else row.auto_precisions)]
 
 
 def resolve_backend(spec: str | None, device: torch.device, precision: str) -> str:

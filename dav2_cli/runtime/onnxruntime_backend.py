@@ -11,6 +11,7 @@ OpenVINO backend's: float32 (B,3,H,W) ImageNet-normalised in, float32 (B,H,W) ra
 `.source`, `.precision`, `.attention_form` and `.linear_form`. onnxruntime is imported only here.
 """
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -21,9 +22,17 @@ import torch
 
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.model.dpt import check_image_batch
-from dav2_cli.runtime import onnx_export
+from dav2_cli.runtime import onnx_export, tuning_cache
 
 INSTALL_HINT = 'pip install "dav2-cli[onnx]"'
+DEVICES = ("cpu", "cuda", "mps")
+# what --dtype may ask for: float16 with a GPU provider; bfloat16 (auto's choice on CPUs with native bf16) runs
+# float32, as OpenVINO does on CPUs without bf16 kernels, and the model's `.precision` says so
+PRECISIONS = ("float32", "bfloat16", "float16")
+# `--backend auto` does not time it: on a 2-core AVX512-BF16 EPYC (vits 504x756, loaded) its float32 took 10.7 s
+# against OpenVINO float32's 6.7 s and torch float32's 18.1 s, so where both are installed OpenVINO wins anyway,
+# and being a candidate would cost every model's first run an export (~7-30 s)
+AUTO_PRECISIONS = ()
 SAVED_EXPORTS = 4  # exports kept in the cache folder, the most recently used first
 # providers tried for --device auto, best first; CPU always closes the list
 AUTO_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider",
@@ -39,12 +48,6 @@ def installed() -> bool:
 def require_installed(what: str = "--backend onnxruntime") -> None:
     if not installed():
         raise UsageError(f"{what} needs onnx and onnxruntime, which are not installed: {INSTALL_HINT}")
-
-
-def versions() -> str:
-    from importlib.metadata import version
-
-    return f"onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
 
 
 def available_providers() -> list[str]:
@@ -78,10 +81,17 @@ def providers_for(device_spec: str) -> list:
     raise UserError(f"--device {spec}: expected auto, cpu, cuda, cuda:N or mps")
 
 
+def device_spec(device) -> str:
+    """A torch device (or a --device string) as `providers_for` reads it."""
+    if isinstance(device, torch.device):
+        return f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
+    return str(device)
+
+
 def export_dtype(precision: str, providers: list) -> str:
     """float32 everywhere; float16 only where asked and a GPU provider runs it (the CPU provider has few float16
     kernels and would cast back and forth)."""
-    if precision in ("auto", "float32"):
+    if precision in ("auto", "float32", "bfloat16"):
         return "float32"
     if precision == "float16" and providers[0] != "CPUExecutionProvider":
         return "float16"
@@ -89,34 +99,41 @@ def export_dtype(precision: str, providers: list) -> str:
                      f"with a GPU provider)")
 
 
-def export_key(model: torch.nn.Module, dtype: str, fixed_size_hw=None) -> str:
-    """Everything an export's graph depends on, hashed: the weights, head kind and max_depth, dav2's model and
-    export code, the library versions, the precision, opset and shape policy. A stale export can never be read."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().contiguous().cpu().numpy().view(np.uint8))
-    runtime = Path(__file__).parent
-    for code in sorted(runtime.parent.joinpath("model").glob("*.py")) + [runtime / "export_graph.py",
-                                                                        runtime / "onnx_export.py"]:
-        digest.update(code.read_bytes())
-    config = model.config
-    digest.update(f"{config.kind} max_depth {config.max_depth} torch {torch.__version__} {versions()} {dtype} "
-                  f"opset {onnx_export.OPSET} shape {fixed_size_hw or 'dynamic'}".encode())
+def build(float32_model: torch.nn.Module, device, precision: str) -> "OnnxRuntimeModel":
+    """The backend table's entry: `float32_model` exported (or read from the cache) and run with the providers
+    `device` names."""
+    return OnnxRuntimeModel(float32_model, providers_for(device_spec(device)), precision)
+
+
+EXPORT_CODE = ("export_graph.py", "onnx_export.py")  # beside this file: what writes the graph
+
+
+@functools.cache
+def export_code_version() -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for name in EXPORT_CODE:
+        digest.update(Path(__file__).with_name(name).read_bytes())
     return digest.hexdigest()
 
 
-def _cache_dir() -> Path:
-    from dav2_cli.runtime import engine
+def export_key(model: torch.nn.Module, dtype: str, fixed_size_hw=None) -> str:
+    """Everything an export's graph depends on (tuning_cache names the parts): the weights, head kind and
+    max_depth, dav2's model and export code, the library versions, the precision, opset and shape policy. A stale
+    export can never be read."""
+    shape = "dynamic" if fixed_size_hw is None else f"{fixed_size_hw[0]}x{fixed_size_hw[1]}"
+    return tuning_cache.cache_key("onnx export", model=tuning_cache.model_fingerprint(model), dtype=dtype,
+                                  opset=onnx_export.OPSET, shape=shape, **{"export code": export_code_version()})
 
-    return engine.tuning_cache_path().parent / "onnx"
+
+def _cache_dir() -> Path:
+    return tuning_cache.cache_folder() / "onnx"
 
 
 def cached_export(model: torch.nn.Module, dtype: str) -> Path:
     """The export of `model` in `dtype` from dav2's cache folder, made now if absent (atomically: a crashed or
     parallel run never leaves a half-written graph under the final name). The most recent SAVED_EXPORTS stay."""
     folder = _cache_dir()
-    path = folder / f"{export_key(model, dtype)}.onnx"
+    path = folder / f"{tuning_cache.key_digest(export_key(model, dtype))}.onnx"
     if path.is_file():
         os.utime(path)
         return path

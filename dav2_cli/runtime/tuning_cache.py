@@ -35,8 +35,10 @@ KEY_PARTS = {
     "backend": ("model", "precision", "bucket"),
     # a converted OpenVINO graph (float32; the precision is chosen when it is compiled, by OpenVINO's own cache)
     "openvino graph": ("model", "form"),
+    # an ONNX export run by onnxruntime: its precision, opset and shape policy, and the export's own code
+    "onnx export": ("model", "dtype", "opset", "shape", "export code"),
 }
-LIBRARY_PARTS = ("code", "torch", "openvino")  # what a built file depends on
+LIBRARY_PARTS = ("code", "torch", "openvino", "onnx", "onnxruntime")  # what a built file depends on
 MACHINE_PARTS = LIBRARY_PARTS + ("cpu", "threads")  # what a timing depends on, besides
 TIMED = ("attention form", "linear form", "backend")
 
@@ -74,7 +76,8 @@ def cpu_name() -> str:
 
 
 def shared_parts(kind: str) -> dict:
-    parts = {"code": code_version(), "torch": torch.__version__, "openvino": library_version("openvino")}
+    parts = {"code": code_version(), "torch": torch.__version__,
+             **{name: library_version(name) for name in ("openvino", "onnx", "onnxruntime")}}
     if kind in TIMED:
         parts.update(cpu=cpu_name(), threads=torch.get_num_threads())
     return parts
