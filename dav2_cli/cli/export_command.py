@@ -42,7 +42,8 @@ nothing is written and the exit code is 1.
               help="float16: matmuls and convolutions in float16 for GPUs; norms, softmax and the residual "
                    "stream stay float32, so the output stays finite. ONNX only.")
 @click.option("--fixed-size", default=None, metavar="HxW",
-              help="Static input size (multiples of 14) for runtimes that want one. Default: dynamic.")
+              help="Static input size (multiples of 14), batch 1, for runtimes that want one. Default: dynamic "
+                   "batch, height and width.")
 @click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Metric checkpoints: max depth in meters baked into the graph (default from the name).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")

@@ -21,6 +21,7 @@ from dav2_cli.outputs import atomic
 
 FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR"}
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2}  # largest |export - torch float32| / torch's depth range
+PATCH_SIZE = 14  # DINOv2's, in every model dav2 exports
 CHECK_GRIDS = ((10, 15), (16, 12))  # patch grids checked (140x210 and 224x168): two aspects, an odd side
 VIDEO_REFUSAL = ("{model} is a Video Depth Anything model: its network only gives steady depth inside dav2's "
                  "windowing (32-frame windows, keyframes carried over, alignment and crossfades at the seams), "
@@ -145,10 +146,10 @@ def run_export(model_spec: str, output: str, *, dtype: str = "float32", fixed_si
     if dtype not in onnx_export.EXPORT_DTYPES:
         raise UsageError(f"--dtype {dtype}: expected {' or '.join(onnx_export.EXPORT_DTYPES)}")
     fixed_size_hw = parse_fixed_size(fixed_size)
+    onnx_export.check_fixed_size(fixed_size_hw, PATCH_SIZE)  # every family's patch: checked before loading
     path = plan_export(output, dtype, overwrite)
     check_model_name(model_spec)
     model = load_float32_model(model_spec, max_depth)
-    onnx_export.check_fixed_size(fixed_size_hw, model.config.patch_size)
     name = Path(model.source).name if model.source else model_spec
     metadata = onnx_export.export_metadata(model.config, name, dtype, fixed_size_hw)
     with tempfile.TemporaryDirectory(prefix="dav2-export-") as work:
