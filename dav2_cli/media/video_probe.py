@@ -1,8 +1,9 @@
 """What a video file holds before its first frame is decoded: size, exact frame rate, length, audio.
 
 Depth videos drift against their source when the rate is truncated to an integer (29.97 → 29), so the rate is
-read as an exact fraction from ffmpeg's own account of the stream; OpenCV's float is only the fallback. The
-ffmpeg helpers that reading and writing share (which executable, how it is started) live here too.
+read as an exact fraction from the stream's own metadata through PyAV (FFmpeg's libraries, no log to parse);
+OpenCV's float is only the fallback. The ffmpeg helpers that reading and writing share (which executable, how
+it is started) live here too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -26,9 +26,6 @@ from dav2_cli.errors import UserError
 # setting wins.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
-
-
-_PROBE_TIMEOUT_S = 120
 DETACHED = (
     {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
 )
@@ -79,17 +76,14 @@ def find_ffmpeg() -> str | None:
 
 @dataclass(frozen=True)
 class _Listing:
-    """ffmpeg's account of one input file: `ffmpeg -i FILE` stderr plus a one-frame y4m header on stdout."""
+    """What a container says it holds, read from its structured metadata (PyAV: FFmpeg's own libraries)."""
 
-    error: str | None  # why ffmpeg could not open the file; None when it could
-    container: str = ""
-    video_line: str | None = None  # the first (non cover-art) video stream's line
+    error: str | None  # why the file could not be opened; None when it could
+    container: str = ""  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    video_codec: str | None = None  # the first video stream that is not cover art
     audio_codecs: tuple[str, ...] = ()
-    rate: Fraction | None = None  # exact rate of the decoded stream, from the y4m "F<num>:<den>" header
-
-    @property
-    def declares_rate(self) -> bool:
-        return self.video_line is not None and bool(re.search(r"\d(k)? (fps|tbr)\b", self.video_line))
+    rate: Fraction | None = None  # the rate FFmpeg decodes that stream at (av_guess_frame_rate), as OpenCV does
+    declares_rate: bool = False  # whether the file states a rate (average or base); a guess from the time base is none
 
     @property
     def is_still_image(self) -> bool:
@@ -101,49 +95,29 @@ def ffmpeg_input(path: Path) -> str:
     return "file:" + str(path.absolute())
 
 
-def list_streams(ffmpeg: str, path: Path) -> _Listing | None:
-    """Ask ffmpeg what `path` holds. None when ffmpeg itself could not be run to the end."""
-    argv = [
-        ffmpeg, "-hide_banner", "-nostdin", "-i", ffmpeg_input(path),
-        # Decoding one frame to a 2x2 y4m is the only way ffmpeg alone states the rate as an exact fraction
-        # (its listing rounds to 2 decimals); it is the rate OpenCV decodes at (both use av_guess_frame_rate).
-        "-map", "0:v:0?", "-frames:v", "1", "-vf", "scale=2:2", "-pix_fmt", "gray", "-f", "yuv4mpegpipe", "pipe:1",
-    ]
+def list_streams(path: Path) -> _Listing:
+    """What `path` holds, from the container's and streams' metadata; reads no frame."""
+    import av
+
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, **DETACHED)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    stderr = done.stderr.decode("utf-8", "replace")
-    header = re.search(r"^Input #0, (.+), from '", stderr, re.MULTILINE)
-    if header is None:
-        return _Listing(error=_open_failure_reason(stderr))
-    video_line, audio_codecs = None, []
-    for line in stderr[header.end():].splitlines()[1:]:
-        if not line.startswith(" "):
-            break  # the input section ends where "Stream mapping:" / "Output #0" begin
-        stream = re.match(r"\s+Stream #0:\d+\S*: (Video|Audio): (\w+)", line)
-        if stream is None:
-            continue
-        if stream[1] == "Audio":
-            audio_codecs.append(stream[2])
-        elif video_line is None and "(attached pic)" not in line:
-            video_line = line
-    y4m = re.match(rb"YUV4MPEG2 [^\n]*?\bF(\d+):(\d+)", done.stdout)
-    rate = Fraction(int(y4m[1]), int(y4m[2])) if y4m and int(y4m[1]) > 0 and int(y4m[2]) > 0 else None
-    return _Listing(None, header[1], video_line, tuple(audio_codecs), rate)
-
-
-def _open_failure_reason(stderr: str) -> str:
-    for line in stderr.splitlines():
-        found = re.search(r"Error opening input: (.+?)\.?$", line)
-        if found:
-            return found[1]
-    lines = [strip_log_prefix(line) for line in stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else "ffmpeg could not read it"
-
-
-def strip_log_prefix(line: str) -> str:
-    return re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())
+        container = av.open(ffmpeg_input(Path(path)), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        return _Listing(error=getattr(error, "strerror", None) or "FFmpeg could not read it")
+    with container:
+        attached = av.stream.Disposition.attached_pic
+        videos = [stream for stream in container.streams.video if not stream.disposition & attached]
+        # the codec's own name ("mp3"), not its decoder's ("mp3float"): the writer decides on it what to copy
+        audio = tuple(stream.codec_context.codec.canonical_name for stream in container.streams.audio)
+        if not videos:
+            return _Listing(None, container.format.name, None, audio)
+        video = videos[0]
+        rate = Fraction(video.guessed_rate) if video.guessed_rate and video.guessed_rate > 0 else None
+        if rate is not None and video.time_base and (rate * video.time_base).numerator != 1:
+            # A frame is no whole number of time-base ticks (WebM's 1 ms holds no 30000/1001 frame), so the rate
+            # FFmpeg read from the timestamps is rounded, as 2997/100 is: snapped like a decimal
+            rate = _tidy_rate(Fraction(float(rate)))
+        declares = bool(video.average_rate) or bool(video.base_rate)
+        return _Listing(None, container.format.name, video.codec_context.codec.canonical_name, audio, rate, declares)
 
 
 def check_readable(path: Path) -> None:
@@ -206,8 +180,7 @@ def _choose_fps(path: Path, listing: _Listing | None, opencv_fps: float, fps_ove
         return parse_rate(fps_override)
     rate = None
     if listing is None or listing.declares_rate:
-        # ffmpeg's exact fraction first; OpenCV's float (the same rate as a double) when ffmpeg is absent or
-        # could not decode a first frame.
+        # The exact fraction first; OpenCV's float (the same rate as a double) where the stream gives none.
         if listing is not None and listing.rate is not None:
             rate = _tidy_rate(listing.rate)
         elif math.isfinite(opencv_fps) and opencv_fps > 0:
@@ -221,20 +194,19 @@ def probe(path, fps_override=None) -> VideoInfo:
     """Open `path` as a video and describe it, or raise UserError saying why it cannot be read.
 
     `fps_override` (a number or fraction such as "30000/1001") replaces the file's rate; it is required for
-    files that state none. NTSC-style rates are returned as k*1000/1001. With ffmpeg, still images and files
-    without a video stream are refused and `has_audio` is known; without it `has_audio` is False.
+    files that state none. NTSC-style rates are returned as k*1000/1001. Still images and files without a
+    video stream are refused. The size and the frame count are OpenCV's, the reader's: the size of the frames
+    it decodes (rotated as the file asks), the count it will be held to when telling a truncated file.
     """
     path = Path(path)
     check_readable(path)
-    ffmpeg = find_ffmpeg()
-    listing = list_streams(ffmpeg, path) if ffmpeg else None
-    if listing is not None:
-        if listing.error is not None:
-            raise UserError(f"{path}: cannot open video ({listing.error})")
-        if listing.video_line is None:
-            raise UserError(f"{path}: cannot open video (it has no video stream)")
-        if listing.is_still_image:
-            raise UserError(f"{path}: cannot open video (it is a still image)")
+    listing = list_streams(path)
+    if listing.error is not None:
+        raise UserError(f"{path}: cannot open video ({listing.error})")
+    if listing.video_codec is None:
+        raise UserError(f"{path}: cannot open video (it has no video stream)")
+    if listing.is_still_image:
+        raise UserError(f"{path}: cannot open video (it is a still image)")
     capture = open_capture(path)
     try:
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -246,6 +218,5 @@ def probe(path, fps_override=None) -> VideoInfo:
     if width <= 0 or height <= 0:
         raise UserError(f"{path}: cannot open video (no frame size in the file)")
     fps = _choose_fps(path, listing, opencv_fps, fps_override)
-    has_audio = listing is not None and bool(listing.audio_codecs)
-    return VideoInfo(path, width, height, fps, frame_count, has_audio)
+    return VideoInfo(path, width, height, fps, frame_count, bool(listing.audio_codecs))
 

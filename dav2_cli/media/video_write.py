@@ -8,6 +8,7 @@ Without ffmpeg, OpenCV's own encoders are the fallback, with a warning about wha
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,6 @@ from dav2_cli.media.video_probe import (
     find_ffmpeg,
     list_streams,
     parse_rate,
-    strip_log_prefix,
 )
 
 SUPPORTED_EXTENSIONS = (".mp4", ".webm", ".mkv")
@@ -65,6 +65,11 @@ _warned: set[str] = set()
 # OpenCV's bundled FFmpeg has no H.264 encoder, so H.264 degrades to MPEG-4 Part 2 there.
 _OPENCV_FOURCC = {"h264": "mp4v", "vp9": "VP90", "ffv1": "FFV1"}
 
+
+
+def _strip_log_prefix(line: str) -> str:
+    """An encoder's complaint without ffmpeg's "[libx264 @ 0x...]" tags, for the one line the user sees."""
+    return re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())
 
 
 def _warn_once(key: str, message: str) -> None:
@@ -120,7 +125,7 @@ class _FfmpegProcess:
 
     def _failure(self) -> UserError:
         self._stderr.seek(0)
-        lines = [strip_log_prefix(line) for line in self._stderr.read().decode("utf-8", "replace").splitlines()]
+        lines = [_strip_log_prefix(line) for line in self._stderr.read().decode("utf-8", "replace").splitlines()]
         lines = [line for line in lines if line]
         self._stderr.close()
         # ffmpeg's first error is the cause; the lines after it ("Conversion failed!", ...) are consequences.
@@ -235,10 +240,9 @@ class VideoWriter:
             _warn_once("no-audio", "no ffmpeg found, so audio is not copied into depth videos")
             return ()
         check_readable(self._audio_from)
-        listing = list_streams(self._ffmpeg, self._audio_from)
-        if listing is None or listing.error is not None:
-            reason = listing.error if listing is not None else "ffmpeg did not answer"
-            raise UserError(f"{self._audio_from}: cannot read its audio ({reason})")
+        listing = list_streams(self._audio_from)
+        if listing.error is not None:
+            raise UserError(f"{self._audio_from}: cannot read its audio ({listing.error})")
         return listing.audio_codecs
 
     def _check_target(self) -> None:
