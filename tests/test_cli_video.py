@@ -1,6 +1,7 @@
 """`dav2 video` end to end: exact frame counts and rates, formats, normalisation, selection, audio, damage,
 signals, and memory that does not grow with the video's length."""
 
+import dataclasses
 import json
 import re
 import signal
@@ -22,7 +23,7 @@ import signal_child
 import dav2_cli
 from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.cli import main
-from dav2_cli.media import video_probe
+from dav2_cli.media import video_probe, video_write
 from dav2_cli.media.video_probe import find_ffmpeg, probe
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.media.video_write import VideoWriter
@@ -326,7 +327,9 @@ def test_garbage_file_is_one_line_and_exit_1(tmp_path, vits_checkpoint):
 
 def test_a_file_without_a_frame_rate_asks_for_fps(tmp_path, vits_checkpoint, monkeypatch):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(3))
-    monkeypatch.setattr(video_probe._Listing, "declares_rate", property(lambda self: False))
+    listed = video_probe.list_streams
+    monkeypatch.setattr(video_probe, "list_streams", lambda path: dataclasses.replace(listed(path),
+                                                                                     declares_rate=False))
     result = dav2(source, "-m", vits_checkpoint, "--input-size", 56)
     assert result.exit_code == 1 and "--fps" in result.stderr and "no frame rate" in result.stderr
     result = dav2(source, "-m", vits_checkpoint, "--input-size", 56, "--fps", "12.5")
@@ -401,6 +404,25 @@ def test_a_signal_in_a_forward_pass_that_never_ends_leaves_no_video(tmp_path, vi
         assert child.finish() == 130, child.stderr
     assert "no output" in child.stderr and "Traceback" not in child.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["IN.mkv"]
+
+
+def test_sigterm_during_the_final_close_is_a_stop_not_an_encoder_failure(tmp_path, vits_checkpoint, monkeypatch):
+    source = write_clip(tmp_path / "IN.mkv", clip_frames(4), fps=25)
+    out = tmp_path / "out.mp4"
+    finish = video_write._FfmpegProcess.finish
+
+    def finish_under_sigterm(process):
+        # as a service manager stops a whole process group: dav2 and its encoder get SIGTERM as the file closes
+        os.kill(os.getpid(), signal.SIGTERM)
+        process._process.send_signal(signal.SIGTERM)
+        return finish(process)
+
+    monkeypatch.setattr(video_write._FfmpegProcess, "finish", finish_under_sigterm)
+    result = dav2(source, "-o", out, "-m", vits_checkpoint, "--input-size", 28)
+    assert result.exit_code == 143, result.stderr
+    assert "stopped by signal" in result.stderr and "ffmpeg" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 class CountingReader:

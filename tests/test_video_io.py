@@ -11,7 +11,9 @@ import pytest
 
 from dav2_cli.errors import UserError
 from dav2_cli.media import video_probe, video_write
+from dav2_cli.media.frame_sequence import SequenceReader
 from dav2_cli.media.video_probe import find_ffmpeg, probe
+from dav2_cli.media.video_selection import FrameSelection
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.media.video_write import VideoWriter
 
@@ -498,3 +500,18 @@ def test_find_ffmpeg_order_and_cache(ffmpeg, tmp_path, monkeypatch):
     monkeypatch.setenv("DAV2_FFMPEG", ffmpeg)
     find_ffmpeg.cache_clear()
     assert find_ffmpeg() == ffmpeg
+
+
+@pytest.mark.parametrize(("start", "end", "every"), [(0, None, 1), (2, 9, 3), (5, 6, 1), (4, None, 5), (11, 30, 2)])
+def test_both_readers_and_the_count_follow_one_selection(ffmpeg, tmp_path, start, end, every):
+    frames = list(_frames(12))
+    _write(tmp_path / "clip.mkv", frames, fps=25)
+    folder = tmp_path / "sequence"
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{index}.png"), frame)
+    selection = FrameSelection(start, end, every)
+    wanted = [index for index in range(12) if selection.includes(index)]
+    assert [index for index, _ in iter_frames(tmp_path / "clip.mkv", start=start, end=end, every=every)] == wanted
+    assert [index for index, _ in SequenceReader(folder, start=start, end=end, every=every)] == wanted
+    assert selection.count(12) == len(wanted)

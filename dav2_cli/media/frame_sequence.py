@@ -16,6 +16,7 @@ import numpy as np
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.media.images import image_header, is_image_name, read_image, read_input_bytes
 from dav2_cli.media.video_probe import VideoInfo
+from dav2_cli.media.video_selection import FrameSelection
 
 
 def _natural_key(path: Path) -> list:
@@ -72,7 +73,7 @@ class SequenceReader:
     def __init__(self, folder, *, start: int = 0, end: int | None = None, every: int = 1):
         self.path = Path(folder)
         self._files = sequence_files(self.path)
-        self.start, self.end, self.every = start, end, every
+        self.selection = FrameSelection(start, end, every)
         self.frame_count = len(self._files)
         self.frames_read = 0
         self.stopped_early = False
@@ -90,8 +91,7 @@ class SequenceReader:
 
     def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
         frame_hw = None
-        stop = len(self._files) if self.end is None else min(self.end, len(self._files))
-        for index in range(self.start, stop, self.every):
+        for index in self.selection.indices(len(self._files)):
             try:
                 frame = read_image(self._files[index])
             except UserError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 
 from dav2_cli.errors import UserError
 from dav2_cli.media.video_probe import check_readable, frame_count_of, open_capture
+from dav2_cli.media.video_selection import FrameSelection
 
 
 class FrameReader:
@@ -35,10 +36,8 @@ class FrameReader:
     """
 
     def __init__(self, path, *, start: int = 0, end: int | None = None, every: int = 1):
-        if start < 0 or every < 1 or (end is not None and end < start):
-            raise ValueError(f"bad frame selection start={start} end={end} every={every}")
+        self.selection = FrameSelection(start, end, every)
         self.path = Path(path)
-        self.start, self.end, self.every = start, end, every
         check_readable(self.path)
         self._capture = open_capture(self.path)
         self.frame_count = frame_count_of(self._capture)
@@ -69,8 +68,8 @@ class FrameReader:
     def _decode(self) -> Iterator[tuple[int, np.ndarray]]:
         try:
             index = 0
-            while self.end is None or index < self.end:
-                wanted = index >= self.start and (index - self.start) % self.every == 0
+            while not self.selection.past_the_end(index):
+                wanted = self.selection.includes(index)
                 if not self._capture.grab():
                     self._note_stop(index)
                     return
