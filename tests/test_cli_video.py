@@ -3,6 +3,7 @@ signals, and memory that does not grow with the video's length."""
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import signal_child
 import dav2_cli
 from dav2_cli.outputs.range_tracker import RangeTracker
 from dav2_cli.cli import main
-from dav2_cli.media import video_probe, video_write
+from dav2_cli.media import video_encoders, video_probe
 from dav2_cli.media.video_probe import find_ffmpeg, probe
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.media.video_write import VideoWriter
@@ -409,7 +410,7 @@ def test_a_signal_in_a_forward_pass_that_never_ends_leaves_no_video(tmp_path, vi
 def test_sigterm_during_the_final_close_is_a_stop_not_an_encoder_failure(tmp_path, vits_checkpoint, monkeypatch):
     source = write_clip(tmp_path / "IN.mkv", clip_frames(4), fps=25)
     out = tmp_path / "out.mp4"
-    finish = video_write._FfmpegProcess.finish
+    finish = video_encoders.FfmpegProcess.finish
 
     def finish_under_sigterm(process):
         # as a service manager stops a whole process group: dav2 and its encoder get SIGTERM as the file closes
@@ -417,7 +418,7 @@ def test_sigterm_during_the_final_close_is_a_stop_not_an_encoder_failure(tmp_pat
         process._process.send_signal(signal.SIGTERM)
         return finish(process)
 
-    monkeypatch.setattr(video_write._FfmpegProcess, "finish", finish_under_sigterm)
+    monkeypatch.setattr(video_encoders.FfmpegProcess, "finish", finish_under_sigterm)
     result = dav2(source, "-o", out, "-m", vits_checkpoint, "--input-size", 28)
     assert result.exit_code == 143, result.stderr
     assert "stopped by signal" in result.stderr and "ffmpeg" not in result.stderr

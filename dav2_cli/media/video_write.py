@@ -8,21 +8,17 @@ Without ffmpeg, OpenCV's own encoders are the fallback, with a warning about wha
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from dav2_cli.errors import UserError
 from dav2_cli.outputs.atomic import discard, publish, reserve_temp
+from dav2_cli.media.video_encoders import FfmpegProcess, OpenCVSink
 from dav2_cli.media.video_probe import (
-    DETACHED,
     check_readable,
     ffmpeg_input,
     find_ffmpeg,
@@ -62,103 +58,13 @@ _ENCODER_ARGS = {
 }
 _PIX_FMTS_IN = ("bgr24", "gray16le")
 _warned: set[str] = set()
-# OpenCV's bundled FFmpeg has no H.264 encoder, so H.264 degrades to MPEG-4 Part 2 there.
-_OPENCV_FOURCC = {"h264": "mp4v", "vp9": "VP90", "ffv1": "FFV1"}
 
-
-
-def _strip_log_prefix(line: str) -> str:
-    """An encoder's complaint without ffmpeg's "[libx264 @ 0x...]" tags, for the one line the user sees."""
-    return re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip())
 
 
 def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         print(f"dav2: warning: {message}", file=sys.stderr)
-
-
-class _FfmpegProcess:
-    """One ffmpeg run, its stderr in a file (a pipe nobody reads would fill and deadlock it)."""
-
-    def __init__(self, argv: list[str], out_path: Path, *, feed: bool):
-        self.out_path = out_path
-        self._stderr = tempfile.TemporaryFile()
-        # A session of its own: Ctrl-C in the terminal must not kill ffmpeg under the runner, which finishes
-        # the item in hand and then stops.
-        try:
-            self._process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self._stderr, **DETACHED,
-            )
-        except OSError as error:
-            self._stderr.close()
-            raise UserError(f"{out_path}: cannot run ffmpeg {argv[0]} ({error.strerror})") from None
-
-    def write(self, frame: np.ndarray) -> None:
-        try:
-            self._process.stdin.write(frame.data.cast("B"))
-        except OSError:  # BrokenPipeError and friends: ffmpeg has died, its stderr says why
-            self._process.wait()
-            raise self._failure() from None
-
-    def finish(self) -> None:
-        try:
-            if self._process.stdin is not None:
-                self._process.stdin.close()
-        except OSError:
-            pass  # the exit status and stderr below tell the story
-        if self._process.wait() != 0:
-            raise self._failure()
-        self._stderr.close()
-
-    def kill(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait()
-        if self._process.stdin is not None:
-            try:
-                self._process.stdin.close()
-            except OSError:
-                pass
-        self._stderr.close()
-
-    def _failure(self) -> UserError:
-        self._stderr.seek(0)
-        lines = [_strip_log_prefix(line) for line in self._stderr.read().decode("utf-8", "replace").splitlines()]
-        lines = [line for line in lines if line]
-        self._stderr.close()
-        # ffmpeg's first error is the cause; the lines after it ("Conversion failed!", ...) are consequences.
-        reason = lines[0] if lines else f"exit status {self._process.returncode}"
-        return UserError(f"{self.out_path}: ffmpeg failed ({reason})")
-
-
-class _OpenCVSink:
-    """OpenCV's own encoder for when there is no ffmpeg: mp4v, VP9 or FFV1, no audio, rate within 0.001."""
-
-    def __init__(self, temp: Path, out_path: Path, codec: str, fps: Fraction, size_wh: tuple[int, int],
-                 gray16: bool):
-        self.out_path = out_path
-        params = [cv2.VIDEOWRITER_PROP_IS_COLOR, 0 if gray16 else 1,
-                  cv2.VIDEOWRITER_PROP_DEPTH, cv2.CV_16U if gray16 else cv2.CV_8U]
-        self._writer = cv2.VideoWriter(
-            str(temp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*_OPENCV_FOURCC[codec]), float(fps), size_wh, params
-        )
-        if not self._writer.isOpened():
-            self._writer.release()
-            raise UserError(
-                f"{out_path}: writing {codec} needs ffmpeg and none was found "
-                "(install imageio-ffmpeg or point DAV2_FFMPEG at an ffmpeg)"
-            )
-
-    def write(self, frame: np.ndarray) -> None:
-        self._writer.write(frame)
-
-    def finish(self) -> None:
-        self._writer.release()
-
-    def kill(self) -> None:
-        self._writer.release()
 
 
 class VideoWriter:
@@ -259,7 +165,7 @@ class VideoWriter:
         except OSError as error:
             raise UserError(f"{self.path}: cannot write to folder {self.path.parent} ({error.strerror})") from None
 
-    def _start_ffmpeg(self, codec: str) -> _FfmpegProcess:
+    def _start_ffmpeg(self, codec: str) -> FfmpegProcess:
         height, width = self._coded_hw
         rate = f"{self.fps.numerator}/{self.fps.denominator}"
         encoder = list(_ENCODER_ARGS[codec])
@@ -273,13 +179,13 @@ class VideoWriter:
             "-framerate", rate, "-i", "pipe:0",
             *encoder, "-r", rate, *self._container_args(), "-y", ffmpeg_input(self._temp),
         ]
-        return _FfmpegProcess(argv, self.path, feed=True)
+        return FfmpegProcess(argv, self.path, feed=True)
 
     def _container_args(self) -> list[str]:
         faststart = ["-movflags", "+faststart"] if self._muxer == "mp4" else []
         return [*faststart, "-f", self._muxer]
 
-    def _start_opencv(self, codec: str, extension: str) -> _OpenCVSink:
+    def _start_opencv(self, codec: str, extension: str) -> OpenCVSink:
         if extension == ".mp4":
             _warn_once(
                 "mp4v",
@@ -287,7 +193,7 @@ class VideoWriter:
                 "play (install imageio-ffmpeg, or write .webm)",
             )
         height, width = self._coded_hw
-        return _OpenCVSink(self._temp, self.path, codec, self.fps, (width, height), self._gray16)
+        return OpenCVSink(self._temp, self.path, codec, self.fps, (width, height), self._gray16)
 
     # -- writing
 
@@ -378,7 +284,7 @@ class VideoWriter:
                 "-map", "0:v:0", "-map", "1:a", "-c:v", "copy", *audio_args, "-t", f"{duration:.6f}",
                 *self._container_args(), "-y", ffmpeg_input(muxed),
             ]
-            process = _FfmpegProcess(argv, self.path, feed=False)
+            process = FfmpegProcess(argv, self.path, feed=False)
             try:
                 process.finish()
             except BaseException:
