@@ -84,6 +84,7 @@ class _Listing:
     audio_codecs: tuple[str, ...] = ()
     rate: Fraction | None = None  # the rate FFmpeg decodes that stream at (av_guess_frame_rate), as OpenCV does
     declares_rate: bool = False  # whether the file states a rate (average or base); a guess from the time base is none
+    pixel_format: str | None = None  # that stream's, e.g. yuv420p
 
     @property
     def is_still_image(self) -> bool:
@@ -117,7 +118,9 @@ def list_streams(path: Path) -> _Listing:
             # FFmpeg read from the timestamps is rounded, as 2997/100 is: snapped like a decimal
             rate = _tidy_rate(Fraction(float(rate)))
         declares = bool(video.average_rate) or bool(video.base_rate)
-        return _Listing(None, container.format.name, video.codec_context.codec.canonical_name, audio, rate, declares)
+        pixel_format = video.codec_context.format.name if video.codec_context.format is not None else None
+        return _Listing(None, container.format.name, video.codec_context.codec.canonical_name, audio, rate, declares,
+                        pixel_format)
 
 
 def check_readable(path: Path) -> None:
