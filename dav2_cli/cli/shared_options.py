@@ -9,6 +9,7 @@ from dav2_cli.cli.params import FiniteFloat, device_option, model_option
 from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE, MIN_INPUT_SIZE, SIZE_MULTIPLE
 from dav2_cli.outputs.colormaps import CMAPS
 from dav2_cli.outputs.formats import FORMAT_ALIASES, FORMATS
+from dav2_cli.weights.catalog import DEFAULT_MODEL, METRIC_DATASET_HINT  # rows only: no torch, no disk
 
 MAX_IMAGE_SIDE = 1 << 20  # beyond any image OpenCV decodes: bounds for pixel counts, so numpy never overflows
 
@@ -27,7 +28,7 @@ def _apply(command, options):
 def depth_options(command):
     """The model and rendering options every command shares."""
     return _apply(command, [
-        click.option("-m", "--model", default="vits", show_default=True, metavar="NAME|PATH",
+        click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME|PATH",
                      callback=model_option,
                      help="Model name (see `dav2 models`) or a checkpoint: upstream .pth, HuggingFace folder "
                           "or .safetensors. A bare word is a name first: write ./vits for a folder called vits."),
@@ -57,8 +58,8 @@ def depth_options(command):
                           "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
                           "--backend overrides it."),
         click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
-                     help="Metric checkpoints: override max depth in meters (default from the name: 20 for "
-                          "hypersim/indoor, 80 for vkitti/outdoor)."),
+                     help=f"Metric checkpoints: override max depth in meters (default from the name: "
+                          f"{METRIC_DATASET_HINT})."),
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
                      help="color (8-bit colormapped PNG, default), gray (8-bit), gray16 (16-bit PNG, full "
                           "0-65535 range, + OUT.json with lo/hi), npy/exr/tiff (float32 raw values), ply (a "
