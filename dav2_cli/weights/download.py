@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dav2_cli.errors import UserError
 from dav2_cli.weights.catalog import ModelSpec
-from dav2_cli.weights.locations import download_folder, hand_placed
+from dav2_cli.weights.locations import download_folder, hand_placed, hf_hub_cache
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 10  # the first request: an unreachable network must fail in seconds, not minutes
@@ -54,7 +54,6 @@ def download(spec: ModelSpec, *, progress: bool = True) -> Path:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     folder, hub = download_folder(), endpoint()
-    own_folder = bool(os.environ.get("DAV2_HOME"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -62,7 +61,7 @@ def download(spec: ModelSpec, *, progress: bool = True) -> Path:
     try:
         announced = get_hf_file_metadata(hf_hub_url(spec.repo, spec.filename, endpoint=hub), endpoint=hub,
                                          timeout=PROBE_TIMEOUT_S)
-        place = {"local_dir": folder} if own_folder else {"cache_dir": folder}
+        place = {"cache_dir": folder} if folder == hf_hub_cache() else {"local_dir": folder}  # a plain file
         path = Path(hf_hub_download(spec.repo, spec.filename, endpoint=hub, etag_timeout=PROBE_TIMEOUT_S,
                                     tqdm_class=_bar_class(progress), **place))
     except _failures() as exc:
