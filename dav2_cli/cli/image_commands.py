@@ -60,6 +60,7 @@ Examples:
   dav2 folder photos/ -o depth/ --format npy --skip-existing
   dav2 folder list.txt -o depth/            # paths in list.txt, relative to its folder
   dav2 folder photos/ --shard 2/4           # this machine's quarter (1/4 .. 4/4 cover all)
+  dav2 folder photos/ -o depth/ --ray auto  # on the running Ray cluster
 
 \b
 Output: DIR/a/x.jpg becomes OUT/a/x.<ext>. Inputs of one folder that would share
@@ -88,11 +89,17 @@ Images over 200 megapixels (see DAV2_MAX_MEGAPIXELS) or longer than 16:1 are ref
 @click.option("--shard", default=None, metavar="K/N", callback=shard_option,
               help="Do only inputs K, K+N, K+2N, ... (1-based) of the sorted list, so N machines (K = 1..N) "
                    "cover the folder exactly once without coordination.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run on a Ray cluster: `auto` joins the running one, ADDRESS names one, alone starts a local "
+                   "one. Same outputs as without it. Needs the extra: pip install \"dav2-cli[ray]\".")
+@click.option("--ray-actors", type=click.IntRange(1), default=None, metavar="N",
+              help="Model copies on the Ray cluster. Default: one per GPU, else one per CPU less one for reading.")
 @progress_options
-def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, progress, **values):
+def folder(source, output, fmt, recursive, batch_size, skip_existing, shard, progress, ray_address, ray_actors,
+           **values):
     """Depth maps for every image in folder DIR (recursively) or listed in LIST.txt."""
     from dav2_cli.jobs.images import JobOptions, run_folder
 
     job = JobOptions(batch_size=batch_size, shard=shard, skip_existing=skip_existing, name_outputs=values["verbose"],
-                     progress=show_progress(progress))
+                     progress=show_progress(progress), ray=ray_address, ray_actors=ray_actors)
     run_job(lambda: run_folder(source, output, make_options(fmt or "color", **values), job, recursive=recursive))

@@ -64,6 +64,8 @@ class JobOptions:
     skip_existing: bool = False
     progress: bool = False
     name_outputs: bool = False  # one stderr line per file written
+    ray: str | None = None  # --ray: a cluster's address, `auto`, or "" for a local one; None: this process
+    ray_actors: int | None = None  # --ray-actors; None: jobs/ray_images.py decides
 
 
 @dataclass
@@ -93,6 +95,10 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
                recursive: bool = True) -> int:
+    if job.ray is not None:
+        from dav2_cli.jobs.ray_images import check_ray_installed
+
+        check_ray_installed()
     options = replace(options, fmt=formats.canonical_format(options.fmt))
     source_path = Path(source)
     if not source_path.exists():
@@ -131,8 +137,13 @@ def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: 
         else:
             todo.append(item)
     stopped_by = None
-    if todo:
-        stopped_by = _depth_for_items(todo, measure, job, tally)
+    if todo and job.ray is not None:
+        from dav2_cli.jobs.ray_images import depth_on_ray
+
+        measure = replace(measure, options=fitted_options(todo, measure.options, job))
+        stopped_by = depth_on_ray(todo, measure, job, tally)
+    elif todo:
+        stopped_by = depth_for_items(todo, measure, job, tally)
     if summary or stopped_by:
         print(tally.line(stopped_by), file=sys.stderr, flush=True)
     if stopped_by in ("interrupted", "terminated"):
@@ -185,8 +196,18 @@ def _header_sizes(todo: list[Item]) -> list[tuple[int, int]]:
     return sizes
 
 
-def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally) -> str | None:
+def fitted_options(todo: list[Item], options: DepthOptions, job: JobOptions) -> DepthOptions:
+    """The options with a backend whose memory fits these images, decided before the model loads."""
+    return replace(options, backend=fitting_backend(options.model, options.device, options.dtype, options.backend,
+                                                    options.input_size, job.batch_size, _header_sizes(todo),
+                                                    verbose=options.verbose))
+
+
+def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: Tally, *,
+                    model=None) -> str | None:
     """Run the model over `todo` through the streamed pipeline; returns why it stopped early, if it did.
+
+    `model`: one already loaded for these options (a Ray actor's, kept for all its batches); None loads it.
 
     Same-sized images share a model call; the next ones are decoded and prepared while the model runs, and the
     finished ones are rendered and written meanwhile. A Ctrl-C or SIGTERM stops the reading: the images already
@@ -195,10 +216,9 @@ def _depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally:
     from tqdm import tqdm
 
     options = measure.options
-    options = replace(options, backend=fitting_backend(options.model, options.device, options.dtype, options.backend,
-                                                       options.input_size, job.batch_size, _header_sizes(todo),
-                                                       verbose=options.verbose))
-    model = load_job_model(options, repeated=len(todo) > 1)
+    if model is None:
+        options = fitted_options(todo, options, job)
+        model = load_job_model(options, repeated=len(todo) > 1)
     if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
         raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))
     measure.use_model(model.config)
