@@ -103,17 +103,14 @@ def upstream_model(encoder: str = "vits", *, seed: int = 0, max_depth: float | N
     of the last ReLU and the output multiplied by max_depth; the PyPI wheel ships only the relative file, so the
     metric variant is derived from it in exactly those two places.
     """
+    from dav2_cli.weights.seeded import seeded_checkpoint
+
     dpt = upstream_dpt()
-    torch.manual_seed(seed)
     model = dpt.DepthAnythingV2(**UPSTREAM_CONFIGS[encoder])
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():
-            # move every tensor off its default init so no weight is trivially 0 or 1
-            param.add_(torch.randn(param.shape, generator=generator) * 0.02)
-        # random weights can push the final ReLU's input below zero everywhere, a flat map that would prove
-        # nothing; a positive last bias keeps depth varying
-        model.depth_head.scratch.output_conv2[2].bias.fill_(0.5)
+    # dav2's one recipe for seeded weights (every tensor perturbed, depth that varies), under upstream's keys; the
+    # mask token is unused by both models
+    missing = model.load_state_dict(seeded_checkpoint(encoder, seed), strict=False).missing_keys
+    assert missing == ["pretrained.mask_token"], missing
     if max_depth is not None:
         model.depth_head.scratch.output_conv2[3] = nn.Sigmoid()
         model = _MetricWrapper(model, max_depth)
