@@ -27,10 +27,10 @@ from dav2_cli.runtime.torch_backend import prepare_model
 from dav2_cli.runtime.allocator import keep_freed_memory
 from dav2_cli.model import DepthAnythingV2, ModelConfig
 from dav2_cli.model.int8 import Int8Linear, quantized_engine
+from dav2_cli.weights.seeded import ENCODER_CONFIGS, seeded_model
 
 # Upstream's vits: the default model, random weights, so the bench needs no download (speed ignores the values).
-VITS = ModelConfig(width=384, blocks=12, mlp_hidden=1536, swiglu=False, reassembly_channels=(48, 96, 192, 384),
-                   fusion_channels=64)
+VITS = ENCODER_CONFIGS["vits"]
 PEAK_SECONDS = 0.4  # per precision; long enough for a stable best-of, short enough to keep the bench quick
 
 
@@ -89,17 +89,8 @@ def default_rows(variants: list[Variant], seconds: list[float]) -> set[int]:
 
 
 def random_model(config: ModelConfig = VITS, seed: int = 0) -> DepthAnythingV2:
-    """A float32 model with seeded random weights whose depth still varies across the image."""
-    with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws from the global generator
-        torch.manual_seed(seed)
-        model = DepthAnythingV2(config).requires_grad_(False).eval()
-    generator = torch.Generator().manual_seed(seed)
-    for param in model.parameters():
-        # PyTorch's default init leaves the class token, position table and biases at 0 and the final ReLU
-        # then sees nothing but negatives: a flat map, which would make the error column meaningless
-        param.add_(torch.randn(param.shape, generator=generator) * 0.02)
-    model.head.out_conv.bias.fill_(0.5)
-    return model
+    """The seeded random model of weights/seeded.py: speed ignores the values, the error column needs them varied."""
+    return seeded_model(config, seed)
 
 
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
