@@ -25,7 +25,7 @@ from dav2_cli.errors import (
     UserError,
 )
 from dav2_cli.runtime.interrupts import GracefulStop
-from dav2_cli.runtime.memory import fitting_backend
+from dav2_cli.runtime.memory_fit import fitting_backend
 from dav2_cli.outputs.atomic import (
     STDIO,
     OutputStopped,

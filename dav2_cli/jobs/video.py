@@ -31,7 +31,7 @@ from dav2_cli.outputs import formats
 from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE
 from dav2_cli.runtime.interrupts import GracefulStop
-from dav2_cli.runtime.memory import fitting_backend
+from dav2_cli.runtime.memory_fit import fitting_backend
 
 VIDEO_FORMATS = ("color", "gray")  # a normal, watchable video
 

@@ -36,13 +36,23 @@ RESIZE_RULE = ("shorter side to input_size (default 504) keeping the aspect rati
                "the output is resized back to the image with bilinear, align_corners=True")
 
 
+def installed_version() -> str:
+    """dav2's version as installed (pyproject reads it from the package face; asked here through the package's
+    metadata so that the runtime never imports the face, which imports the runtime)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dav2-cli")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def export_metadata(config, model_name: str, dtype: str, fixed_size_hw=None) -> dict:
     """Everything a consumer needs to feed the graph and read its output, as strings (ONNX metadata_props are)."""
-    from dav2_cli import __version__
     from dav2_cli.depth import sizing
 
     return {
-        "dav2_version": __version__,
+        "dav2_version": installed_version(),
         "model": model_name,
         "encoder": config.encoder,
         "kind": config.kind,
