@@ -85,15 +85,22 @@ def upstream_dpt():
     import logging
 
     logging.getLogger("dinov2").setLevel(logging.ERROR)  # its "xFormers not available" warnings
+    return import_without_torchvision("depth_anything_v2.dpt")
+
+
+def import_without_torchvision(module_name: str):
+    """Import one of upstream's modules with a stand-in for torchvision (its transforms, unused by the models),
+    which PyPI's wheel cannot import beside this torch; the stand-in is removed again afterwards."""
+    import importlib
+
     stand_in = _torchvision_stand_in()
     sys.modules.update(stand_in)
     try:
-        from depth_anything_v2 import dpt
+        return importlib.import_module(module_name)
     finally:
         for name, module in stand_in.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
-    return dpt
 
 
 def upstream_model(encoder: str = "vits", *, seed: int = 0, max_depth: float | None = None) -> nn.Module:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.seeded_vda import VDA_CONFIGS, seeded_state_dict, synthetic_clip  # noqa: E402
-from benchmarks.upstream import _torchvision_stand_in  # noqa: E402
+from benchmarks.upstream import import_without_torchvision  # noqa: E402
 
 LENGTHS = (24, 60)  # one window; several windows with a tail
 HEIGHT, WIDTH, INPUT_SIZE, FPS = 14, 21, 56, 24.0
@@ -35,15 +35,7 @@ OUT = Path(__file__).resolve().parent / "vda_vits_golden.npz"
 
 def upstream_video_model():
     """Upstream's VideoDepthAnything class, imported with a stand-in for torchvision where it is absent."""
-    stand_in = _torchvision_stand_in()
-    sys.modules.update(stand_in)
-    try:
-        from video_depth_anything.video_depth import VideoDepthAnything
-    finally:
-        for name, module in stand_in.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
-    return VideoDepthAnything
+    return import_without_torchvision("video_depth_anything.video_depth").VideoDepthAnything
 
 
 def main() -> None:
