@@ -24,16 +24,15 @@ it. HF_TOKEN and HF_ENDPOINT (or DAV2_HF_ENDPOINT, dav2 alone) are honoured.
 @click.group(invoke_without_command=True, epilog=MODELS_EPILOG)
 @click.pass_context
 def models(ctx):
-    """List the model names with size, licence, kind and cached path."""
+    """List the model names with family, kind, size, licence and cached path."""
     if ctx.invoked_subcommand is not None:
         return
     from dav2_cli.weights.lookup import list_models
 
-    rows = [("NAME", "ALIAS", "KIND", "SIZE", "LICENCE", "CACHED")]
+    rows = [("NAME", "ALIAS", "FAMILY", "KIND", "SIZE", "LICENCE", "CACHED")]
     for model in list_models():
-        kind = model["label"]
-        rows.append((model["name"], ",".join(model["aliases"]), kind, model["size"], model["licence"],
-                     str(model["cached"]) if model["cached"] else "-"))
+        rows.append((model["name"], ",".join(model["aliases"]), model["family"], model["label"], model["size"],
+                     model["licence"], str(model["cached"]) if model["cached"] else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]))

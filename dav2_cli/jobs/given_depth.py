@@ -90,6 +90,7 @@ def run_given_depth(inputs: list[str], output: str | None, options: DepthOptions
     measure = plan_measure(replace(options, model=str(description["model"]),
                                    input_size=int(description.get("input_size", options.input_size))))
     measure.metric = description["larger"] == "farther"
+    measure.family = str(description.get("family", ""))  # the file's own record; "" where it has none
     measure.max_depth = description.get("max_depth") if description.get("kind") == "metric" else None
     outputs = measure.encode(values, image, name=name, destination=destination, focal_35mm=focal_length_35mm(data))
     write_with_sidecars(destination, outputs)

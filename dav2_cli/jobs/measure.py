@@ -35,7 +35,15 @@ class Measure:
     points: list | None = None  # from --align-to
     fixed: align.DisparityToDepth | None = None  # a video's conversion, fitted once and used for every frame
     points_by_source: dict[str, list] | None = None  # --align-to rows per input; None: all rows are the one's
+    family: str | None = None  # the model's, for the metadata: looked up when first needed ("": unknown)
     _assumption_said: bool = field(default=False, repr=False)
+
+    def family_name(self) -> str:
+        if self.family is None:
+            from dav2_cli.weights.kinds import model_family
+
+            self.family = model_family(self.options.model)
+        return self.family
 
     def match_inputs(self, inputs: list[tuple[str, str]]) -> None:
         """Give each input its own --align-to rows (see plan.points_per_input), before any work."""
@@ -131,7 +139,7 @@ class Measure:
         description = metadata.describe(
             model=str(options.model), metric=self.metric, input_size=options.input_size, width=width,
             height=height, source=name, max_depth=self.max_depth, conversion=conversion,
-            intrinsics=intrinsics if known else None)
+            intrinsics=intrinsics if known else None, family=self.family_name())
         return values, description, intrinsics, conversion
 
     def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,

@@ -25,10 +25,12 @@ METRIC_UNIT = "meters"
 
 
 def describe(*, model: str, metric: bool, input_size: int, width: int, height: int, source: str | None = None,
-             max_depth: float | None = None, conversion=None, intrinsics=None) -> dict:
+             max_depth: float | None = None, conversion=None, intrinsics=None, family: str | None = None) -> dict:
     """The description every output of one depth map carries, with the keys of the gray16 video's sidecar.
 
-    `kind` is the model's (relative or metric); `unit` and `larger` describe the stored values, which are
+    `family` is the model's (Depth-Anything V2, Distill-Any-Depth...; omitted where unknown, as for a depth file
+    read back without one). `kind` is the model's (relative or metric); `unit` and `larger` describe the stored
+    values, which are
     metres (larger = farther) once a relative map has been converted by `conversion` (an `align`
     DisparityToDepth), whose fit is then included as `alignment`.
     """
@@ -38,6 +40,7 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
         description["source"] = printable_path(source)
     description.update({
         "model": printable_path(model),
+        **({"family": family} if family else {}),
         "kind": "metric" if metric else "relative",
         "unit": METRIC_UNIT if metric or converted else RELATIVE_UNIT,
         "larger": "farther" if metric or converted else "nearer",

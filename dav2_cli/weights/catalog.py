@@ -1,9 +1,14 @@
 """The catalogue: every model name dav2 knows, one row each, and the training data behind metric ranges.
 
 A row says where upstream publishes the file (HuggingFace repo and file name), what its numbers mean (relative
-or metric, and the metric range) and its licence. Adding a model family is rows here plus a reader for its
-layout (see checkpoint.py); where the rows' files are looked for and how they are fetched live in lookup.py,
-locations.py and download.py, and need no change.
+or metric, and the metric range), its family and its licence. Adding a model family is rows here plus a reader
+for its layout (see checkpoint.py); where the rows' files are looked for and how they are fetched live in
+lookup.py, locations.py and download.py, and need no change.
+
+Distill-Any-Depth and Depth-Anything-AC are DA-V2's network with other weights: relative inverse depth, run
+exactly as DA-V2 is. Distill-Any-Depth's own demo resizes every image to 700x700 without keeping its aspect;
+dav2 keeps DA-V2's aspect-preserving sizing on the 14-pixel grid for every family, so its maps follow the image's
+shape (their raw scale differs between sizes and from DA-V2's, as any relative model's may).
 
 Pure data: nothing here touches the disk or the network, so `dav2 models` and `-m` checks stay cheap.
 """
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 DEFAULT_MODEL = "vits"
 DAV2_FAMILY = "Depth-Anything V2"
 VIDEO_FAMILY = "Video Depth Anything"  # one depth map per window of frames, not per image
+DISTILL_FAMILY = "Distill-Any-Depth"
+AC_FAMILY = "Depth-Anything-AC"
 
 
 @dataclass(frozen=True)
@@ -60,14 +67,22 @@ class ModelSpec:
             return "video metric m" if self.kind == "metric" else "video relative"
         return f"metric {self.max_depth:g} m" if self.kind == "metric" else "relative"
 
+    @property
+    def non_commercial(self) -> bool:
+        """Whether the licence forbids commercial use: said on stderr when such a model is downloaded."""
+        return "-NC" in self.licence.upper()
+
 
 _DA = "depth-anything/"
 _NC = "CC-BY-NC-4.0"
 _V2 = "depth_anything_v2_"
+_DISTILL = "xingyang1/Distill-Any-Depth"
 
 # Relative licences: upstream's README and model cards (only Small is Apache-2.0). Metric DA-V2: each repo's card
 # declares apache-2.0, Base and Large included. VDA: relative Small Apache-2.0, Base and Large CC-BY-NC-4.0,
 # metric Small Apache-2.0; the metric Base and Large cards could not be read when this was written.
+# Distill-Any-Depth: its weights repo's card declares apache-2.0 (its code is MIT); S and L have transformers copies
+# (`-hf`), B has none. Depth-Anything-AC: CC-BY-NC-4.0 (its model card), fine-tuned from DA-V2 Small.
 CATALOGUE = (
     # name, aliases, encoder, kind, upstream repo, upstream file, transformers copy, size, licence[, family]
     ModelSpec("vits", ("small",), "vits", "relative", _DA + "Depth-Anything-V2-Small", _V2 + "vits.pth",
@@ -106,10 +121,21 @@ CATALOGUE = (
               "metric_video_depth_anything_vitb.pth", "", "458 MB", "see model card", VIDEO_FAMILY),
     ModelSpec("metric-video-vitl", ("metric-video-large",), "vitl", "metric", _DA + "Metric-Video-Depth-Anything-Large",
               "metric_video_depth_anything_vitl.pth", "", "1.5 GB", "see model card", VIDEO_FAMILY),
+    ModelSpec("distill-any-depth-s", ("distill-any-depth-small",), "vits", "relative", _DISTILL,
+              "small/model.safetensors", _DISTILL + "-Small-hf", "99 MB", "Apache-2.0", DISTILL_FAMILY),
+    ModelSpec("distill-any-depth-b", ("distill-any-depth-base",), "vitb", "relative", _DISTILL,
+              "base/model.safetensors", "", "390 MB", "Apache-2.0", DISTILL_FAMILY),
+    ModelSpec("distill-any-depth-l", ("distill-any-depth-large",), "vitl", "relative", _DISTILL,
+              "large/model.safetensors", _DISTILL + "-Large-hf", "1.3 GB", "Apache-2.0", DISTILL_FAMILY),
+    ModelSpec("depth-anything-ac-s", ("depth-anything-ac-small",), "vits", "relative",
+              "ghost233lism/DepthAnything-AC", "checkpoints/depth_anything_AC_vits.pth", "", "99 MB", _NC,
+              AC_FAMILY),
 )
 
 _BY_NAME = {key: spec for spec in CATALOGUE for key in (spec.name, *spec.aliases)}
-_BY_FILENAME = {spec.filename: spec for spec in CATALOGUE}
+_BASE_NAMES = [spec.filename.rsplit("/", 1)[-1].lower() for spec in CATALOGUE]
+# a file's own name, without upstream's folder, where it names one row (`model.safetensors` names none)
+_BY_FILENAME = {name: spec for name, spec in zip(_BASE_NAMES, CATALOGUE) if _BASE_NAMES.count(name) == 1}
 
 
 def find_spec(name: str) -> ModelSpec | None:

@@ -2,7 +2,9 @@
 
 One reader per layout, all ending in the one key table (keys.py): upstream's DA-V2 `.pth` (upstream_pth.py),
 upstream's Video Depth Anything `.pth` (video_checkpoint.py), transformers' folder or `.safetensors`
-(hf_layout.py). A new family is a reader beside them and its rows in catalog.py.
+(hf_layout.py), Distill-Any-Depth Large's chunked backbone in either container (nested_backbone.py). A new
+family is a reader beside them and its rows in catalog.py. Distill-Any-Depth S/B and Depth-Anything-AC are in
+upstream's DA-V2 layout already.
 """
 
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from dav2_cli.weights.hf_layout import read_safetensors
 from dav2_cli.weights.keys import is_video_state_dict
 from dav2_cli.weights.kinds import checkpoint_kind, metric_from_name, metric_from_video_name
 from dav2_cli.weights.lookup import resolve
+from dav2_cli.weights.nested_backbone import from_nested_backbone, is_nested_backbone
 from dav2_cli.weights.upstream_pth import config_from_state_dict, from_upstream_layout, read_pth
 from dav2_cli.weights.video_checkpoint import from_video_upstream_layout, video_config_from_state_dict
 
@@ -42,6 +45,11 @@ def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoi
             config = video_config_from_state_dict(state_dict, metric=metric, source=source)
             return Checkpoint(config, from_video_upstream_layout(state_dict, config, source), source)
         metric, max_depth = metric_from_name(path, max_depth)
+    if is_nested_backbone(state_dict):
+        try:
+            state_dict = from_nested_backbone(state_dict)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
     config = config_from_state_dict(state_dict, metric=metric, max_depth=max_depth, source=source)
     return Checkpoint(config, from_upstream_layout(state_dict, config, source), source)
 

@@ -13,6 +13,7 @@ huggingface_hub is imported only when a download starts: listing and resolving c
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from dav2_cli.errors import UserError
@@ -67,6 +68,9 @@ def download(spec: ModelSpec, *, progress: bool = True) -> Path:
     except _failures() as exc:
         raise UserError(missing_message(spec, f"cannot download model {spec.name} ({_reason(exc)})")) from None
     _verify(path, announced.etag, spec.filename)
+    if spec.non_commercial:  # said once, when the file arrives: a cached model is used without a word
+        print(f"dav2: {spec.name} is licensed {spec.licence}: not for commercial use (see "
+              f"https://huggingface.co/{spec.repo})", file=sys.stderr, flush=True)
     return path
 
 

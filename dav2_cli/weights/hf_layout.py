@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dav2_cli.errors import UserError
+from dav2_cli.weights.nested_backbone import is_nested_backbone
 
 _SAME = (lambda i: i, lambda i: i)
 _SHIFT_ONE = (lambda i: i - 1, lambda i: i + 1)  # upstream counts layer1_rn..4, HF counts convs.0..3
@@ -165,7 +166,7 @@ def read_hf_config(config_json_path_or_dict) -> tuple[bool, float | None]:
 
 def read_safetensors(path: Path) -> dict:
     """The tensors of HuggingFace's form (a folder holding model.safetensors, or a lone .safetensors file), in
-    upstream's layout whichever layout the file used."""
+    upstream's layout when the file used transformers' (a chunked backbone is left to nested_backbone.py)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -177,7 +178,7 @@ def read_safetensors(path: Path) -> dict:
                         f"config.json)") from None
     except (SafetensorError, OSError) as exc:
         raise UserError(f"{weights}: not a readable safetensors file ({str(exc)[:160]})") from None
-    if not is_hf_state_dict(loaded):
+    if not is_hf_state_dict(loaded) or is_nested_backbone(loaded):  # the latter renamed by checkpoint.py
         return loaded
     try:
         return hf_to_upstream(loaded)

@@ -1,16 +1,22 @@
-"""Relative or metric, and the metric range: from a model name, a file name or a config.json, before any weights load.
+"""Relative or metric, the metric range, and the family: from a model name, a file name, a config.json or a file's
+key names, before any weights load.
 
 The weights of both kinds are shaped identically, so the tensors cannot tell. Upstream's convention is the file
 name (`metric` in it, and the training set that fixes `max_depth`); transformers' is `config.json`; a catalogue
 name knows its row. The ranges themselves live in the catalogue (`METRIC_DATASETS`), nowhere else.
 """
 
+import json
+import struct
 from pathlib import Path
 
 from dav2_cli.errors import UsageError, UserError
-from dav2_cli.weights.catalog import DAV2_FAMILY, METRIC_DATASET_HINT, VIDEO_FAMILY, metric_dataset
+from dav2_cli.weights.catalog import (CATALOGUE, DAV2_FAMILY, DISTILL_FAMILY, METRIC_DATASET_HINT, VIDEO_FAMILY,
+                                      metric_dataset)
 from dav2_cli.weights.hf_layout import read_hf_config
+from dav2_cli.weights.locations import cached_path
 from dav2_cli.weights.lookup import resolve, spec_for
+from dav2_cli.weights.nested_backbone import is_nested_backbone
 
 
 def refuse_max_depth(model, max_depth: float | None) -> None:
@@ -77,3 +83,36 @@ def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, floa
         raise UsageError(f"{spec.name}: --max-depth applies to metric {DAV2_FAMILY} models only, and this one is "
                          f"relative")
     return spec.kind == "metric", (max_depth if max_depth is not None else spec.max_depth)
+
+
+def model_family(path_or_name) -> str:
+    """The family an output's metadata names, known before anything loads: a model name's row; for a file, the
+    row it is the cached copy of, else what its layout says (a VDA file by upstream's name, a chunked backbone by
+    its keys). A file in DA-V2's layout that no row caches is called DA-V2: its tensors cannot tell more."""
+    spec = spec_for(path_or_name)
+    if spec is not None:
+        return spec.family
+    path = Path(str(path_or_name)).expanduser()
+    if not path.exists():
+        return DAV2_FAMILY  # the loader says what is wrong with it
+    for row in CATALOGUE:
+        cached = cached_path(row)
+        if cached is not None and cached.resolve() == path.resolve():
+            return row.family
+    if "video_depth_anything" in path.name.lower():
+        return VIDEO_FAMILY
+    weights = path / "model.safetensors" if path.is_dir() else path
+    if weights.suffix.lower() == ".safetensors" and is_nested_backbone(_safetensors_keys(weights)):
+        return DISTILL_FAMILY
+    return DAV2_FAMILY
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    """A safetensors file's tensor names from its header alone (8-byte length, then JSON); [] if unreadable."""
+    try:
+        with open(path, "rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(min(length, 100 << 20)))
+    except (OSError, ValueError, struct.error):
+        return []
+    return [key for key in header if key != "__metadata__"] if isinstance(header, dict) else []
