@@ -10,7 +10,7 @@ from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE
 from dav2_cli.errors import EXIT_OK
 
 MODELS_EPILOG = """\b
-Names download upstream's .pth files once, through huggingface_hub, into the HuggingFace
+Names download upstream's files (.pth, .safetensors) once, through huggingface_hub, into the HuggingFace
 cache shared with transformers and ComfyUI ($HF_HUB_CACHE, else $HF_HOME/hub, else
 ~/.cache/huggingface/hub), or into $DAV2_HOME when it is set (`dav2 models path`).
 Looked up first: a file under upstream's name in $DAV2_HOME (else ~/.cache/dav2), put
