@@ -57,7 +57,7 @@ class FolderWorker:
         measure.use_model(self.model.config)
 
     def __call__(self, batch: dict) -> dict:
-        from dav2_cli.jobs.images import Tally, depth_for_items
+        from dav2_cli.jobs.image_depth import Tally, depth_for_items
         from dav2_cli.jobs.plan import Item
 
         if self.fatal:
