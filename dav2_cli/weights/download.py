@@ -62,7 +62,10 @@ def download(spec: ModelSpec, *, progress: bool = True) -> Path:
     try:
         announced = get_hf_file_metadata(hf_hub_url(spec.repo, spec.filename, endpoint=hub), endpoint=hub,
                                          timeout=PROBE_TIMEOUT_S)
-        place = {"cache_dir": folder} if folder == hf_hub_cache() else {"local_dir": folder}  # a plain file
+        # a plain file in DAV2_HOME, or the HF cache; the HF cache is always named, as our one rule finds it, so
+        # huggingface_hub never falls back on the one it read from the environment when it was first imported
+        place = {"cache_dir": hf_hub_cache()} if folder == hf_hub_cache() else \
+            {"local_dir": folder, "cache_dir": hf_hub_cache()}
         path = Path(hf_hub_download(spec.repo, spec.filename, endpoint=hub, etag_timeout=PROBE_TIMEOUT_S,
                                     tqdm_class=_bar_class(progress), **place))
     except _failures() as exc:
