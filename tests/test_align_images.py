@@ -60,9 +60,10 @@ def test_a_folder_fits_each_image_to_its_own_rows_and_names_the_one_without(phot
 def test_images_named_on_the_command_line_are_matched_by_file_name(photos, vits_checkpoint, tmp_path):
     _, paths = photos
     truth = truth_for(paths["c.png"], vits_checkpoint, tmp_path, 2.0)
+    other = truth_for(paths["a.png"], vits_checkpoint, tmp_path, 1.0)  # a.png's rows agree with its own map
     csv = tmp_path / "points.csv"
     csv.write_text("x,y,depth_m,image\n" + "".join(f"{x},{y},{truth[y, x]},c.png\n" for x, y in PIXELS)
-                   + "1,1,1.5,a.png\n2,30,2.5,a.png\n")
+                   + "".join(f"{x},{y},{other[y, x]},a.png\n" for x, y in PIXELS[:2]))
     code, output = dav2("image", paths["c.png"], paths["a.png"], "-o", tmp_path / "out", "-m", vits_checkpoint,
                         "--format", "npy", "--align-to", csv, *SMALL)
     assert code == 0, output

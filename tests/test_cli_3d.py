@@ -236,8 +236,11 @@ def test_video_writes_one_ply_per_frame_scaled_once(tmp_path, vits_checkpoint):
     with VideoWriter(clip, width=WIDTH, height=HEIGHT, fps=25) as writer:
         for i in range(3):
             writer.write(np.ascontiguousarray(photo[i:i + HEIGHT, 2 * i:2 * i + WIDTH]))
+    assert dav2("video", clip, "-o", tmp_path / "raw", "-m", vits_checkpoint, "--format", "npy", "-q", *SMALL)[0] == 0
+    disparity = np.load(tmp_path / "raw" / "frame_000001.npy")
+    nearer, farther = sorted([(5, 5), (70, 40)], key=lambda xy: -disparity[xy[1], xy[0]])  # as the model sees them
     csv = tmp_path / "points.csv"
-    csv.write_text("x,y,depth_m,frame\n5,5,4.0,1\n70,40,2.0,1\n")  # the order the seeded model sees
+    csv.write_text(f"x,y,depth_m,frame\n{nearer[0]},{nearer[1]},2.0,1\n{farther[0]},{farther[1]},4.0,1\n")
     code, output = dav2("video", clip, "-o", tmp_path / "frames", "-m", vits_checkpoint, "--format", "ply",
                         "--align-to", csv, "--hfov", 60, "--edge-threshold", 0, "-v", "-q", *SMALL)
     assert code == 0, output

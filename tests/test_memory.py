@@ -15,13 +15,19 @@ from dav2_cli.runtime import form_tuning, loading, memory, openvino_backend
 TOLERANCE = 0.25  # of the measured peak: the estimate must be this close, above or below
 
 
+# Linux carries the parent's high-water mark into a child's ru_maxrss across fork and exec, so a child of this test
+# process (grown by the tests before it) would report this process's peak. The command is started instead from a
+# small Python of its own, which reports its child's peak on stdout.
+_MEASURE = ("import os, subprocess, sys; process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+            "_, status, usage = os.wait4(process.pid, 0); print(usage.ru_maxrss); "
+            "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def peak_rss(command: list[str], env: dict) -> int:
-    """Peak RSS in bytes of `command` run as a child of its own."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    stderr = process.stderr.read().decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, stderr
-    return usage.ru_maxrss * 1024
+    """Peak RSS in bytes of `command`, run where no larger process's high-water mark is inherited."""
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *command], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1]) * 1024
 
 
 BACKENDS = ["torch"] + (["openvino"] if openvino_backend.installed() else [])
