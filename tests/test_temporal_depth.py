@@ -52,7 +52,7 @@ def run(model, frames, push_sizes=None):
 
 @torch.inference_mode()
 def offline_depth(model, frames, metric):
-    """Upstream's offline algorithm, holding everything: windows at 0, 22, 44, ...; see temporal_depth.py."""
+    """Upstream's offline algorithm, holding everything: windows at 0, 22, 44, ...; see depth/temporal_windows.py."""
     inputs = [f.model_input for f in frames]
     count = len(inputs)
     padded = inputs + [inputs[-1]] * ((22 - count % 22) % 22 + 10)

@@ -10,8 +10,8 @@ from dav2_cli.jobs.stereo import StereoOptions
 class SpaceOptions:
     """How depth becomes distances and points: the camera, relative-to-metric conversion, and the point cloud.
 
-    Every field defaults to "not given"; `jobs.measure` decides what each absence means (documented in README's
-    3D section) and refuses combinations that cannot work before any model loads.
+    Every field defaults to "not given"; `jobs.measure` decides what each absence means (documented in
+    docs/3d.md) and refuses combinations that cannot work before any model loads.
     """
 
     fx: float | None = None

@@ -1,7 +1,7 @@
 """Patch embedding: the image becomes one token per 14x14 patch.
 
 A strided convolution is exactly a per-patch linear projection, which is why the model only accepts sides that
-are multiples of the patch size; the runner's sizing (prep.py) guarantees that.
+are multiples of the patch size; the runner's sizing (depth/sizing.py) guarantees that.
 """
 
 import torch

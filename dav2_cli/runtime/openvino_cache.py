@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dav2_cli.runtime import tuning_cache
 
-CACHE_BUDGET_BYTES = 2 << 30  # graphs and compiled blobs together; documented in README ("offline and caches")
+CACHE_BUDGET_BYTES = 2 << 30  # graphs and compiled blobs together; documented in docs/offline-and-caches.md
 USED_STAMP = "used"  # touched at each use: its time orders the folders for eviction
 
 
