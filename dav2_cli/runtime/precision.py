@@ -6,7 +6,8 @@ precision is decided, so the rest of the package never sees it.
   the residual stream in float32 so DINOv2's large activations cannot overflow float16's range.
 - CPU with native bf16 (AVX512-BF16 or AMX): bfloat16. Measured against dav2's float32 (vits, 504x756, 2 cores):
   on an AMX Xeon 423 vs 1114 ms quiet and 1848 vs 4270 ms with one busy process per core beside it; on an
-  AVX512-BF16 Zen 4 (no AMX) also faster quiet and loaded (docs/performance.md). Its mean error is ~0.2-0.5% of the range.
+  AVX512-BF16 Zen 4 (no AMX) also faster quiet and loaded (docs/performance.md). Its mean error is ~0.2-0.5% of
+  the range.
 - Any other CPU: float32, exact. bf16 has no hardware there (on a 2-core AVX2 EPYC, bf16 matmuls ran ~300x and
   the whole model ~7x slower than float32), and the one faster path there, `int8` (model/int8.py), gained only
   1.1-1.2x over float32 for ~0.5% of the depth range in error: too little to make a lossy result the default.
