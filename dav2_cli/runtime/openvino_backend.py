@@ -9,8 +9,9 @@ How: dav2's own float32 model is traced once with `torch.jit.trace` and converte
 one graph for every input size and batch size: the grid sizes stay traced values, and the position embedding
 (resized per patch grid by the torch model, cached per grid) is the graph's second input. Measured on the Zen 4
 of docs/performance.md, the graph with dynamic sizes runs as fast as one converted for a single size (504x756:
-720 vs 764 ms in bf16, 1050 vs 1022 ms in f32, interleaved). It is compiled for the CPU with OpenVINO's INFERENCE_PRECISION_HINT: f32
-for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its own default on CPUs with native bf16).
+720 vs 764 ms in bf16, 1050 vs 1022 ms in f32, interleaved). It is compiled for the CPU with OpenVINO's
+INFERENCE_PRECISION_HINT: f32 for float32 (exact: ~2e-6 of the range off torch), bf16 for bfloat16 (its own
+default on CPUs with native bf16).
 Converting costs ~2-3 s for vits on 2 cores, so the converted graph is saved in dav2's cache folder, in a folder
 named by the model's full cache key (weights, head kind, max_depth, model code, versions: tuning_cache.py), and
 later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) in the same folder, and the whole is
