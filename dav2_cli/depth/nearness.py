@@ -45,16 +45,23 @@ def to_inverse_depth(depth_hw, larger: str) -> np.ndarray:
     raise ValueError(f"depth whose larger values are {larger!r}; known: {', '.join(KINDS)}")
 
 
-def robust_range(inverse_hw) -> tuple[float, float] | None:
-    """The (LOW_PCT, HIGH_PCT) percentiles of the finite values, read on a strided sample; None when none are."""
-    inverse_hw = np.asarray(inverse_hw)
-    step = max(1, round(math.sqrt(inverse_hw.size / _RANGE_SAMPLES)))
-    sample = inverse_hw[::step, ::step]
+def robust_range(values_hw, low_pct: float = LOW_PCT, high_pct: float = HIGH_PCT) -> tuple[float, float] | None:
+    """The (low_pct, high_pct) percentiles of the finite values, read on a strided sample; None when none are.
+    Also the per-frame range a depth video's `--normalize ema` smooths (outputs/range_tracker.py)."""
+    values_hw = np.asarray(values_hw)
+    step = max(1, round(math.sqrt(values_hw.size / _RANGE_SAMPLES)))
+    sample = values_hw[::step, ::step]
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return None
-    lo, hi = np.percentile(sample, (LOW_PCT, HIGH_PCT))
+    lo, hi = np.percentile(sample, (low_pct, high_pct))
     return float(lo), float(hi)
+
+
+def smoothed(previous: tuple[float, float], current: tuple[float, float], weight: float) -> tuple[float, float]:
+    """One step of an exponential moving average of a (lo, hi) range: `weight` of the way towards `current`."""
+    (lo, hi), (new_lo, new_hi) = previous, current
+    return lo + weight * (new_lo - lo), hi + weight * (new_hi - hi)
 
 
 def stretch(inverse_hw, value_range) -> np.ndarray:
@@ -97,7 +104,5 @@ class NearnessRange:
         if cut or self.value_range is None:
             self.value_range = frame_range
         elif frame_range is not None:  # a frame with no depth at all keeps the shot's range
-            a = self.smoothing
-            (lo, hi), (new_lo, new_hi) = self.value_range, frame_range
-            self.value_range = (lo + a * (new_lo - lo), hi + a * (new_hi - hi))
+            self.value_range = smoothed(self.value_range, frame_range, self.smoothing)
         return stretch(inverse_hw, self.value_range)

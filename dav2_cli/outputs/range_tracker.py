@@ -2,12 +2,10 @@
 
 import math
 
-import numpy as np
-
+from dav2_cli.depth.nearness import robust_range, smoothed
 from dav2_cli.outputs.pictures import depth_range
 
 NORMALIZE_MODES = ("ema", "frame", "global")
-_EMA_SAMPLES = 1 << 16  # about this many pixels feed the per-frame percentiles; plenty for 1%/99%
 
 
 class RangeTracker:
@@ -55,16 +53,8 @@ class RangeTracker:
             return self.global_range
         if self.mode == "frame":
             return depth_range(depth_hw)
-        depth_hw = np.asarray(depth_hw)
-        step = max(1, round(math.sqrt(depth_hw.size / _EMA_SAMPLES)))
-        sample = depth_hw[::step, ::step]
-        sample = sample[np.isfinite(sample)]
-        if sample.size == 0:  # nothing to learn from this frame; keep the range the video had
+        frame_range = robust_range(depth_hw, self.low_pct, self.high_pct)
+        if frame_range is None:  # nothing to learn from this frame; keep the range the video had
             return self._smoothed if self._smoothed is not None else (0.0, 0.0)
-        lo, hi = (float(v) for v in np.percentile(sample, (self.low_pct, self.high_pct)))
-        if self._smoothed is None:
-            self._smoothed = (lo, hi)
-        else:
-            old_lo, old_hi = self._smoothed
-            self._smoothed = (old_lo + self.alpha * (lo - old_lo), old_hi + self.alpha * (hi - old_hi))
+        self._smoothed = frame_range if self._smoothed is None else smoothed(self._smoothed, frame_range, self.alpha)
         return self._smoothed
