@@ -86,3 +86,27 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def make_photo():
     return synthetic_photo
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole session, shared by every Ray test file: starting and stopping it costs seconds
+    on a small machine. Two CPUs and a small object store, as the smallest cluster a user might have."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 1024 * 1024, logging_level="ERROR",
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread here, as in an actor Ray gives one CPU: sums split over more threads round apart in the
+    last bit, so only runs on equal threads can be compared byte for byte."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

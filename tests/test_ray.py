@@ -21,28 +21,6 @@ def dav2(*args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-@pytest.fixture(scope="session")
-def local_ray():
-    """One local Ray for the whole session: starting and stopping it costs seconds on a small machine."""
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 1024 * 1024, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture
-def one_thread():
-    """torch on one thread here, as in an actor Ray gives one CPU: sums split over more threads round apart in the
-    last bit, so only runs on equal threads can be compared byte for byte."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tree(tmp_path, make_photo):
     source = tmp_path / "DIR"

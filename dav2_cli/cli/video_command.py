@@ -67,12 +67,25 @@ Examples:
 @click.option("--overwrite", is_flag=True,
               help="npy/exr/tiff/ply: replace the frames an earlier run left in the -o folder (without it, such a "
                    "folder is refused, so two runs never mix).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="IN is a folder (or .txt list) of videos, one per task on a Ray cluster, written under -o DIR as "
+                   "`dav2 video` writes each: `auto` joins the running cluster, ADDRESS names one, alone starts a "
+                   "local one. Needs the extra: pip install \"dav2-cli[ray]\".")
+@click.option("--ray-actors", type=click.IntRange(1), default=None, metavar="N",
+              help="With --ray: model copies. Default: one per GPU, else one per CPU less one.")
+@click.option("--skip-existing", is_flag=True,
+              help="With --ray: leave videos whose output is complete untouched (finish an interrupted run).")
 @progress_options
 def video(source, output, fmt, normalize, start, end, max_frames, every, fps, batch_size, no_audio, scene_cuts,
-          overwrite, progress, **values):
+          overwrite, progress, ray_address, ray_actors, skip_existing, **values):
     """Depth video (or per-frame depth files) for video IN, streamed frame by frame.
 
-    IN may also be a folder of numbered images, taken in natural order as one video (give --fps)."""
+    IN may also be a folder of numbered images, taken in natural order as one video (give --fps); with --ray, a
+    folder or .txt list of videos."""
+    if ray_address is None and (skip_existing or ray_actors is not None):
+        raise click.UsageError(f"{'--skip-existing' if skip_existing else '--ray-actors'} applies to --ray runs "
+                               f"over many videos")
+
     def job():
         from dav2_cli.jobs.paths import require_input
 
@@ -84,6 +97,12 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
                                batch_size=batch_size, audio=not no_audio, overwrite=overwrite,
                                scene_cuts=scene_cuts == "on", name_outputs=values["verbose"] or sys.stderr.isatty(),
                                progress=show_progress(progress))
+        if ray_address is not None:
+            from dav2_cli.jobs.image_depth import JobOptions
+            from dav2_cli.jobs.ray_videos import run_videos_on_ray
+
+            ray_job = JobOptions(skip_existing=skip_existing, ray=ray_address, ray_actors=ray_actors)
+            return run_videos_on_ray(source, output, make_options(video_format(fmt), **values), options, ray_job)
         return run_video(source, output, make_options(video_format(fmt), **values), options)
 
     run_job(job)

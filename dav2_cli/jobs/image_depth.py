@@ -39,7 +39,7 @@ class JobOptions:
     progress: bool = False
     name_outputs: bool = False  # one stderr line per file written
     ray: str | None = None  # --ray: a cluster's address, `auto`, or "" for a local one; None: this process
-    ray_actors: int | None = None  # --ray-actors; None: jobs/ray_images.py decides
+    ray_actors: int | None = None  # --ray-actors; None: jobs/ray_cluster.py decides
 
 
 @dataclass

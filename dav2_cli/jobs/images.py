@@ -38,7 +38,7 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
                recursive: bool = True) -> int:
     if job.ray is not None:
-        from dav2_cli.jobs.ray_images import check_ray_installed
+        from dav2_cli.jobs.ray_cluster import check_ray_installed
 
         check_ray_installed()
     options = replace(options, fmt=formats.canonical_format(options.fmt))

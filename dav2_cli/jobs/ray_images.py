@@ -1,47 +1,24 @@
 """`dav2 folder --ray`: the folder job's remaining images spread over the actors of a Ray cluster.
 
 The driver plans, skips and counts exactly as a local run does (jobs/images.py); only the depth of the images
-left to do moves. Each actor loads the model once and runs the local job's own per-image code on its share, so
+left to do moves. Each actor loads the model once and runs the local job's own per-image code on its shares, so
 every output has the same bytes, name, sidecars and atomic write as a local run's. Ray's built-in writers are
-not used: they name files by UUID and cannot resume. A bad image is one error line and a failed count, never an
-exception, because Ray would fail the whole job on an exception raised by user code.
+not used: they name files by UUID and cannot resume.
 """
 
-import contextlib
-import importlib.util
-import io
-import os
+import math
 import sys
 from dataclasses import replace
 
 from dav2_cli.errors import UsageError, UserError
+from dav2_cli.jobs.ray_cluster import Pool, ShareResult, actor_count, count_result, join_cluster, run_shares, \
+    stderr_lines
 
-RAY_EXTRA = 'dav2 --ray needs Ray: pip install "dav2-cli[ray]"'
-
-
-def check_ray_installed() -> None:
-    """A usage error before any work when the `ray` extra is missing; looks for Ray without importing it."""
-    try:
-        found = importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise UsageError(RAY_EXTRA)
-
-
-def actor_count(requested: int | None, resources: dict) -> int:
-    """--ray-actors, else one per GPU, else enough CPU actors to leave one CPU for reading: actors that take
-    every CPU starve Ray's readers and the job hangs (ray#44687)."""
-    if requested is not None:
-        return requested
-    gpus = int(resources.get("GPU", 0))
-    if gpus:
-        return gpus
-    return max(1, int(resources.get("CPU", 1)) - 1)
+SHARES_PER_ACTOR = 4  # enough shares that a fast actor takes more of them, few enough that each fills batches
 
 
 class FolderWorker:
-    """One actor: the job's model, loaded once, and the local job's code for a batch of items."""
+    """One actor: the job's model, loaded once, and the local job's code for each share of items."""
 
     def __init__(self, measure, job):
         from dav2_cli.jobs.options import VIDEO_MODEL_FOR_IMAGES, is_video_model, load_job_model
@@ -52,24 +29,19 @@ class FolderWorker:
             if is_video_model(self.model):
                 raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=measure.options.model))
         except UserError as exc:
-            self.fatal = f"{'usage:' if isinstance(exc, UsageError) else 'user:'}{exc}"
+            self.fatal = ShareResult.fatal_error(exc)
             return
         measure.use_model(self.model.config)
 
-    def __call__(self, batch: dict) -> dict:
+    def run(self, items: list) -> ShareResult:
         from dav2_cli.jobs.image_depth import Tally, depth_for_items
-        from dav2_cli.jobs.plan import Item
 
         if self.fatal:
-            return {"done": [0], "failed": [0], "lines": [""], "stopped": [""], "fatal": [self.fatal]}
-        items = [Item(str(s), str(d), str(r) or None)
-                 for s, d, r in zip(batch["source"], batch["destination"], batch["relative"])]
+            return ShareResult(fatal=self.fatal)
         tally = Tally(total=len(items))
-        lines = io.StringIO()
-        with contextlib.redirect_stderr(lines):  # the driver prints them, once, in order with its bar
+        with stderr_lines() as lines:  # the driver prints them, once, in order with its bar
             stopped_by = depth_for_items(items, self.measure, self.job, tally, model=self.model)
-        return {"done": [tally.done], "failed": [tally.failed], "lines": [lines.getvalue()],
-                "stopped": [stopped_by or ""], "fatal": [""]}
+        return ShareResult(done=tally.done, failed=tally.failed, lines=lines.getvalue(), stopped=stopped_by)
 
 
 def depth_on_ray(todo: list, measure, job, tally) -> str | None:
@@ -77,29 +49,22 @@ def depth_on_ray(todo: list, measure, job, tally) -> str | None:
     import ray
     from tqdm import tqdm
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        ray.init(address=None if job.ray == "" else job.ray, include_dashboard=False,
-                 log_to_driver=True, logging_level="ERROR")
-    actors = actor_count(job.ray_actors, ray.cluster_resources())
-    gpus = 1 if measure.options.device not in ("cpu",) and ray.cluster_resources().get("GPU") else 0
-    worker_job = replace(job, progress=False, ray=None)
-    rows = [{"source": item.source, "destination": item.destination, "relative": item.relative or ""}
-            for item in todo]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), actors * 4)))
-    results = dataset.map_batches(FolderWorker, fn_constructor_kwargs={"measure": measure, "job": worker_job},
-                                  compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus,
-                                  batch_size=job.batch_size, batch_format="numpy")
+    from dav2_cli.errors import EXIT_SIGTERM
+    from dav2_cli.runtime.interrupts import GracefulStop
+
+    join_cluster(job.ray)
+    resources = ray.cluster_resources()
+    actors = actor_count(job.ray_actors, resources)
+    gpus = 1 if measure.options.device != "cpu" and resources.get("GPU") else 0
+    size = max(job.batch_size, min(job.batch_size * SHARES_PER_ACTOR, math.ceil(len(todo) / actors)))
+    shares = [todo[start:start + size] for start in range(0, len(todo), size)]
+    pool = Pool(FolderWorker, {"measure": measure, "job": replace(job, progress=False, ray=None)}, actors, gpus)
     stopped_by = None
-    with tqdm(total=len(todo), unit="img", file=sys.stderr, dynamic_ncols=True, disable=not job.progress) as bar:
-        for row in results.iter_rows():
-            if row["fatal"]:
-                kind, message = str(row["fatal"]).split(":", 1)
-                raise UsageError(message) if kind == "usage" else UserError(message)
-            for line in str(row["lines"]).splitlines():
-                tqdm.write(line, file=sys.stderr)
-            tally.done += int(row["done"])
-            tally.failed += int(row["failed"])
-            stopped_by = stopped_by or (str(row["stopped"]) or None)
-            bar.update(int(row["done"]) + int(row["failed"]))
+    with GracefulStop() as stop, tqdm(total=len(todo), unit="img", file=sys.stderr, dynamic_ncols=True,
+                                     disable=not job.progress) as bar:
+        for result in run_shares(pool, shares, lambda: stop.requested or stopped_by is not None):
+            count_result(result, tally, bar)
+            stopped_by = stopped_by or result.stopped
+    if stop.requested:
+        return "terminated" if stop.exit_code == EXIT_SIGTERM else "interrupted"
     return stopped_by

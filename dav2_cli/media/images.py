@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -151,8 +152,10 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def scan_folder(root: Path, *, recursive: bool = True, exclude: Path | None = None) -> tuple[list[Path], list[str]]:
-    """Image files under `root` as paths relative to it, sorted, and one message per folder that can't be listed.
+def scan_folder(root: Path, *, recursive: bool = True, exclude: Path | None = None,
+                keep: Callable[[str], bool] = is_image_name) -> tuple[list[Path], list[str]]:
+    """Image files (or the files `keep` takes by name) under `root` as paths relative to it, sorted, and one
+    message per folder that can't be listed.
 
     Images are chosen by extension (any case); hidden files and folders are skipped, and so is `exclude` (the
     output folder, when it lies inside `root`). Symbolic links to files count as the files; linked folders are
@@ -175,7 +178,7 @@ def scan_folder(root: Path, *, recursive: bool = True, exclude: Path | None = No
     for folder, subfolders, files in os.walk(root, onerror=note, followlinks=False):
         subfolders[:] = [name for name in subfolders if enter(folder, name)]  # os.walk descends into these only
         base = Path(folder).relative_to(root)
-        found.extend(base / name for name in files if is_image_name(name))
+        found.extend(base / name for name in files if keep(name))
     return sorted(found, key=lambda rel: rel.parts), problems
 
 
