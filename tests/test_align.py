@@ -83,7 +83,7 @@ def test_points_that_reverse_the_depth_order_are_refused():
 
 def test_metric_maps_are_fitted_on_their_inverse():
     metric = np.array([[1.0, 2.0, 4.0]], dtype=np.float32)
-    disparity = align.model_disparity(metric, metric=True)
+    disparity = align.model_disparity(metric, farther=True)
     np.testing.assert_allclose(disparity, [[1.0, 0.5, 0.25]])
     fitted = align.fit_points(disparity, [align.KnownPoint(0, 0, 2.0), align.KnownPoint(2, 0, 8.0)], "p.csv")
     np.testing.assert_allclose(fitted.apply(disparity), [[2.0, 4.0, 8.0]], rtol=1e-5)  # twice as far

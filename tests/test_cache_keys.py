@@ -79,3 +79,27 @@ def test_the_fingerprint_covers_weights_head_and_max_depth(vits_checkpoint, vits
     assert fingerprint(vits_metric_checkpoint) == fingerprint(vits_metric_checkpoint)
     assert len({fingerprint(vits_checkpoint), fingerprint(vits_metric_checkpoint),
                 fingerprint(vits_metric_checkpoint, 80.0)}) == 3
+
+
+def test_da3_and_dav2_sharing_tensors_each_give_their_own_depth(fresh_cache, backend, tmp_path, make_photo):
+    """Depth Anything 3 and DA-V2 built from the same tensors differ only in what the config records (exp or
+    ReLU, the final norm's eps, the sky head): neither may get the other's converted graph or timing."""
+    pytest.importorskip("depth_anything_3")
+    from tests.da3_reference import da3_network, write_da3_folder
+
+    network = da3_network(seed=9)
+    da3 = write_da3_folder(network, tmp_path / "da3")
+    dav2 = tmp_path / "depth_anything_v2_vits.pth"
+    tensors = {key.replace("backbone.pretrained.", "pretrained.").replace("head.", "depth_head.", 1): value
+               for key, value in network.state_dict().items() if "sky_output" not in key}
+    for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):  # DA-V2 holds an unused unit here
+        tensors[f"depth_head.scratch.refinenet4.resConfUnit1.{name}"] = tensors[
+            f"depth_head.scratch.refinenet3.resConfUnit1.{name}"]
+    torch.save(tensors, dav2)
+    image = make_photo(56, 84, seed=6)
+    depths = []
+    for path in (da3, dav2, da3):
+        model = dav2_cli.load_model(path, "cpu", "float32", backend=backend)
+        depths.append(dav2_cli.predict(model, image, 56))
+        assert_same_depth(depths[-1], torch_depth(path, image))
+    assert np.abs(depths[0] - depths[1]).max() > 0.01 * (depths[0].max() - depths[0].min())

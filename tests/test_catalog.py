@@ -379,7 +379,8 @@ def test_cli_models_lists_names_kinds_and_cache(tmp_path):
     header, *rows = result.stdout.splitlines()
     kind_at = header.index("KIND")  # the family before it has blanks in its names: read from the KIND column on
     lines = {line.split()[0]: line.split()[:2] + line[kind_at:].split() for line in rows}
-    assert len(lines) == 19
+    assert len(lines) == len(catalog.CATALOGUE)
+    assert lines["da3-mono-l"][2:4] == ["relative", "depth"] and lines["da3-metric-l"][2:4] == ["metric", "m"]
     assert lines["video-vits"][2:4] == ["video", "relative"]
     assert lines["metric-video-vits"][2:5] == ["video", "metric", "m"]
     assert lines["vits"] == ["vits", "small", "relative", "99", "MB", "Apache-2.0", "-"]

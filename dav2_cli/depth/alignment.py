@@ -41,22 +41,25 @@ class DisparityToDepth:
         depth_hw[np.isnan(inverse_hw)] = np.nan
         return depth_hw.astype(np.float32)
 
-    def as_dict(self, metric: bool) -> dict:
-        """The fit for a file's description; `metric`: the model's kind, which decides what d is."""
-        return {"method": self.method, "inverse_depth": f"1/depth = scale * {disparity_name(metric)} + shift",
+    def as_dict(self, farther: bool) -> dict:
+        """The fit for a file's description; `farther`: whether the model's values grow with distance, which
+        decides what d is."""
+        return {"method": self.method, "inverse_depth": f"1/depth = scale * {disparity_name(farther)} + shift",
                 "scale": self.scale,
                 "shift": self.shift, **self.details}
 
 
-def disparity_name(metric: bool) -> str:
-    """d in the formula, in terms of the value the model wrote: the value itself, or 1 over a metric map's."""
-    return "1/value" if metric else "value"
+def disparity_name(farther: bool) -> str:
+    """d in the formula, in terms of the value the model wrote: the value itself (inverse depth), or 1 over a
+    depth map's (metric, or DA3's relative depth)."""
+    return "1/value" if farther else "value"
 
 
-def model_disparity(values_hw, metric: bool) -> np.ndarray:
-    """What the fit works on: a relative map as it is, a metric map as 1/Z (NaN where Z <= 0)."""
+def model_disparity(values_hw, farther: bool) -> np.ndarray:
+    """What the fit works on: an inverse-depth map as it is, a map that grows with distance (metric, or DA3's
+    relative depth) as 1/Z (NaN where Z <= 0)."""
     values_hw = np.asarray(values_hw, dtype=np.float64)
-    if not metric:
+    if not farther:
         return values_hw
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(values_hw > 0, 1.0 / values_hw, np.nan)

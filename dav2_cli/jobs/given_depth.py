@@ -30,6 +30,8 @@ from dav2_cli.media.exif import focal_length_35mm
 from dav2_cli.media.images import decode_image, read_input_bytes
 from dav2_cli.outputs import formats
 from dav2_cli.outputs.atomic import STDIO, write_with_sidecars
+from dav2_cli.outputs.metadata import METRIC_UNIT
+from dav2_cli.weights.catalog import INVERSE_DEPTH, METRIC_DEPTH, RELATIVE_DEPTH
 
 _NEEDS_A_MODEL = ("--near/--far, --align-to and --max-depth change what a model's output means; with --depth the "
                   "file's own description says that")
@@ -89,7 +91,11 @@ def run_given_depth(inputs: list[str], output: str | None, options: DepthOptions
                         f"{image.shape[1]}x{image.shape[0]}; give the depth of this very image")
     measure = plan_measure(replace(options, model=str(description["model"]),
                                    input_size=int(description.get("input_size", options.input_size))))
-    measure.metric = description["larger"] == "farther"
+    # the file's own record of what its values are: metres, depth without a unit (DA3 mono), or inverse depth
+    unit = description.get("unit", METRIC_UNIT if description.get("kind") == "metric" else "")
+    measure.metric = unit == METRIC_UNIT
+    measure.kind = METRIC_DEPTH if measure.metric else (
+        RELATIVE_DEPTH if description["larger"] == "farther" else INVERSE_DEPTH)
     measure.family = str(description.get("family", ""))  # the file's own record; "" where it has none
     measure.max_depth = description.get("max_depth") if description.get("kind") == "metric" else None
     outputs = measure.encode(values, image, name=name, destination=destination, focal_35mm=focal_length_35mm(data))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dav2_cli.depth import alignment as align
+from dav2_cli.depth.sizing import model_size
 
 from dav2_cli.outputs import formats, metadata, render
 from dav2_cli.outputs.ply import CloudRequest
@@ -23,6 +24,7 @@ from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.images import read_input_bytes
 from dav2_cli.jobs.options import DepthOptions, note
 from dav2_cli.jobs.plan import points_per_input
+from dav2_cli.weights.catalog import METRIC_DEPTH, larger_is_farther, output_kind
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Measure:
     fixed: align.DisparityToDepth | None = None  # a video's conversion, fitted once and used for every frame
     points_by_source: dict[str, list] | None = None  # --align-to rows per input; None: all rows are the one's
     family: str | None = None  # the model's, for the metadata: looked up when first needed ("": unknown)
+    kind: str | None = None  # what the model's raw numbers are (catalog.output_kind); None until known
+    canonical_focal: float | None = None  # DA3 metric: metres = focal at the network's input * output / this
     _assumption_said: bool = field(default=False, repr=False)
 
     def family_name(self) -> str:
@@ -62,6 +66,13 @@ class Measure:
     def use_model(self, config) -> None:
         """Take the kind and range from the loaded model itself, which has the last word."""
         self.metric, self.max_depth = config.metric, config.max_depth
+        self.kind = output_kind(self.family_name(), config.metric)
+        self.canonical_focal = config.canonical_focal
+
+    @property
+    def raw_farther(self) -> bool:
+        """Whether the model's own numbers grow with distance (depth, metric or not) rather than nearness."""
+        return larger_is_farther(self.kind) if self.kind is not None else bool(self.metric)
 
     @property
     def converts(self) -> bool:
@@ -69,10 +80,28 @@ class Measure:
 
     @property
     def distances(self) -> bool:
-        """Whether the values written are metres (larger = farther) rather than relative inverse depth."""
-        return self.metric or self.converts
+        """Whether the values written grow with distance (metres, or a depth model's unitless depth) rather than
+        being inverse depth: pictures, stereo and 3D read the direction here."""
+        return self.raw_farther or self.converts
 
-    def conversion(self, raw_hw, name: str, frame: int | None = None) -> align.DisparityToDepth | None:
+    def model_values(self, raw_hw, name: str, focal_35mm: float | None = None):
+        """The model's output as the job reads it: DA3 metric's made metres by its focal rule, metres =
+        focal_px * output / 300, the focal length in pixels of the network's input (the image's focal from
+        --fx/--fy, --hfov, EXIF or the assumed field of view, scaled to the input grid; DA3 averages fx and fy);
+        any other model's as it is. Returns (values, the focal record for the metadata or None)."""
+        if self.canonical_focal is None:
+            return raw_hw, None
+        height, width = np.shape(raw_hw)
+        intrinsics = self.intrinsics(width, height, name, focal_35mm, needed=True)
+        net_h, net_w = model_size((height, width), self.options.input_size)
+        focal_net = (intrinsics.fx * net_w / width + intrinsics.fy * net_h / height) / 2
+        record = {"rule": f"metres = focal_px * output / {self.canonical_focal:g}", "focal_px": focal_net,
+                  "network_input": [net_w, net_h], "image_focal_px": [intrinsics.fx, intrinsics.fy],
+                  "source": intrinsics.source, "note": intrinsics.note}
+        return np.asarray(raw_hw, dtype=np.float32) * np.float32(focal_net / self.canonical_focal), record
+
+    def conversion(self, raw_hw, name: str, frame: int | None = None,
+                   focal_35mm: float | None = None) -> align.DisparityToDepth | None:
         """The line from the model's disparity to 1/Z for this map: near/far, or a fit to the known points.
 
         A video (`frame` given) keeps the first one it makes, so every frame is scaled alike.
@@ -81,7 +110,8 @@ class Measure:
             return None
         if self.fixed is not None:
             return self.fixed
-        disparity = align.model_disparity(raw_hw, self.metric)
+        raw_hw, _ = self.model_values(raw_hw, name, focal_35mm)
+        disparity = align.model_disparity(raw_hw, self.raw_farther)
         space = self.options.space
         if space.near is not None:
             conversion = align.from_near_far(disparity, space.near, space.far)
@@ -93,7 +123,7 @@ class Measure:
             conversion = align.fit_points(disparity, points, space.align_to)
             fit = conversion.details
             detail = (f"aligned to {fit['points']} points of {space.align_to}: 1/depth = {conversion.scale:.6g} "
-                      f"* {align.disparity_name(self.metric)} + {conversion.shift:.6g}, RMS relative error "
+                      f"* {align.disparity_name(self.raw_farther)} + {conversion.shift:.6g}, RMS relative error "
                       f"{100 * fit['rms_relative_error']:.2g}% (max {100 * fit['max_relative_error']:.2g}%)")
         if self.options.verbose:
             note(f"{name}: {detail}")
@@ -101,25 +131,30 @@ class Measure:
             self.fixed = conversion
         return conversion
 
-    def values(self, raw_hw, conversion: align.DisparityToDepth | None) -> np.ndarray:
-        """What is written: the model's values, or metres when converted (NaN where a metric model saturated)."""
+    def values(self, raw_hw, conversion: align.DisparityToDepth | None, name: str = "",
+               focal_35mm: float | None = None) -> np.ndarray:
+        """What is written: the model's values (DA3 metric's in metres), or metres when converted (NaN where a
+        metric model saturated)."""
+        raw_hw, _ = self.model_values(raw_hw, name, focal_35mm)
         if conversion is None:
             return raw_hw
-        disparity = align.model_disparity(raw_hw, self.metric)
+        disparity = align.model_disparity(raw_hw, self.raw_farther)
         if self.metric and self.max_depth is not None:
             disparity[np.asarray(raw_hw) >= SATURATED_FRACTION * self.max_depth] = np.nan
         return conversion.apply(disparity)
 
     def frame_values(self, raw_hw, name: str, frame: int) -> np.ndarray:
         """A video frame's values as written: converted with the video's one conversion when there is one."""
-        return self.values(raw_hw, self.conversion(raw_hw, name, frame))
+        return self.values(raw_hw, self.conversion(raw_hw, name, frame), name)
 
-    def intrinsics(self, width: int, height: int, name: str, focal_35mm: float | None = None):
-        """The camera for one image; says once per job on stderr when it had to be assumed."""
+    def intrinsics(self, width: int, height: int, name: str, focal_35mm: float | None = None, needed: bool = False):
+        """The camera for one image; says once per job on stderr when it had to be assumed for a point cloud or
+        for what `needed` it (DA3 metric's metres)."""
         space = self.options.space
         intrinsics = resolve_intrinsics(width, height, fx=space.fx, fy=space.fy, cx=space.cx, cy=space.cy,
                                         hfov=space.hfov, focal_35mm=focal_35mm)
-        if intrinsics.source == "assumed" and self.options.fmt in formats.CLOUD_FORMATS and not self._assumption_said:
+        needed = needed or self.options.fmt in formats.CLOUD_FORMATS
+        if intrinsics.source == "assumed" and needed and not self._assumption_said:
             self._assumption_said = True
             note(f"{name}: no focal length (no --fx/--fy, --hfov or EXIF FocalLengthIn35mmFilm); assuming a "
                  f"{DEFAULT_HFOV_DEG:g} degree horizontal field of view (fx = fy = {intrinsics.fx:.1f} px at "
@@ -131,15 +166,16 @@ class Measure:
                   cloud: bool = False) -> tuple:
         """(the values written, their description, the intrinsics, the conversion) for one depth map."""
         options = self.options
-        conversion = self.conversion(raw_hw, name, frame)
-        values = self.values(raw_hw, conversion)
+        conversion = self.conversion(raw_hw, name, frame, focal_35mm)
+        values = self.values(raw_hw, conversion, name, focal_35mm)
+        _, focal = self.model_values(raw_hw, name, focal_35mm)
         height, width = values.shape
         intrinsics = self.intrinsics(width, height, name, focal_35mm)
-        known = cloud or intrinsics.source != "assumed"
+        known = cloud or focal is not None or intrinsics.source != "assumed"
         description = metadata.describe(
             model=str(options.model), metric=self.metric, input_size=options.input_size, width=width,
             height=height, source=name, max_depth=self.max_depth, conversion=conversion,
-            intrinsics=intrinsics if known else None, family=self.family_name())
+            intrinsics=intrinsics if known else None, family=self.family_name(), kind=self.kind, focal=focal)
         return values, description, intrinsics, conversion
 
     def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,
@@ -181,20 +217,21 @@ def plan_measure(options: DepthOptions) -> Measure:
         raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
     if fmt not in formats.CLOUD_FORMATS and space.cloud_only():
         raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply (or glb)")
-    metric = max_depth = None
+    metric = max_depth = kind = None
     if (fmt in formats.CLOUD_FORMATS or space.near is not None or space.align_to is not None
             or options.max_depth is not None):
         # only these depend on the kind (--max-depth: whether the model takes one); otherwise the model is not
         # even looked up (a finished --skip-existing job never touches it); torch is imported only then
-        from dav2_cli.weights.kinds import model_kind
+        from dav2_cli.weights.kinds import model_family, model_kind
 
         metric, max_depth = model_kind(options.model, options.max_depth)
+        kind = output_kind(model_family(options.model), metric)
     if metric and space.near is not None:
         raise UsageError(f"--near/--far spread a relative model's inverse depth; {options.model} is a metric model "
                          f"and already gives meters (--align-to can correct its scale)")
     if fmt in formats.CLOUD_FORMATS and not metric and space.near is None and space.align_to is None:
-        raise UsageError(f"--format {fmt} needs distances, but {options.model} is a relative model (inverse depth "
-                         f"with unknown scale and shift); add --near N --far F (meters), --align-to points.csv "
+        raise UsageError(f"--format {fmt} needs distances, but {options.model} is a relative model ({kind} "
+                         f"with unknown scale); add --near N --far F (meters), --align-to points.csv "
                          f"(x,y,depth_m rows), or use a metric model (e.g. -m metric-indoor-vits)")
     points = None
     if space.align_to is not None:
@@ -203,4 +240,4 @@ def plan_measure(options: DepthOptions) -> Measure:
             points = align.parse_points(text.decode("utf-8-sig"), space.align_to)
         except UnicodeDecodeError:
             raise UserError(f"{space.align_to}: not a UTF-8 text file of x,y,depth_m rows") from None
-    return Measure(options, metric, max_depth, points)
+    return Measure(options, metric, max_depth, points, kind=kind)

@@ -99,7 +99,7 @@ class Gray16Video:
         description = metadata.describe(
             model=self._model_name, metric=measure.metric, input_size=self._input_size, width=self._info.width,
             height=self._info.height, source=str(self._info.path), max_depth=measure.max_depth,
-            conversion=measure.fixed, family=measure.family_name())
+            conversion=measure.fixed, family=measure.family_name(), kind=measure.kind)
         sidecar = {**description, **self._video_keys, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
 

@@ -38,15 +38,16 @@ class DptTrunk(ComputeOptions, nn.Module):
         self._start_in_float32()
         self.patch_embed = PatchEmbedding(config.width, config.patch_size)
         self.image_encoder = ImageEncoder(config.width, config.heads, config.blocks, config.mlp_hidden,
-                                          config.swiglu, config.taps)
+                                          config.swiglu, config.taps, out_norm_eps=config.out_norm_eps)
         self.reassembly = Reassembly(config.width, config.reassembly_channels, config.fusion_channels)
-        self.fusion = Fusion(config.fusion_channels)
+        self.fusion = Fusion(config.fusion_channels, config.coarsest_lateral)
 
 
 class DepthAnythingV2(DptTrunk):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.head = DepthHead(config.fusion_channels, config.metric, config.max_depth or 1.0)
+        self.head = DepthHead(config.fusion_channels, config.metric, config.max_depth or 1.0,
+                              exp_output=config.exp_output, sky_head=config.sky_head)
 
     def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
         """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → raw depth (B,H,W) in float32.
@@ -59,11 +60,23 @@ class DepthAnythingV2(DptTrunk):
         with self.compute_context(image_bchw.device):
             return self._depth(image_bchw, position_1nc)
 
-    def _depth(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
+    def depth_and_sky(self, image_bchw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's own outputs, float32: depth (B,H,W) before sky is set far, and a sky-head model's sky
+        score (B,H,W), else None. For checking against a family's reference code and for sky masks."""
+        check_image_batch(image_bchw, self.config.patch_size)
+        with self.compute_context(image_bchw.device):
+            fused_bchw, grid_hw = self._fused(image_bchw, None)
+            depth_b1hw, sky_b1hw = self.head.depth_and_sky(fused_bchw, grid_hw, self.config.patch_size)
+        return depth_b1hw[:, 0].float(), None if sky_b1hw is None else sky_b1hw[:, 0].float()
+
+    def _fused(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None):
         compute_dtype = self.patch_embed.proj.weight.dtype
         patch_tokens_bnc, grid_hw = self.patch_embed(image_bchw.to(compute_dtype))
         stage_tokens = self.image_encoder(patch_tokens_bnc, grid_hw, position_1nc)
         pyramid = self.reassembly(stage_tokens, grid_hw)
-        fused_bchw = self.fusion(pyramid)
+        return self.fusion(pyramid), grid_hw
+
+    def _depth(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
+        fused_bchw, grid_hw = self._fused(image_bchw, position_1nc)
         depth_b1hw = self.head(fused_bchw, grid_hw, self.config.patch_size)
         return depth_b1hw[:, 0].float()

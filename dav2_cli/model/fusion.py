@@ -20,9 +20,9 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, lateral: bool = True):
         super().__init__()
-        self.lateral_rcu = ResidualConvUnit(channels)
+        self.lateral_rcu = ResidualConvUnit(channels) if lateral else None
         self.merged_rcu = ResidualConvUnit(channels)
         self.out_proj = nn.Conv2d(channels, channels, kernel_size=1)
 
@@ -35,10 +35,12 @@ class FusionBlock(nn.Module):
 
 
 class Fusion(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, coarsest_lateral: bool = True):
         super().__init__()
-        # blocks[0] starts from the coarsest level (upstream's refinenet4), blocks[3] ends at the finest
-        self.blocks = nn.ModuleList(FusionBlock(channels) for _ in range(4))
+        # blocks[0] starts from the coarsest level (upstream's refinenet4), blocks[3] ends at the finest. blocks[0]
+        # has no lateral input: DA-V2's checkpoints still hold its lateral unit (unused), DA3's do not.
+        self.blocks = nn.ModuleList(FusionBlock(channels, lateral=index > 0 or coarsest_lateral)
+                                    for index in range(4))
 
     def forward(self, pyramid_fine_to_coarse: list[torch.Tensor]) -> torch.Tensor:
         levels = pyramid_fine_to_coarse[::-1]

@@ -147,14 +147,14 @@ class Block(nn.Module):
 
 class ImageEncoder(nn.Module):
     def __init__(self, width: int, heads: int, blocks: int, mlp_hidden: int, swiglu: bool,
-                 taps: tuple[int, ...], table_grid: int = 37):
+                 taps: tuple[int, ...], table_grid: int = 37, out_norm_eps: float = 1e-6):
         super().__init__()
         self.taps = tuple(taps)
         self.table_grid = table_grid
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + table_grid * table_grid, width))
         self.blocks = nn.ModuleList(Block(width, heads, mlp_hidden, swiglu) for _ in range(blocks))
-        self.out_norm = nn.LayerNorm(width, eps=1e-6)
+        self.out_norm = nn.LayerNorm(width, eps=out_norm_eps)
         self._pos_cache: dict = {}
         # kind of form ("attention", "linear") -> function (block, grid_hw) -> form, called once per new grid: the
         # fastest form depends on the token count, so the runtime times the candidates on the machine. A kind with no

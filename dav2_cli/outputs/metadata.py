@@ -21,20 +21,24 @@ written. Pure bytes in, bytes out: no I/O here.
 import json
 
 RELATIVE_UNIT = "none (relative inverse depth)"
+RELATIVE_DEPTH_UNIT = "none (relative depth)"
 METRIC_UNIT = "meters"
 
 
 def describe(*, model: str, metric: bool, input_size: int, width: int, height: int, source: str | None = None,
-             max_depth: float | None = None, conversion=None, intrinsics=None, family: str | None = None) -> dict:
+             max_depth: float | None = None, conversion=None, intrinsics=None, family: str | None = None,
+             kind: str | None = None, focal: dict | None = None) -> dict:
     """The description every output of one depth map carries, with the keys of the gray16 video's sidecar.
 
     `family` is the model's (Depth-Anything V2, Distill-Any-Depth...; omitted where unknown, as for a depth file
-    read back without one). `kind` is the model's (relative or metric); `unit` and `larger` describe the stored
-    values, which are
-    metres (larger = farther) once a relative map has been converted by `conversion` (an `align`
-    DisparityToDepth), whose fit is then included as `alignment`.
+    read back without one). `kind` is what the model's numbers are (inverse depth, relative depth or metric
+    depth: weights/catalog.py's output_kind; None: inverse depth unless `metric`), recorded as `output`; the
+    `kind` key says relative or metric. `unit` and `larger` describe the stored values, which are metres (larger
+    = farther) once a relative map has been converted by `conversion` (an `align` DisparityToDepth), whose fit is
+    then included as `alignment`. `focal`: the focal length a model's metres were computed from (DA3 metric).
     """
     converted = conversion is not None
+    farther = metric or (kind is not None and kind != "inverse depth")
     description = {}
     if source is not None:
         description["source"] = printable_path(source)
@@ -42,8 +46,9 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
         "model": printable_path(model),
         **({"family": family} if family else {}),
         "kind": "metric" if metric else "relative",
-        "unit": METRIC_UNIT if metric or converted else RELATIVE_UNIT,
-        "larger": "farther" if metric or converted else "nearer",
+        **({"output": kind} if kind else {}),
+        "unit": METRIC_UNIT if metric or converted else (RELATIVE_DEPTH_UNIT if farther else RELATIVE_UNIT),
+        "larger": "farther" if farther or converted else "nearer",
         "input_size": input_size,
         "width": width,
         "height": height,
@@ -52,8 +57,10 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
         description["max_depth"] = max_depth
     if intrinsics is not None:
         description["intrinsics"] = intrinsics.as_dict()
+    if focal is not None:
+        description["metric_focal"] = focal
     if converted:
-        description["alignment"] = conversion.as_dict(metric)
+        description["alignment"] = conversion.as_dict(farther)
     return description
 
 

@@ -10,6 +10,10 @@ exactly as DA-V2 is. Distill-Any-Depth's own demo resizes every image to 700x700
 dav2 keeps DA-V2's aspect-preserving sizing on the 14-pixel grid for every family, so its maps follow the image's
 shape (their raw scale differs between sizes and from DA-V2's, as any relative model's may).
 
+Depth Anything 3's mono and metric networks are DA-V2-L's with a few differences (model/config.py) and another
+output: depth, larger = farther, not inverse depth. What a model's numbers mean is said here alone
+(`output_kind`), for names, files and loaded models alike; pictures, stereo, 3D and alignment ask it.
+
 Pure data: nothing here touches the disk or the network, so `dav2 models` and `-m` checks stay cheap.
 """
 
@@ -20,6 +24,25 @@ DAV2_FAMILY = "Depth-Anything V2"
 VIDEO_FAMILY = "Video Depth Anything"  # one depth map per window of frames, not per image
 DISTILL_FAMILY = "Distill-Any-Depth"
 AC_FAMILY = "Depth-Anything-AC"
+DA3_FAMILY = "Depth Anything 3"
+
+# What a model's numbers mean. Every family but DA3 outputs inverse depth when relative.
+INVERSE_DEPTH = "inverse depth"  # larger = nearer, no unit, unknown scale and shift
+RELATIVE_DEPTH = "relative depth"  # larger = farther, no unit, unknown scale
+METRIC_DEPTH = "metric depth"  # metres, larger = farther
+DEPTH_FAMILIES = (DA3_FAMILY,)  # families whose relative output is depth itself
+DA3_CANONICAL_FOCAL = 300.0  # DA3 metric: metres = focal_px * output / 300, the focal at the network's input
+
+
+def output_kind(family: str, metric: bool) -> str:
+    """The one rule for what a model's raw numbers are: its family and whether it is metric decide."""
+    if metric:
+        return METRIC_DEPTH
+    return RELATIVE_DEPTH if family in DEPTH_FAMILIES else INVERSE_DEPTH
+
+
+def larger_is_farther(kind: str) -> bool:
+    return kind != INVERSE_DEPTH
 
 
 @dataclass(frozen=True)
@@ -52,6 +75,12 @@ class ModelSpec:
     size: str
     licence: str
     family: str = DAV2_FAMILY
+    companion: str = ""  # a file that must sit beside `filename` (DA3's config.json says mono or metric)
+    local_folder: str = ""  # where under DAV2_HOME its files go, when `filename` alone would collide
+
+    @property
+    def output_kind(self) -> str:
+        return output_kind(self.family, self.kind == "metric")
 
     @property
     def max_depth(self) -> float | None:
@@ -65,6 +94,8 @@ class ModelSpec:
         """The kind as a user should read it: what the numbers mean, and which family."""
         if self.family == VIDEO_FAMILY:
             return "video metric m" if self.kind == "metric" else "video relative"
+        if self.family in DEPTH_FAMILIES:
+            return "metric m (focal)" if self.kind == "metric" else "relative depth"
         return f"metric {self.max_depth:g} m" if self.kind == "metric" else "relative"
 
     @property
@@ -82,7 +113,8 @@ _DISTILL = "xingyang1/Distill-Any-Depth"
 # declares apache-2.0, Base and Large included. VDA: relative Small Apache-2.0, Base and Large CC-BY-NC-4.0,
 # metric Small Apache-2.0; the metric Base and Large cards could not be read when this was written.
 # Distill-Any-Depth: its weights repo's card declares apache-2.0 (its code is MIT); S and L have transformers copies
-# (`-hf`), B has none. Depth-Anything-AC: CC-BY-NC-4.0 (its model card), fine-tuned from DA-V2 Small.
+# (`-hf`), B has none. Depth-Anything-AC: CC-BY-NC-4.0 (its model card), fine-tuned from DA-V2 Small. DA3 MONO-LARGE
+# and METRIC-LARGE: Apache-2.0, code and weights (the package's README table); the other DA3 models are multi-view.
 CATALOGUE = (
     # name, aliases, encoder, kind, upstream repo, upstream file, transformers copy, size, licence[, family]
     ModelSpec("vits", ("small",), "vits", "relative", _DA + "Depth-Anything-V2-Small", _V2 + "vits.pth",
@@ -130,6 +162,10 @@ CATALOGUE = (
     ModelSpec("depth-anything-ac-s", ("depth-anything-ac-small",), "vits", "relative",
               "ghost233lism/DepthAnything-AC", "checkpoints/depth_anything_AC_vits.pth", "", "99 MB", _NC,
               AC_FAMILY),
+    ModelSpec("da3-mono-l", ("da3-mono-large",), "vitl", "relative", _DA + "DA3MONO-LARGE", "model.safetensors", "",
+              "1.4 GB", "Apache-2.0", DA3_FAMILY, "config.json", "DA3MONO-LARGE"),
+    ModelSpec("da3-metric-l", ("da3-metric-large",), "vitl", "metric", _DA + "DA3METRIC-LARGE", "model.safetensors",
+              "", "1.4 GB", "Apache-2.0", DA3_FAMILY, "config.json", "DA3METRIC-LARGE"),
 )
 
 _BY_NAME = {key: spec for spec in CATALOGUE for key in (spec.name, *spec.aliases)}

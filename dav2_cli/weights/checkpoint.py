@@ -2,7 +2,8 @@
 
 One reader per layout, all ending in the one key table (keys.py): upstream's DA-V2 `.pth` (upstream_pth.py),
 upstream's Video Depth Anything `.pth` (video_checkpoint.py), transformers' folder or `.safetensors`
-(hf_layout.py), Distill-Any-Depth Large's chunked backbone in either container (nested_backbone.py). A new
+(hf_layout.py), Distill-Any-Depth Large's chunked backbone in either container (nested_backbone.py), Depth
+Anything 3's mono and metric folders (da3_layout.py). A new
 family is a reader beside them and its rows in catalog.py. Distill-Any-Depth S/B and Depth-Anything-AC are in
 upstream's DA-V2 layout already.
 """
@@ -13,10 +14,11 @@ import torch
 
 from dav2_cli.errors import UserError
 from dav2_cli.model import DepthAnythingV2, ModelConfig, VideoDepthAnything, VideoModelConfig
-from dav2_cli.weights.catalog import DAV2_FAMILY, VIDEO_FAMILY
+from dav2_cli.weights.catalog import DA3_FAMILY, DAV2_FAMILY, VIDEO_FAMILY
+from dav2_cli.weights.da3_layout import da3_config, da3_metric, from_da3_layout, is_da3_keys
 from dav2_cli.weights.hf_layout import read_safetensors
-from dav2_cli.weights.keys import is_video_state_dict
-from dav2_cli.weights.kinds import checkpoint_kind, metric_from_name, metric_from_video_name
+from dav2_cli.weights.keys import is_video_state_dict, rename_strictly, upstream_key
+from dav2_cli.weights.kinds import checkpoint_kind, metric_from_name, metric_from_video_name, refuse_max_depth
 from dav2_cli.weights.lookup import resolve
 from dav2_cli.weights.nested_backbone import from_nested_backbone, is_nested_backbone
 from dav2_cli.weights.upstream_pth import config_from_state_dict, from_upstream_layout, read_pth
@@ -36,8 +38,10 @@ def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoi
     path = resolve(path_or_name)
     source = str(path)
     if path.is_dir() or path.suffix.lower() == ".safetensors":
-        metric, max_depth = checkpoint_kind(path, max_depth)
         state_dict = read_safetensors(path)
+        if is_da3_keys(state_dict):
+            return _da3_checkpoint(path, state_dict, max_depth, source)
+        metric, max_depth = checkpoint_kind(path, max_depth)
     else:
         state_dict = read_pth(path)
         if is_video_state_dict(state_dict):
@@ -52,6 +56,16 @@ def load_checkpoint(path_or_name, *, max_depth: float | None = None) -> Checkpoi
             raise UserError(f"{source}: {exc}") from None
     config = config_from_state_dict(state_dict, metric=metric, max_depth=max_depth, source=source)
     return Checkpoint(config, from_upstream_layout(state_dict, config, source), source)
+
+
+def _da3_checkpoint(path, state_dict: dict, max_depth: float | None, source: str) -> Checkpoint:
+    refuse_max_depth(source, max_depth, DA3_FAMILY)
+    metric = da3_metric(path / "model.safetensors" if path.is_dir() else path)
+    state_dict = from_da3_layout(state_dict)
+    base = config_from_state_dict(state_dict, metric=metric, max_depth=None, source=source)
+    config = da3_config(base, state_dict, metric)
+    return Checkpoint(config, rename_strictly(state_dict, DepthAnythingV2, config, upstream_key, DA3_FAMILY, source),
+                      source)
 
 
 def build_model(checkpoint: Checkpoint) -> DepthAnythingV2 | VideoDepthAnything:

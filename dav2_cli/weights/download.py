@@ -65,7 +65,10 @@ def download(spec: ModelSpec, *, progress: bool = True) -> Path:
         # a plain file in DAV2_HOME, or the HF cache; the HF cache is always named, as our one rule finds it, so
         # huggingface_hub never falls back on the one it read from the environment when it was first imported
         place = {"cache_dir": hf_hub_cache()} if folder == hf_hub_cache() else \
-            {"local_dir": folder, "cache_dir": hf_hub_cache()}
+            {"local_dir": folder / spec.local_folder, "cache_dir": hf_hub_cache()}
+        if spec.companion:  # small, and needed to read the weights: fetched first
+            hf_hub_download(spec.repo, spec.companion, endpoint=hub, etag_timeout=PROBE_TIMEOUT_S,
+                            tqdm_class=_bar_class(False), **place)
         path = Path(hf_hub_download(spec.repo, spec.filename, endpoint=hub, etag_timeout=PROBE_TIMEOUT_S,
                                     tqdm_class=_bar_class(progress), **place))
     except _failures() as exc:

@@ -35,6 +35,9 @@ _DAV2_RULES = (
     (r"head\.proj\.(.+)", lambda m: f"depth_head.scratch.output_conv1.{m[1]}"),
     (r"head\.conv\.(.+)", lambda m: f"depth_head.scratch.output_conv2.0.{m[1]}"),
     (r"head\.out_conv\.(.+)", lambda m: f"depth_head.scratch.output_conv2.2.{m[1]}"),
+    # Depth Anything 3's sky head (its files are renamed to this layout first: da3_layout.py)
+    (r"head\.sky_conv\.(.+)", lambda m: f"depth_head.scratch.sky_output_conv2.0.{m[1]}"),
+    (r"head\.sky_out_conv\.(.+)", lambda m: f"depth_head.scratch.sky_output_conv2.2.{m[1]}"),
 )
 
 # our name inside one TemporalModule → upstream's, under head.motion_modules.N.temporal_transformer.

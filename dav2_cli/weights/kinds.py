@@ -1,5 +1,5 @@
-"""Relative or metric, the metric range, and the family: from a model name, a file name, a config.json or a file's
-key names, before any weights load.
+"""Relative or metric, the metric range, the family and so the output kind: from a model name, a file name, a
+config.json or a file's key names, before any weights load.
 
 The weights of both kinds are shaped identically, so the tensors cannot tell. Upstream's convention is the file
 name (`metric` in it, and the training set that fixes `max_depth`); transformers' is `config.json`; a catalogue
@@ -11,19 +11,25 @@ import struct
 from pathlib import Path
 
 from dav2_cli.errors import UsageError, UserError
-from dav2_cli.weights.catalog import (CATALOGUE, DAV2_FAMILY, DISTILL_FAMILY, METRIC_DATASET_HINT, VIDEO_FAMILY,
-                                      metric_dataset)
+from dav2_cli.weights.catalog import (CATALOGUE, DA3_FAMILY, DAV2_FAMILY, DISTILL_FAMILY, METRIC_DATASET_HINT,
+                                      VIDEO_FAMILY, metric_dataset, output_kind)
+from dav2_cli.weights.da3_layout import da3_metric, is_da3_keys
 from dav2_cli.weights.hf_layout import read_hf_config
 from dav2_cli.weights.locations import cached_path
 from dav2_cli.weights.lookup import resolve, spec_for
 from dav2_cli.weights.nested_backbone import is_nested_backbone
 
 
-def refuse_max_depth(model, max_depth: float | None) -> None:
-    """--max-depth with a VDA `model` (a name or file), whichever way it was recognised, is this usage error."""
+_WITHOUT_MAX_DEPTH = {VIDEO_FAMILY: "metric VDA outputs metres directly, relative VDA has no unit",
+                      DA3_FAMILY: "metric DA3 gives metres from the focal length, mono DA3 has no unit"}
+
+
+def refuse_max_depth(model, max_depth: float | None, family: str = VIDEO_FAMILY) -> None:
+    """--max-depth with a VDA or DA3 `model` (a name or file), whichever way it was recognised, is this usage
+    error."""
     if max_depth is not None:
-        raise UsageError(f"{model}: --max-depth applies to metric {DAV2_FAMILY} models only; {VIDEO_FAMILY} takes "
-                         f"none (metric VDA outputs metres directly, relative VDA has no unit)")
+        raise UsageError(f"{model}: --max-depth applies to metric {DAV2_FAMILY} models only; {family} takes "
+                         f"none ({_WITHOUT_MAX_DEPTH[family]})")
 
 
 def metric_from_video_name(path: Path, max_depth: float | None) -> bool:
@@ -58,6 +64,9 @@ def checkpoint_kind(path: Path, max_depth: float | None) -> tuple[bool, float | 
             return metric_from_video_name(path, max_depth), None
         return metric_from_name(path, max_depth)
     weights = path / "model.safetensors" if path.is_dir() else path
+    if is_da3_keys(_safetensors_keys(weights)):
+        refuse_max_depth(path, max_depth, DA3_FAMILY)
+        return da3_metric(weights), None
     config_json = weights.with_name("config.json")
     if not config_json.is_file():
         return metric_from_name(weights, max_depth)
@@ -77,8 +86,8 @@ def model_kind(path_or_name, max_depth: float | None = None) -> tuple[bool, floa
     spec = spec_for(path_or_name)
     if spec is None:
         return checkpoint_kind(resolve(path_or_name, download=False), max_depth)
-    if spec.family == VIDEO_FAMILY:
-        refuse_max_depth(spec.name, max_depth)
+    if spec.family in _WITHOUT_MAX_DEPTH:
+        refuse_max_depth(spec.name, max_depth, spec.family)
     elif max_depth is not None and spec.kind != "metric":
         raise UsageError(f"{spec.name}: --max-depth applies to metric {DAV2_FAMILY} models only, and this one is "
                          f"relative")
@@ -102,9 +111,18 @@ def model_family(path_or_name) -> str:
     if "video_depth_anything" in path.name.lower():
         return VIDEO_FAMILY
     weights = path / "model.safetensors" if path.is_dir() else path
-    if weights.suffix.lower() == ".safetensors" and is_nested_backbone(_safetensors_keys(weights)):
+    keys = _safetensors_keys(weights) if weights.suffix.lower() == ".safetensors" else []
+    if is_nested_backbone(keys):
         return DISTILL_FAMILY
+    if is_da3_keys(keys):
+        return DA3_FAMILY
     return DAV2_FAMILY
+
+
+def model_output_kind(path_or_name, max_depth: float | None = None) -> str:
+    """What a model's raw numbers are (catalog.output_kind), known before anything loads."""
+    metric, _ = model_kind(path_or_name, max_depth)
+    return output_kind(model_family(path_or_name), metric)
 
 
 def _safetensors_keys(path: Path) -> list[str]:

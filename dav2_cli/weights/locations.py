@@ -46,8 +46,13 @@ def download_folder() -> Path:
 
 
 def hand_placed(spec: ModelSpec) -> Path:
-    """The path a user may put a model's file at by hand (the offline message names it)."""
-    return dav2_home() / spec.filename
+    """The path a user may put a model's file at by hand (the offline message names it); its companion file, if
+    the row has one, goes beside it."""
+    return dav2_home() / spec.local_folder / spec.filename
+
+
+def _companions(spec: ModelSpec) -> tuple[str, ...]:
+    return (spec.companion,) if spec.companion else ()
 
 
 def hf_snapshot(repo: str, *files: str) -> Path | None:
@@ -78,9 +83,9 @@ def cached_path(spec: ModelSpec) -> Path | None:
     3. the HuggingFace cache: the transformers copy (`-hf` repo: config.json + model.safetensors).
     """
     ours = hand_placed(spec)
-    if ours.is_file():
+    if ours.is_file() and all((ours.parent / name).is_file() for name in _companions(spec)):
         return ours
-    upstream = hf_snapshot(spec.repo, spec.filename)
+    upstream = hf_snapshot(spec.repo, spec.filename, *_companions(spec))
     if upstream:
         return upstream / spec.filename
     return hf_snapshot(spec.hf_repo, "config.json", "model.safetensors") if spec.hf_repo else None
