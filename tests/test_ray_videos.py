@@ -97,3 +97,8 @@ def test_one_video_with_ray_is_a_usage_error_before_ray_starts(videos, tmp_path,
     monkeypatch.setattr(cluster, "join_cluster", lambda address: pytest.fail("Ray started"))
     result = dav2(videos / "a.avi", "-o", tmp_path / "OUT", "--ray")
     assert result.exit_code == 2 and "--ray takes a folder of videos or a .txt list" in result.stderr
+
+
+def test_videos_by_uri_are_a_usage_error_naming_dav2_folder(videos, tmp_path):
+    result = dav2(videos.as_uri(), "-o", tmp_path / "OUT", "--ray")
+    assert result.exit_code == 2 and "`dav2 folder --ray` takes URIs" in result.stderr

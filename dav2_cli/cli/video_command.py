@@ -89,7 +89,8 @@ def video(source, output, fmt, normalize, start, end, max_frames, every, fps, ba
     def job():
         from dav2_cli.jobs.paths import require_input
 
-        require_input(source)  # a mistyped name is said at once, before the video job's heavy imports
+        if ray_address is None:  # a --ray job says it itself, after telling a URI from a mistyped name
+            require_input(source)  # a mistyped name is said at once, before the video job's heavy imports
         from dav2_cli.jobs.plan import video_format
         from dav2_cli.jobs.video import VideoOptions, run_video
 

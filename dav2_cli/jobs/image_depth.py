@@ -22,8 +22,9 @@ from dav2_cli.jobs.options import (
 )
 from dav2_cli.jobs.plan import Item
 from dav2_cli.media.exif import focal_length_35mm
-from dav2_cli.media.images import decode_image, image_header, read_input_bytes
-from dav2_cli.outputs.atomic import STDIO, OutputStopped, write_with_sidecars
+from dav2_cli.jobs.uri_files import read_source, write_result
+from dav2_cli.media.images import decode_image, image_header
+from dav2_cli.outputs.atomic import STDIO, OutputStopped
 from dav2_cli.pipeline import Frame, PerImageDepth, run_pipeline
 from dav2_cli.runtime.interrupts import GracefulStop
 from dav2_cli.runtime.memory_fit import fitting_backend
@@ -133,7 +134,7 @@ def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: 
     def inputs():
         for item in todo:
             try:
-                data = read_input_bytes(item.source)
+                data = read_source(item.source)
                 image = decode_image(data, item.name)
                 prep.check_sizing(item.name, image.shape[:2], options.input_size)
             except UserError as exc:
@@ -151,7 +152,7 @@ def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: 
         try:
             outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
                                      focal_35mm=frame.key.focal_35mm)
-            write_with_sidecars(item.destination, outputs)
+            write_result(item.destination, outputs)
             if job.name_outputs and item.destination != STDIO:
                 note(f"wrote {item.destination}")
         except OutputStopped:

@@ -6,7 +6,6 @@ one path through here, so both get the same guarantees: outputs appear whole or 
 finish the batch in hand, and `--skip-existing` resumes without rewriting anything finished.
 """
 
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,9 +17,10 @@ from dav2_cli.jobs.options import DepthOptions, report
 from dav2_cli.jobs.paths import refuse_outputs_onto_inputs, unreadable_input
 from dav2_cli.jobs.plan import Item, default_folder_output, plan_folder, plan_image_outputs, take_shard
 from dav2_cli.jobs.stereo import output_tail
+from dav2_cli.jobs.uri_files import existing_outputs, is_uri, require_ray_for_uris
 from dav2_cli.media.images import max_megapixels
 from dav2_cli.outputs import formats
-from dav2_cli.outputs.atomic import STDIO, prepare_output_folder
+from dav2_cli.outputs.atomic import prepare_output_folder
 
 __all__ = ["JobOptions", "run_folder", "run_images", "run_items"]
 
@@ -37,11 +37,23 @@ def run_images(inputs: list[str], output: str | None, options: DepthOptions,
 
 def run_folder(source: str, output: str | None, options: DepthOptions, job: JobOptions, *,
                recursive: bool = True) -> int:
+    require_ray_for_uris(source, output, job.ray)
     if job.ray is not None:
         from dav2_cli.jobs.ray_cluster import check_ray_installed
 
         check_ray_installed()
     options = replace(options, fmt=formats.canonical_format(options.fmt))
+    if is_uri(source) or is_uri(output):
+        from dav2_cli.jobs.uri_files import plan_uri_folder, prepare_output
+
+        formats.check_side_by_side(options.fmt, options.side_by_side)
+        measure = plan_measure(options)
+        items, output_uri = plan_uri_folder(source, output, options.fmt, recursive=recursive,
+                                            tail=output_tail(options, ""),
+                                            default_tail="_3d" if options.stereo is not None else "_depth")
+        measure.match_inputs([(item.name, item.relative) for item in items])
+        prepare_output(output_uri)
+        return run_items(items, measure, job, summary=True)
     source_path = Path(source)
     if not source_path.exists():
         raise UserError(f"{source}: no such file or folder")
@@ -68,13 +80,14 @@ def run_items(items: list[Item], measure: Measure, job: JobOptions, *, summary: 
     refuse_outputs_onto_inputs(items)
     items = take_shard(items, job.shard)
     tally = Tally(total=len(items) + failed_before, failed=failed_before)
+    existing = existing_outputs([item.destination for item in items]) if job.skip_existing else set()
     todo = []
     for item in items:
-        problem = unreadable_input(item.source)
+        problem = None if is_uri(item.source) else unreadable_input(item.source)  # a URI was just listed
         if problem:  # found in a stat, so a mistyped name is reported at once, before the model loads
             report(problem)
             tally.failed += 1
-        elif job.skip_existing and item.destination != STDIO and os.path.isfile(item.destination):
+        elif item.destination in existing:
             tally.skipped += 1
         else:
             todo.append(item)

@@ -43,9 +43,15 @@ def plan_videos(source: str, output: str | None, options: DepthOptions, video: V
                 skip_existing: bool) -> tuple[list[Item], Path]:
     """Every video in folder `source` (recursively) or named in a .txt list, with its output under OUT, each
     checked as `dav2 video IN -o OUT/NAME` checks it. Usage errors come before any work, as locally."""
-    from dav2_cli.jobs.paths import is_same_file
+    from dav2_cli.jobs.paths import is_same_file, require_input
     from dav2_cli.media.images import read_path_list, scan_folder
 
+    from dav2_cli.jobs.uri_files import is_uri
+
+    if is_uri(source) or is_uri(output):
+        raise UsageError(f"{source if is_uri(source) else output}: videos are read and written by path (FFmpeg "
+                         f"reads files); `dav2 folder --ray` takes URIs")
+    require_input(source)
     check_combination(options.fmt, options, video)
     if options.space.align_to is not None:
         raise UsageError("--align-to names points of one video; give that video without --ray")
