@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import dav2_cli
+from dav2_cli.ray import DepthPredictor
 from dav2_cli.cli import main
 
 SIZE = "56"  # the smallest sensible model input: these tests are about files and bytes, not depth quality
@@ -78,8 +79,6 @@ def test_a_bad_file_is_one_line_and_a_failed_count_while_the_others_finish(local
 
 def test_depth_predictor_in_a_users_read_images_pipeline_gives_dav2_images_depth(local_ray, tree, vits_checkpoint,
                                                                                  one_thread):
-    from dav2_cli.ray import DepthPredictor
-
     pngs = [str(tree / name) for name in PHOTOS if name.endswith(".png")]  # lossless: PIL and OpenCV decode alike
     rows = (local_ray.data.read_images(pngs, include_paths=True)
             .map_batches(DepthPredictor, fn_constructor_kwargs={"model": str(vits_checkpoint), "device": "cpu",
@@ -101,3 +100,26 @@ def test_ray_without_the_extra_is_a_usage_error_naming_it(tree, tmp_path, monkey
     assert result.exit_code == 2
     assert result.stderr.strip() == 'dav2: error: dav2 --ray needs Ray: pip install "dav2-cli[ray]"'
     assert not (tmp_path / "OUT").exists()
+
+
+def test_actors_with_no_backend_flag_run_the_default_backend_of_a_local_run(local_ray, tree, tmp_path,
+                                                                           vits_checkpoint, one_thread):
+    """No --backend, --dtype or --device, as users run it: the actors choose as runtime/auto_backend.py chooses
+    here (the same timing, read from the same tuning cache), so their depth is the local default's exactly."""
+    pngs = [str(tree / name) for name in PHOTOS if name.endswith(".png")]
+    rows = (local_ray.data.read_images(pngs, include_paths=True)
+            .map_batches(DepthPredictor, fn_constructor_kwargs={"model": str(vits_checkpoint),
+                                                                "input_size": int(SIZE)},
+                         compute=local_ray.data.ActorPoolStrategy(size=1), batch_size=2, batch_format="numpy")
+            .take_all())
+    model = dav2_cli.load_model(str(vits_checkpoint))
+    for row in rows:
+        path = next(p for p in pngs if p.endswith(row["path"]))
+        np.testing.assert_array_equal(row["depth"], dav2_cli.predict(model, cv2.imread(path), int(SIZE)))
+
+    args = ["folder", tree, "-m", vits_checkpoint, "--format", "npy", "--input-size", SIZE]
+    local = CliRunner().invoke(main, [*map(str, args), "-o", str(tmp_path / "local")], catch_exceptions=False)
+    on_ray = CliRunner().invoke(main, [*map(str, args), "-o", str(tmp_path / "ray"), "--ray"],
+                                catch_exceptions=False)
+    assert local.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    assert files(tmp_path / "ray") == files(tmp_path / "local")

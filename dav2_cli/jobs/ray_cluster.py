@@ -7,6 +7,7 @@ warns about on the terminal. Actors restart after system faults and their calls 
 own code never reach Ray: an actor returns them as lines, so one bad input never fails the job.
 """
 
+import atexit
 import contextlib
 import importlib.util
 import io
@@ -58,6 +59,11 @@ def join_cluster(address: str) -> None:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except ConnectionError as exc:
         raise UserError(f"--ray {address}: no Ray cluster there ({_gist(exc)})") from None
+    # Ray's CLI logger starts colorama, whose exit hook writes an ANSI reset on a terminal's stdout: a stray
+    # sequence on the stream that carries dav2's results
+    for name, module in list(sys.modules.items()):
+        if name.endswith("colorama.initialise") and hasattr(module, "reset_all"):
+            atexit.unregister(module.reset_all)
 
 
 @dataclass
@@ -95,13 +101,35 @@ def stderr_lines():
         yield lines
 
 
+def driver_settings() -> dict[str, str]:
+    """The environment that changes what dav2 does (DAV2_HOME, DAV2_MAX_MEGAPIXELS, HF_HOME, ...): an actor on a
+    cluster someone else started would otherwise run with other settings than the command line's."""
+    return {name: value for name, value in os.environ.items() if name.startswith(("DAV2_", "HF_"))}
+
+
+class _Actor:
+    """A worker as Ray runs it: in the driver's folder, so the paths of the command line (relative ones too,
+    on a file system the nodes share) name the same files, and the names written into outputs are a local
+    run's."""
+
+    def __init__(self, worker: type, kwargs: dict, cwd: str):
+        with contextlib.suppress(OSError):  # a node without that folder: absolute paths still work
+            os.chdir(cwd)
+        self.worker = worker(**kwargs)
+
+    def run(self, share: list) -> ShareResult:
+        return self.worker.run(share)
+
+
 def run_shares(pool: Pool, shares: list, halted: Callable[[], bool]) -> Iterator[ShareResult]:
     """Each share's result, in the order they finish. Once `halted()` (Ctrl-C, SIGTERM, a full disk), no new
     share is sent and the ones in flight are awaited, so what they write is whole."""
     import ray
 
-    remote = ray.remote(num_cpus=1, num_gpus=pool.gpus, max_restarts=-1, max_task_retries=-1)(pool.worker)
-    pool.actors = [remote.remote(**pool.kwargs) for _ in range(min(pool.size, len(shares)))]
+    remote = ray.remote(num_cpus=1, num_gpus=pool.gpus, max_restarts=-1, max_task_retries=-1,
+                        runtime_env={"env_vars": driver_settings()})(_Actor)
+    pool.actors = [remote.remote(pool.worker, pool.kwargs, os.getcwd())
+                   for _ in range(min(pool.size, len(shares)))]
     waiting = list(reversed(shares))
     running = {}
 
