@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dav2_cli.depth import sizing as prep
+from dav2_cli.depth.sky import DEFAULT_SKY
 from dav2_cli.errors import EXIT_SIGINT
 from dav2_cli.runtime.interrupts import exit_without_waiting_for, held_elsewhere
 
@@ -49,6 +50,7 @@ class Frame:
     model_input: np.ndarray | None = None  # float32 CHW at the model size (prep.to_model_input)
     error: BaseException | None = None  # why the input could not be read; it skips the model
     cut: bool = False  # the first frame of a new scene (videos); temporal stages restart there
+    sky: np.ndarray | None = None  # a sky-head model's sky mask (bool, the image's size), set with its depth
 
 
 class DepthStage(Protocol):
@@ -64,17 +66,21 @@ class DepthStage(Protocol):
 
 
 class PerImageDepth:
-    """Depth-Anything V2: each batch of same-sized frames in one model call."""
+    """Depth-Anything V2 and the other per-image families: each batch of same-sized frames in one model call;
+    `sky` is what becomes of a sky-head model's sky (depth/sky.py), whose mask goes on each frame."""
 
-    def __init__(self, model):
+    def __init__(self, model, sky: str = DEFAULT_SKY):
         self.model = model
+        self.sky = sky
 
     def push(self, frames: list[Frame]) -> list[tuple[Frame, np.ndarray]]:
         from dav2_cli.runtime.loading import predict_prepared
 
         batch_bchw = np.stack([frame.model_input for frame in frames])
-        depths = predict_prepared(self.model, batch_bchw, frames[0].image.shape[:2])
-        return list(zip(frames, depths))
+        results = predict_prepared(self.model, batch_bchw, frames[0].image.shape[:2], self.sky)
+        for frame, (_, sky_hw) in zip(frames, results):
+            frame.sky = sky_hw
+        return [(frame, depth_hw) for frame, (depth_hw, _) in zip(frames, results)]
 
     def finish(self) -> list[tuple[Frame, np.ndarray]]:
         return []

@@ -11,7 +11,8 @@ __all__ = ["DepthPredictor"]
 
 
 class DepthPredictor:
-    """One model per actor, loaded once; each batch gets a `depth` column of float32 (H, W) arrays.
+    """One model per actor, loaded once; each batch gets a `depth` column of float32 (H, W) arrays, and with
+    `sky="mask"` a `sky` column of bool (H, W) masks (`sky` is `predict`'s: far, keep or mask).
 
     Batches from `read_images(..., include_paths=True)` carry decoded RGB pixels in `image` (an object array when
     sizes are mixed); batches from `read_binary_files(..., include_paths=True)` carry the file's `bytes`, which
@@ -19,9 +20,11 @@ class DepthPredictor:
     """
 
     def __init__(self, model: str = "vits", device: str = "auto", dtype: str = "auto", backend: str = "auto",
-                 input_size: int = 504, max_depth: float | None = None):
+                 input_size: int = 504, max_depth: float | None = None, sky: str = "far"):
+        from dav2_cli.depth.sky import check_sky_mode
         from dav2_cli.runtime.loading import load_model
 
+        self.sky = check_sky_mode(sky)
         self.model = load_model(model, device, dtype, max_depth=max_depth, backend=backend)
         self.input_size = input_size
 
@@ -30,9 +33,11 @@ class DepthPredictor:
 
         images = [self._image(batch, index) for index in range(_rows(batch))]
         depth = np.empty(len(images), dtype=object)  # maps of mixed sizes: one array per row
+        sky = np.empty(len(images), dtype=object)
         for index, image in enumerate(images):
-            depth[index] = predict(self.model, image, self.input_size)
-        return {**batch, "depth": depth}
+            result = predict(self.model, image, self.input_size, sky=self.sky)
+            depth[index], sky[index] = result if self.sky == "mask" else (result, None)
+        return {**batch, "depth": depth, **({"sky": sky} if self.sky == "mask" else {})}
 
     @staticmethod
     def _image(batch: dict, index: int) -> np.ndarray:

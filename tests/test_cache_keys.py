@@ -22,7 +22,7 @@ def backend(request, monkeypatch):
     other than torch is made to win its timing, so the default runs the backend whose cache is under test."""
     if request.param is None:
         def others_faster(models, image_bchw):
-            depths = {name: model(image_bchw) for name, model in models.items()}
+            depths = {name: model.signed_depth(image_bchw) for name, model in models.items()}
             return {name: 0.5 if name != "torch" else 1.0 for name in models}, depths
 
         monkeypatch.setattr(auto_backend, "time_backends", others_faster)

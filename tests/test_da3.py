@@ -63,7 +63,7 @@ def test_da3_folder_gives_the_packages_depth_and_sky(da3_folder):
 def test_sky_set_far_is_deterministic_and_leaves_all_sky_or_no_sky_alone():
     depth = torch.tensor([[[[1.0, 2.0], [3.0, 9.0]]]]).repeat(3, 1, 1, 1)
     sky = torch.tensor([[[[0.0, 0.0], [0.0, 0.9]]], [[[0.9, 0.9], [0.9, 0.9]]], [[[0.0, 0.0], [0.0, 0.0]]]])
-    result = sky_set_far(depth, sky)
+    result = sky_set_far(depth, sky >= SKY_THRESHOLD)
     assert result[0].flatten().tolist() == [1.0, 2.0, 3.0, 3.0]
     assert torch.equal(result[1:], depth[1:])
 

@@ -7,6 +7,7 @@ import click
 
 from dav2_cli.cli.params import FiniteFloat, device_option, model_option
 from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE, MIN_INPUT_SIZE, SIZE_MULTIPLE
+from dav2_cli.depth.sky import DEFAULT_SKY, SKY_MODES
 from dav2_cli.outputs.colormaps import CMAPS
 from dav2_cli.outputs.formats import FORMAT_ALIASES, FORMATS
 from dav2_cli.weights.catalog import DEFAULT_MODEL, METRIC_DATASET_HINT  # rows only: no torch, no disk
@@ -60,6 +61,11 @@ def depth_options(command):
         click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
                      help=f"Metric checkpoints: override max depth in meters (default from the name: "
                           f"{METRIC_DATASET_HINT})."),
+        click.option("--sky", type=click.Choice(SKY_MODES), default=DEFAULT_SKY, show_default=True,
+                     help="Sky pixels of a model with a sky head (Depth Anything 3): keep (the network's raw "
+                          "depth), far (each image's farthest non-sky depth), mask (far, and the mask written "
+                          "with npy/exr/tiff: docs/formats.md). ply/glb leave sky points out unless keep. Models "
+                          "without a sky head: no effect."),
         click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
                      help="color (8-bit colormapped PNG, default), gray (8-bit), gray16 (16-bit PNG, full "
                           "0-65535 range, + OUT.json with lo/hi), npy/exr/tiff (float32 raw values), ply (a "

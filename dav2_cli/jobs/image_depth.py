@@ -151,7 +151,7 @@ def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: 
         item = frame.key.item
         try:
             outputs = measure.encode(depth_hw, frame.image, name=item.name, destination=item.destination,
-                                     focal_35mm=frame.key.focal_35mm)
+                                     focal_35mm=frame.key.focal_35mm, sky_hw=frame.sky)
             write_result(item.destination, outputs)
             if job.name_outputs and item.destination != STDIO:
                 note(f"wrote {item.destination}")
@@ -167,8 +167,8 @@ def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: 
     with GracefulStop() as stop, tqdm(total=len(todo), unit="img", file=sys.stderr, dynamic_ncols=True,
                                      disable=not job.progress) as bar:
         try:
-            run_pipeline(inputs(), _OutOfMemoryFailsTheBatch(model), write, fail=fail, input_size=options.input_size,
-                         batch_size=job.batch_size, stop=stop)
+            run_pipeline(inputs(), _OutOfMemoryFailsTheBatch(model, options.sky), write, fail=fail,
+                         input_size=options.input_size, batch_size=job.batch_size, stop=stop)
         except OutputStopped as exc:
             report(str(exc))
             tally.failed += 1

@@ -40,6 +40,7 @@ class Measure:
     family: str | None = None  # the model's, for the metadata: looked up when first needed ("": unknown)
     kind: str | None = None  # what the model's raw numbers are (catalog.output_kind); None until known
     canonical_focal: float | None = None  # DA3 metric: metres = focal at the network's input * output / this
+    sky_head: bool = False  # the model scores sky (DA3): --sky applies (depth/sky.py)
     _assumption_said: bool = field(default=False, repr=False)
 
     def family_name(self) -> str:
@@ -68,6 +69,12 @@ class Measure:
         self.metric, self.max_depth = config.metric, config.max_depth
         self.kind = output_kind(self.family_name(), config.metric)
         self.canonical_focal = config.canonical_focal
+        self.sky_head = config.sky_head
+
+    @property
+    def sky_mode(self) -> str | None:
+        """--sky as the metadata records it: for a sky-head model only, since it changes nothing for others."""
+        return self.options.sky if self.sky_head else None
 
     @property
     def raw_farther(self) -> bool:
@@ -175,12 +182,15 @@ class Measure:
         description = metadata.describe(
             model=str(options.model), metric=self.metric, input_size=options.input_size, width=width,
             height=height, source=name, max_depth=self.max_depth, conversion=conversion,
-            intrinsics=intrinsics if known else None, family=self.family_name(), kind=self.kind, focal=focal)
+            intrinsics=intrinsics if known else None, family=self.family_name(), kind=self.kind, focal=focal,
+            sky=self.sky_mode)
         return values, description, intrinsics, conversion
 
     def encode(self, raw_hw, image_bgr, *, name: str, destination: str, focal_35mm: float | None = None,
-               frame: int | None = None, value_range=None) -> list[tuple[str, bytes]]:
-        """Every file one depth map becomes, [(suffix, bytes)], described; see render.encode_outputs."""
+               frame: int | None = None, value_range=None, sky_hw=None) -> list[tuple[str, bytes]]:
+        """Every file one depth map becomes, [(suffix, bytes)], described; see render.encode_outputs. `sky_hw`:
+        a sky-head model's sky mask, written with `--sky mask`; point clouds leave its points out unless
+        `--sky keep` (sky has no surface to place them on)."""
         options = self.options
         cloud = options.fmt in formats.CLOUD_FORMATS
         values, description, intrinsics, conversion = self.described(raw_hw, name=name, focal_35mm=focal_35mm,
@@ -190,7 +200,14 @@ class Measure:
 
             return encode_stereo(self, values, image_bgr, description, destination)
         request = None
+        mask_hw = sky_hw if options.sky == "mask" else None
+        if mask_hw is not None:
+            description["sky_mask"] = formats.BY_NAME[formats.canonical_format(options.fmt)].sky_mask
         if cloud:
+            if sky_hw is not None:
+                description["sky_points"] = "kept" if options.sky == "keep" else "dropped"
+                if options.sky != "keep":
+                    values = np.where(sky_hw, np.float32(np.nan), values)  # not a distance: no point (point_cloud.py)
             space = options.space
             edge = DEFAULT_EDGE_THRESHOLD if space.edge_threshold is None else space.edge_threshold
             request = CloudRequest(intrinsics, image_bgr, CloudOptions(
@@ -200,12 +217,12 @@ class Measure:
         outputs = render.encode_outputs(values, options.fmt, ext=suffix, cmap=options.cmap, invert=options.invert,
                                      metric=self.distances, value_range=value_range,
                                      image_bgr=image_bgr if options.side_by_side else None,
-                                     description=description, cloud=request)
+                                     description=description, cloud=request, sky_hw=mask_hw)
         return outputs
 
 
 def plan_measure(options: DepthOptions) -> Measure:
-    """Check the 3D and conversion flags against --format and the model's kind; read --align-to's points."""
+    """Check the 3D, conversion and --sky flags against --format and the model's kind; read --align-to's points."""
     space, fmt = options.space, formats.canonical_format(options.fmt)
     if space.hfov is not None and (space.fx is not None or space.fy is not None):
         raise UsageError("--hfov and --fx/--fy both set the focal length; give one of them")
@@ -215,6 +232,7 @@ def plan_measure(options: DepthOptions) -> Measure:
         raise UsageError("--near/--far and --align-to both make depth metric; give one of them")
     if space.near is not None and not space.near < space.far:
         raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
+    formats.check_sky_mask(fmt, options.sky, options.stereo is not None)
     if fmt not in formats.CLOUD_FORMATS and space.cloud_only():
         raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply (or glb)")
     metric = max_depth = kind = None

@@ -3,6 +3,7 @@
 import sys
 from dataclasses import dataclass
 
+from dav2_cli.depth.sky import DEFAULT_SKY
 from dav2_cli.jobs.stereo import StereoOptions
 
 
@@ -53,6 +54,7 @@ class DepthOptions:
     verbose: bool = False
     space: SpaceOptions = SpaceOptions()
     stereo: StereoOptions | None = None  # --stereo: the input seen by two eyes instead of its depth picture
+    sky: str = DEFAULT_SKY  # --sky: what becomes of a sky-head model's sky pixels (depth/sky.py)
 
 
 def load_job_model(options: DepthOptions, *, repeated: bool = True):

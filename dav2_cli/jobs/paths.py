@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dav2_cli.errors import UsageError, UserError
 from dav2_cli.outputs.atomic import STDIO, describe_os_error
+from dav2_cli.outputs.formats import SKY_MASK_SUFFIX
 
 OWN_OUTPUT_STEM_END = "_depth"  # what every name dav2 gives a depth map beside its input ends in (x_depth.png)
 
@@ -109,9 +110,11 @@ def embedded_description(data: bytes) -> dict:
 def is_own_output(path) -> bool:
     """A depth map dav2 wrote beside its input (`x_depth.png` with dav2's description in it), which a later
     `dav2 folder` over the same folder must not take for a photo. Named so and described so, never either alone:
-    a user's own `house_depth.png` is still an input."""
+    a user's own `house_depth.png` is still an input. An npy's sky mask (`x_depth.npy.sky.png`) is judged by the
+    npy's name."""
     path = Path(path)
-    if not path.stem.lower().endswith(OWN_OUTPUT_STEM_END):
+    named = path.name[:-len(SKY_MASK_SUFFIX)] if path.name.lower().endswith(SKY_MASK_SUFFIX) else path.name
+    if not Path(named).stem.lower().endswith(OWN_OUTPUT_STEM_END):
         return False
     try:
         description = embedded_description(path.read_bytes())

@@ -134,7 +134,7 @@ def run_video(source: str, output: str | None, options: DepthOptions, video: Vid
 def depth_video(model, job: VideoJob, options: DepthOptions, video: VideoOptions, stop: GracefulStop) -> int:
     """Run a planned job with a loaded model; returns the exit code."""
     info, out, selection, measure = job.info, job.out, job.selection, job.measure
-    passes = Passes(options.input_size, video.batch_size, video.scene_cuts, video.progress)
+    passes = Passes(options.input_size, video.batch_size, video.scene_cuts, video.progress, options.sky)
     measure.use_model(model.config)
     fit_frame = align.first_frame_with_points(measure.points) if measure.points else None
     if fit_frame is not None and not fit_on_frame(model, info, measure, fit_frame, selection, passes, stop,

@@ -7,10 +7,11 @@ stops at the first signal, leaving the caller to say what was kept.
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from dav2_cli.depth.sky import DEFAULT_SKY
 from dav2_cli.errors import UserError
 from dav2_cli.jobs.measure import Measure
 from dav2_cli.jobs.options import is_video_model, note
@@ -26,12 +27,14 @@ from dav2_cli.runtime.interrupts import GracefulStop
 
 @dataclass(frozen=True)
 class Passes:
-    """How every pass runs: the model's input size, frames per batch, scene cuts, and whether to show progress."""
+    """How every pass runs: the model's input size, frames per batch, scene cuts, whether to show progress, and
+    what becomes of a sky-head model's sky (depth/sky.py)."""
 
     input_size: int
     batch_size: int
     scene_cuts: bool = True
     progress: bool = False
+    sky: str = DEFAULT_SKY
 
 
 def open_reader(info: VideoInfo, selection: FrameSelection) -> FrameReader | SequenceReader:
@@ -40,14 +43,14 @@ def open_reader(info: VideoInfo, selection: FrameSelection) -> FrameReader | Seq
     return kind(info.path, start=selection.start, end=selection.end, every=selection.every)
 
 
-def depth_stage(model, info: VideoInfo):
+def depth_stage(model, info: VideoInfo, sky: str = DEFAULT_SKY):
     """What turns the video's frames into depth: Video Depth Anything over windows of frames (consistent across
     them), or a per-image model one batch at a time."""
     if is_video_model(model):
         from dav2_cli.depth.temporal_windows import TemporalDepth
 
         return TemporalDepth(model, image_hw=(info.height, info.width), notify=note)
-    return PerImageDepth(model)
+    return PerImageDepth(model, sky)
 
 
 def _frames(reader: FrameReader | SequenceReader, scene_cuts: bool):
@@ -73,7 +76,7 @@ def run_pass(model, info: VideoInfo, reader, consume: Callable[[Frame, np.ndarra
             consume(frame, depth_hw)
             bar.update()
 
-        run_pipeline(_frames(reader, passes.scene_cuts), depth_stage(model, info), counted,
+        run_pipeline(_frames(reader, passes.scene_cuts), depth_stage(model, info, passes.sky), counted,
                      input_size=passes.input_size, batch_size=passes.batch_size, stop=stop)
 
 
@@ -132,11 +135,10 @@ def fit_on_frame(model, info: VideoInfo, measure: Measure, index: int, selection
             raise _FitMade
 
     if temporal:  # the main pass's frames, scene cuts and batches
-        reader, fit_passes = open_reader(info, selection), Passes(passes.input_size, passes.batch_size,
-                                                                 passes.scene_cuts)
+        reader, fit_passes = open_reader(info, selection), replace(passes, progress=False)
     else:
-        reader, fit_passes = open_reader(info, FrameSelection(index, index + 1, 1)), Passes(passes.input_size, 1,
-                                                                                          scene_cuts=False)
+        reader, fit_passes = open_reader(info, FrameSelection(index, index + 1, 1)), replace(
+            passes, batch_size=1, scene_cuts=False, progress=False)
     try:
         run_pass(model, info, reader, consume, fit_passes, stop, label="fit", total=None)
     except _FitMade:

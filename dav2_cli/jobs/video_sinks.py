@@ -99,7 +99,7 @@ class Gray16Video:
         description = metadata.describe(
             model=self._model_name, metric=measure.metric, input_size=self._input_size, width=self._info.width,
             height=self._info.height, source=str(self._info.path), max_depth=measure.max_depth,
-            conversion=measure.fixed, family=measure.family_name(), kind=measure.kind)
+            conversion=measure.fixed, family=measure.family_name(), kind=measure.kind, sky=measure.sky_mode)
         sidecar = {**description, **self._video_keys, "frames": self.frames_written, "lo": lo, "hi": hi,
                    "decode": "depth = lo + v / 65535 * (hi - lo), v the 16-bit pixel value"}
 
@@ -127,7 +127,7 @@ class FrameFolder:
     def write(self, frame: Frame, depth_hw: np.ndarray) -> None:
         path = self._folder / frame_file_name(self.frames_written, self._extension)
         outputs = self._measure.encode(depth_hw, frame.image, name=f"{self._name} frame {frame.key}",
-                                       destination=str(path), frame=frame.key)
+                                       destination=str(path), frame=frame.key, sky_hw=frame.sky)
         write_with_sidecars(path, outputs)
         self.frames_written += 1
 

@@ -14,7 +14,7 @@ from torch import nn
 from dav2_cli.model.compute import ComputeOptions
 from dav2_cli.model.config import ModelConfig
 from dav2_cli.model.fusion import Fusion
-from dav2_cli.model.head import DepthHead
+from dav2_cli.model.head import DepthHead, signed_sky_far
 from dav2_cli.model.image_encoder import ImageEncoder
 from dav2_cli.model.patch_embed import PatchEmbedding
 from dav2_cli.model.reassembly import Reassembly
@@ -43,14 +43,26 @@ class DptTrunk(ComputeOptions, nn.Module):
         self.fusion = Fusion(config.fusion_channels, config.coarsest_lateral)
 
 
-class DepthAnythingV2(DptTrunk):
+class SkyFarForward:
+    """`forward` for whatever runs a per-image model's graph (the torch model itself, OpenVINO, onnxruntime, the
+    auto choice between them), from its `signed_depth`: raw depth (B,H,W) in float32, a sky-head model's with its
+    sky set far (head.py), which is what the public API's model gives."""
+
+    def forward(self, image_bchw: torch.Tensor, *graph_inputs) -> torch.Tensor:
+        signed_bhw = self.signed_depth(image_bchw, *graph_inputs)
+        return signed_sky_far(signed_bhw) if self.config.sky_head else signed_bhw
+
+
+class DepthAnythingV2(SkyFarForward, DptTrunk):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.head = DepthHead(config.fusion_channels, config.metric, config.max_depth or 1.0,
                               exp_output=config.exp_output, sky_head=config.sky_head)
 
-    def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
-        """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → raw depth (B,H,W) in float32.
+    def signed_depth(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor | None = None) -> torch.Tensor:
+        """ImageNet-normalised RGB (B,3,H,W), H and W multiples of 14 → what every backend's graph computes: the
+        raw depth (B,H,W) in float32 before any sky rule, a sky-head model's sky pixels negated (head.sky_signed),
+        so that the sky decision is the graph's own on every backend.
 
         `position_1nc` gives the encoder's position embedding for this patch grid instead of computing it (the
         same values: `image_encoder.position_embedding`). It is the one part resized per grid in Python, so a

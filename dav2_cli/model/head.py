@@ -9,10 +9,14 @@ shapes), so the config read off the checkpoint's name or config.json decides it:
   multiplied by focal_px / 300 outside the network, where the focal length is known).
 
 DA3 also scores sky per pixel from the same upsampled features. Sky has no depth, and DA3's raw values there
-are arbitrary, so the head sets every sky pixel (score >= 0.3, DA3's threshold) to the farthest depth of the
-image's other pixels: deterministic, unlike DA3's own fill (its 99th percentile of a random sample), and computed
-in the graph so that every backend (torch, OpenVINO, onnxruntime) gives the same map. An image that is all sky
-(or has none) keeps its values.
+are arbitrary, so what becomes of them is the user's choice (keep them, set them far, write the mask too:
+depth/sky.py). The choice is made outside the graph, but the decision of what is sky (score >= 0.3, DA3's
+threshold) is made inside it, so that every backend (torch, OpenVINO, onnxruntime) decides alike: the head
+returns the depth with each sky pixel's sign flipped (`sky_signed`). DA3's exp output is strictly positive, so
+the sign is free to carry one bit, and one output keeps every backend's graph and call contract as it was.
+`split_signed` reads it back, and `sky_set_far` is the one rule for "far": each sky pixel gets the farthest
+depth of its image's other pixels, deterministic, unlike DA3's own fill (its 99th percentile of a random
+sample). An image that is all sky (or has none) keeps its values.
 """
 
 import torch
@@ -56,15 +60,34 @@ class DepthHead(nn.Module):
         return depth_b1hw, sky_b1hw
 
     def forward(self, fused_bchw: torch.Tensor, grid_hw: tuple[int, int], patch_size: int) -> torch.Tensor:
+        """The depth (B,1,H,W); a sky-head model's with its sky pixels negated (`sky_signed`)."""
         depth_b1hw, sky_b1hw = self.depth_and_sky(fused_bchw, grid_hw, patch_size)
-        return depth_b1hw if sky_b1hw is None else sky_set_far(depth_b1hw, sky_b1hw)
+        return depth_b1hw if sky_b1hw is None else sky_signed(depth_b1hw, sky_b1hw)
 
 
-def sky_set_far(depth_b1hw: torch.Tensor, sky_b1hw: torch.Tensor) -> torch.Tensor:
-    """Each image's sky pixels set to the largest depth among its other pixels (depth grows with distance)."""
-    sky = sky_b1hw >= SKY_THRESHOLD
-    ground = ~sky
-    has_ground = ground.flatten(1).any(dim=1)[:, None, None, None]
-    lowest = depth_b1hw.amin(dim=(1, 2, 3), keepdim=True)
-    farthest = torch.where(ground, depth_b1hw, lowest).amax(dim=(1, 2, 3), keepdim=True)
-    return torch.where(sky & has_ground, farthest, depth_b1hw)
+def sky_signed(depth_bhw: torch.Tensor, sky_score_bhw: torch.Tensor) -> torch.Tensor:
+    """Depth with every sky pixel's value negated. A depth that underflowed to 0 there is stored as minus the
+    dtype's smallest normal number, so that the sign survives (-0.0 would read as ground)."""
+    tiny = torch.finfo(depth_bhw.dtype).tiny
+    return torch.where(sky_score_bhw >= SKY_THRESHOLD, -depth_bhw.clamp_min(tiny), depth_bhw)
+
+
+def split_signed(signed_bhw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sky_signed`'s output → (the network's depth, the sky mask (bool)), any shape."""
+    return signed_bhw.abs(), signed_bhw < 0
+
+
+def sky_set_far(depth_bhw: torch.Tensor, sky_bhw: torch.Tensor) -> torch.Tensor:
+    """Each image's sky pixels (`sky_bhw`, bool, the shape of `depth_bhw`: B first) set to the largest depth among
+    its other pixels (depth grows with distance); an image that is all sky or has none is left alone."""
+    per_image = tuple(range(1, depth_bhw.ndim))
+    ground = ~sky_bhw
+    has_ground = ground.flatten(1).any(dim=1).reshape((-1,) + (1,) * len(per_image))
+    lowest = depth_bhw.amin(dim=per_image, keepdim=True)
+    farthest = torch.where(ground, depth_bhw, lowest).amax(dim=per_image, keepdim=True)
+    return torch.where(sky_bhw & has_ground, farthest, depth_bhw)
+
+
+def signed_sky_far(signed_bhw: torch.Tensor) -> torch.Tensor:
+    """A sky-head model's public output: `sky_signed`'s depth with its sky set far."""
+    return sky_set_far(*split_signed(signed_bhw))

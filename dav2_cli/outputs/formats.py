@@ -21,15 +21,16 @@ class Format:
     kind: str  # PICTURE (levels through a colormap or gray ramp), RAW (float32 values untouched) or CLOUD
     extensions: tuple[str, ...]  # the containers it can be written in; the first is the default
     writer: str  # the module in dav2_cli.outputs whose `encode_outputs(depth_hw, request)` writes it
+    sky_mask: str | None = None  # where `--sky mask` puts the sky mask (the metadata says so); None: nowhere
 
 
 TABLE = (
     Format("color", PICTURE, _PICTURE_EXTS, "picture_files"),
     Format("gray", PICTURE, _PICTURE_EXTS, "picture_files"),
     Format("gray16", PICTURE, (".png",), "picture_files"),  # PNG is the one 16-bit picture container here
-    Format("npy", RAW, (".npy",), "npy"),
-    Format("exr", RAW, (".exr",), "exr"),
-    Format("tiff", RAW, (".tiff", ".tif"), "tiff"),
+    Format("npy", RAW, (".npy",), "npy", "sidecar OUT.npy.sky.png: 8-bit gray, 255 = sky, 0 = not"),
+    Format("exr", RAW, (".exr",), "exr", "channel 'sky': float, 1 = sky, 0 = not"),
+    Format("tiff", RAW, (".tiff", ".tif"), "tiff", "second page: 8-bit gray, 255 = sky, 0 = not"),
     Format("ply", CLOUD, (".ply",), "ply"),
     Format("glb", CLOUD, (".glb",), "glb"),  # always a mesh: a textured surface for browsers and Blender
 )
@@ -40,6 +41,8 @@ FORMATS = tuple(BY_NAME)
 VISUAL_FORMATS = tuple(row.name for row in TABLE if row.kind == PICTURE)
 RAW_FORMATS = tuple(row.name for row in TABLE if row.kind == RAW)
 CLOUD_FORMATS = tuple(row.name for row in TABLE if row.kind == CLOUD)
+SKY_MASK_FORMATS = tuple(row.name for row in TABLE if row.sky_mask)
+SKY_MASK_SUFFIX = ".sky.png"  # OUT.npy -> OUT.npy.sky.png, beside its OUT.npy.json
 FILE_PER_FRAME_FORMATS = RAW_FORMATS + CLOUD_FORMATS  # a video becomes a folder of these, one file per frame
 FORMAT_CHOICES = FORMATS + tuple(FORMAT_ALIASES)  # what `--format` accepts
 OUTPUT_EXTENSIONS = tuple(dict.fromkeys(ext for row in TABLE for ext in row.extensions))
@@ -61,6 +64,7 @@ class Request:
     image_bgr: object = None  # the photo, for side by side
     description: dict | None = None  # metadata.describe's; None writes files that say nothing
     cloud: object = None
+    sky_hw: object = None  # with --sky mask, a sky-head model's sky mask (bool HxW), for the formats that carry it
 
 
 def canonical_format(fmt: str) -> str:
@@ -95,6 +99,15 @@ def format_for_path(path) -> str | None:
     """
     ext = Path(path).suffix.lower()
     return next((row.name for row in TABLE if ext in row.extensions), None)
+
+
+def check_sky_mask(fmt: str, sky: str, stereo: bool = False) -> None:
+    """`--sky mask` writes the mask inside or beside the formats that have room for it (SKY_MASK_FORMATS)."""
+    if sky == "mask" and (stereo or canonical_format(fmt) not in SKY_MASK_FORMATS):
+        what = "--stereo" if stereo else f"--format {canonical_format(fmt)}"
+        raise UsageError(f"--sky mask writes the sky mask with the depth, which {what} has no room for; use "
+                         f"--format {', '.join(SKY_MASK_FORMATS)}, or --sky far (the default) for the same depth "
+                         f"without the mask")
 
 
 def check_extension(fmt: str, ext: str | None) -> None:

@@ -27,7 +27,7 @@ METRIC_UNIT = "meters"
 
 def describe(*, model: str, metric: bool, input_size: int, width: int, height: int, source: str | None = None,
              max_depth: float | None = None, conversion=None, intrinsics=None, family: str | None = None,
-             kind: str | None = None, focal: dict | None = None) -> dict:
+             kind: str | None = None, focal: dict | None = None, sky: str | None = None) -> dict:
     """The description every output of one depth map carries, with the keys of the gray16 video's sidecar.
 
     `family` is the model's (Depth-Anything V2, Distill-Any-Depth...; omitted where unknown, as for a depth file
@@ -36,6 +36,7 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
     `kind` key says relative or metric. `unit` and `larger` describe the stored values, which are metres (larger
     = farther) once a relative map has been converted by `conversion` (an `align` DisparityToDepth), whose fit is
     then included as `alignment`. `focal`: the focal length a model's metres were computed from (DA3 metric).
+    `sky`: a sky-head model's --sky mode (keep, far or mask: depth/sky.py); None (other models) says nothing.
     """
     converted = conversion is not None
     farther = metric or (kind is not None and kind != "inverse depth")
@@ -59,6 +60,8 @@ def describe(*, model: str, metric: bool, input_size: int, width: int, height: i
         description["intrinsics"] = intrinsics.as_dict()
     if focal is not None:
         description["metric_focal"] = focal
+    if sky is not None:
+        description["sky"] = sky
     if converted:
         description["alignment"] = conversion.as_dict(farther)
     return description

@@ -61,6 +61,12 @@ def encode(picture: np.ndarray, extra_chunks: list[bytes] = ()) -> bytes:
                      chunk(b"IDAT", deflate.compress(filtered, _DEFLATE_LEVEL)), chunk(b"IEND", b"")])
 
 
+def mask_picture(mask_hw) -> np.ndarray:
+    """A bool mask as the 8-bit gray picture dav2 writes masks as (the sky's, beside an npy or in a TIFF page):
+    255 where true, 0 elsewhere, so that any viewer shows it and `picture > 127` reads it back."""
+    return np.where(mask_hw, np.uint8(255), np.uint8(0))
+
+
 def chunks(data: bytes):
     """(type, start, end) of each chunk of a PNG file in order: the chunk is data[start:end] (length, type, body,
     CRC), its body data[start + 8:end - 4]. Stops at IEND or where fewer than 12 bytes are left; a chunk that

@@ -3,7 +3,9 @@ ImageDescription, the EXIF structure cameras write (which is a TIFF structure to
 for the writers, `dav2 info`, the image reader and the EXIF reader alike.
 
 OpenCV writes the pixels (IEEE-float samples); the description is added by rewriting the first directory (IFD)
-at the end of the file, so the pixel data and everything the old directory pointed to stay where they are.
+at the end of the file, so the pixel data and everything the old directory pointed to stay where they are. With
+`--sky mask` the sky mask is the file's second page (8-bit gray, 255 = sky), which readers that take the first
+page only never see.
 Classic and BigTIFF directories are both read.
 """
 
@@ -13,6 +15,7 @@ import struct
 from dav2_cli.errors import UserError
 from dav2_cli.outputs.formats import Request, check_extension
 from dav2_cli.outputs.metadata import from_text
+from dav2_cli.outputs.png import mask_picture
 
 IMAGE_WIDTH, IMAGE_LENGTH, IMAGE_DESCRIPTION = 256, 257, 270
 EXIF_IFD_POINTER = 0x8769
@@ -117,11 +120,15 @@ def read_description(tiff: bytes) -> dict:
     return {}
 
 
-def encode(depth_hw, description: dict | None = None) -> bytes:
-    """A float32 TIFF of `depth_hw` (values untouched), described when `description` is given."""
+def encode(depth_hw, description: dict | None = None, sky_hw=None) -> bytes:
+    """A float32 TIFF of `depth_hw` (values untouched), described when `description` is given, with `sky_hw` (a
+    bool mask) as its second page when given."""
     import cv2
 
-    ok, data = cv2.imencode(".tiff", depth_hw)  # OpenCV stores float32 as IEEE-float samples
+    if sky_hw is None:
+        ok, data = cv2.imencode(".tiff", depth_hw)  # OpenCV stores float32 as IEEE-float samples
+    else:
+        ok, data = cv2.imencodemulti(".tiff", [depth_hw, mask_picture(sky_hw)])
     if not ok:
         raise UserError("OpenCV could not encode the depth map as a float32 TIFF")
     return with_description(data.tobytes(), description) if description else data.tobytes()
@@ -129,4 +136,4 @@ def encode(depth_hw, description: dict | None = None) -> bytes:
 
 def encode_outputs(depth_hw, request: Request) -> list[tuple[str, bytes]]:
     check_extension(request.fmt, request.ext)
-    return [("", encode(depth_hw, request.description))]
+    return [("", encode(depth_hw, request.description, request.sky_hw))]

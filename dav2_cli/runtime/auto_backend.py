@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from dav2_cli.model.dpt import SkyFarForward
 from dav2_cli.model.onednn_linear import release_packed_weights
 from dav2_cli.runtime import backends, torch_backend, tuning_cache
 
@@ -33,16 +34,17 @@ def size_bucket(size_hw: tuple[int, int], patch: int) -> str:
 
 @torch.inference_mode()
 def time_backends(models: dict, image_bchw: torch.Tensor) -> tuple[dict, dict]:
-    """Seconds of one forward of each model on `image_bchw` after one untimed warm-up each, and each one's depth.
+    """Seconds of one forward of each model on `image_bchw` after one untimed warm-up each, and each one's depth
+    (its `signed_depth`, the graph's output).
 
     The warm-up pays OpenVINO's one conversion of the model if no earlier run has, its first call at this shape,
     and torch's first-call allocations; the timed forwards add one forward of each.
     """
-    depths = {name: model(image_bchw) for name, model in models.items()}
+    depths = {name: model.signed_depth(image_bchw) for name, model in models.items()}
     seconds = {}
     for name, model in models.items():
         began = time.perf_counter()
-        model(image_bchw)
+        model.signed_depth(image_bchw)
         seconds[name] = time.perf_counter() - began
     return seconds, depths
 
@@ -54,7 +56,7 @@ def announce_timing() -> None:
     sys.stderr.flush()
 
 
-class FastestBackend(torch.nn.Module):
+class FastestBackend(SkyFarForward, torch.nn.Module):
     """A model that runs, for each size bucket, whichever candidate backend was timed fastest on this machine
     (timed once, then read from the tuning cache).
 
@@ -142,7 +144,7 @@ class FastestBackend(torch.nn.Module):
         tuning_cache.remember(key, name)
         return name, depths[name]
 
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+    def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
         bucket = size_bucket(tuple(image_bchw.shape[2:]), self.config.patch_size)
         if bucket not in self.chosen:
             name, depth_bhw = self._choose(image_bchw, bucket)
@@ -151,4 +153,4 @@ class FastestBackend(torch.nn.Module):
                 self._release_torch_model()
             if depth_bhw is not None:
                 return depth_bhw  # the timing run's answer: no need to compute it again
-        return self.model(self.chosen[bucket])(image_bchw)
+        return self.model(self.chosen[bucket]).signed_depth(image_bchw)

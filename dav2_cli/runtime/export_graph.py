@@ -53,9 +53,10 @@ def resize_matrix(grid: int, count_like: torch.Tensor, table_grid: int, both_nat
 
 
 class ExportableDepth(nn.Module):
-    """A float32 dav2 model with its position embedding computed in-graph: (N,3,H,W) float32 → (N,H,W) float32.
+    """A float32 dav2 model with its position embedding computed in-graph: (N,3,H,W) float32 → (N,H,W) float32,
+    the model's `signed_depth` (a sky-head model's sky pixels negated: model/head.py).
 
-    Works for Depth-Anything V2 models (`DepthAnythingV2.forward` takes the embedding as its second argument).
+    Works for Depth-Anything V2 models (`DepthAnythingV2.signed_depth` takes the embedding as its second argument).
     """
 
     def __init__(self, model: nn.Module):
@@ -78,4 +79,4 @@ class ExportableDepth(nn.Module):
         rows_hgc = torch.matmul(rows_hg, table_ggc.reshape(g, g * width)).reshape(-1, g, width)
         patch_hwc = torch.matmul(rows_hgc.permute(0, 2, 1), cols_wg.transpose(0, 1)).permute(0, 2, 1)
         position_1nc = torch.cat((table[:, :1], patch_hwc.reshape(1, -1, width)), dim=1)
-        return self.model(image, position_1nc)
+        return self.model.signed_depth(image, position_1nc)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dav2_cli.depth import sizing as prep
+from dav2_cli.depth.sky import DEFAULT_SKY, apply_sky, check_sky_mode, sky_to_image_size
 from dav2_cli.errors import UsageError
 from dav2_cli.model import VideoModelConfig
 from dav2_cli.runtime import backends
@@ -55,34 +56,49 @@ def load_model(path_or_name, device: str = "auto", dtype: str = "auto", *, max_d
     return FastestBackend(float32_model, torch_device, precision, backends.candidates(torch_device, precision))
 
 
-def predict_batch(model: torch.nn.Module, images_bgr: list[np.ndarray],
-                  input_size: int = prep.DEFAULT_INPUT_SIZE) -> list[np.ndarray]:
-    """Depth for images of one shared size, each float32 HxW at that size."""
+def predict_batch(model: torch.nn.Module, images_bgr: list[np.ndarray], input_size: int = prep.DEFAULT_INPUT_SIZE,
+                  *, sky: str = DEFAULT_SKY) -> list[np.ndarray]:
+    """Depth for images of one shared size, each float32 HxW at that size (`sky`: see `predict`)."""
+    return [depth for depth, _ in _predict_with_sky(model, images_bgr, input_size, sky)]
+
+
+def _predict_with_sky(model, images_bgr: list[np.ndarray], input_size: int, sky: str):
     image_hw = images_bgr[0].shape[:2]
     if any(image.shape[:2] != image_hw for image in images_bgr):
         raise ValueError("predict_batch needs images of one size; group them first")
     prep.check_sizing("image", image_hw, input_size)
     size_hw = prep.model_size(image_hw, input_size)
     batch_bchw = np.stack([prep.to_model_input(image, size_hw) for image in images_bgr])
-    return predict_prepared(model, batch_bchw, image_hw)
+    return predict_prepared(model, batch_bchw, image_hw, check_sky_mode(sky))
 
 
 @torch.inference_mode()
-def predict_prepared(model: torch.nn.Module, batch_bchw: np.ndarray, image_hw: tuple[int, int]) -> list[np.ndarray]:
+def predict_prepared(model: torch.nn.Module, batch_bchw: np.ndarray, image_hw: tuple[int, int],
+                     sky: str = DEFAULT_SKY) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """`predict_batch` after its preprocessing: `batch_bchw` stacks `prep.to_model_input` results, so a video
-    pipeline can prepare frames in its decoding thread while the model runs."""
+    pipeline can prepare frames in its decoding thread while the model runs. Each image's (depth, sky mask): the
+    mask is bool HxW for a sky-head model (whatever `sky` says of the depth: depth/sky.py), else None."""
     batch_bchw = torch.from_numpy(batch_bchw)
     device = model_device(model)
     if device.type == "cuda":
         batch_bchw = batch_bchw.pin_memory()  # so the copy below is a true asynchronous DMA
-    depth_bhw = model(batch_bchw.to(device, non_blocking=True))
-    return list(prep.to_image_size(depth_bhw, image_hw).cpu().numpy())  # the batch's one wait for the device
+    batch_bchw = batch_bchw.to(device, non_blocking=True)
+    if not model.config.sky_head:
+        depths = prep.to_image_size(model(batch_bchw), image_hw).cpu().numpy()  # the batch's one wait for it
+        return [(depth, None) for depth in depths]
+    depth_bhw, sky_bhw = apply_sky(model.signed_depth(batch_bchw), sky)
+    depths = prep.to_image_size(depth_bhw, image_hw).cpu().numpy()
+    return list(zip(depths, sky_to_image_size(sky_bhw, image_hw).cpu().numpy()))
 
 
-def predict(model: torch.nn.Module, image_bgr: np.ndarray, input_size: int = prep.DEFAULT_INPUT_SIZE) -> np.ndarray:
+def predict(model: torch.nn.Module, image_bgr: np.ndarray, input_size: int = prep.DEFAULT_INPUT_SIZE, *,
+            sky: str = DEFAULT_SKY):
     """Depth for one BGR image (as cv2.imread returns it), float32 HxW at the image's own size.
 
-    Relative models return inverse depth (larger = nearer, no unit); metric models return meters.
+    Relative models return inverse depth (larger = nearer, no unit); metric models return meters; Depth Anything
+    3 returns depth (larger = farther). `sky` (a sky-head model's sky pixels, depth/sky.py): "far" (their image's
+    farthest other depth), "keep" (the network's raw values), or "mask": far, and (depth, sky) is returned, sky a
+    bool HxW array (all False for a model without a sky head).
     """
     if not isinstance(image_bgr, np.ndarray):
         raise TypeError(f"expected an HxWx3 BGR numpy array (as cv2.imread returns), got {type(image_bgr).__name__}")
@@ -91,4 +107,7 @@ def predict(model: torch.nn.Module, image_bgr: np.ndarray, input_size: int = pre
     if image_bgr.dtype not in (np.uint8, np.uint16):  # the range decides the scaling: 0..255 or 0..65535
         raise ValueError(f"expected a uint8 or uint16 image (as cv2.imread returns), got {image_bgr.dtype}; "
                          f"scale a float image in 0..1 to uint16 first, e.g. (image * 65535).round().astype(np.uint16)")
-    return predict_batch(model, [image_bgr], input_size)[0]
+    depth, sky_hw = _predict_with_sky(model, [image_bgr], input_size, sky)[0]
+    if sky != "mask":
+        return depth
+    return depth, np.zeros(depth.shape, dtype=bool) if sky_hw is None else sky_hw

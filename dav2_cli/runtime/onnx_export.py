@@ -47,6 +47,10 @@ def installed_version() -> str:
         return "unknown"
 
 
+SKY_NOTE = ("; sky pixels (the sky head's score >= 0.3) are negated: the depth is the absolute value, sky where "
+            "negative (dav2 sets sky to the image's farthest non-sky depth)")
+
+
 def export_metadata(config, model_name: str, dtype: str, fixed_size_hw=None) -> dict:
     """Everything a consumer needs to feed the graph and read its output, as strings (ONNX metadata_props are)."""
     from dav2_cli.depth import sizing
@@ -63,7 +67,7 @@ def export_metadata(config, model_name: str, dtype: str, fixed_size_hw=None) -> 
         "default_input_size": str(sizing.DEFAULT_INPUT_SIZE),
         "input": f"{INPUT_NAME}: float32 N x 3 x H x W, RGB, (pixel / 255 - mean) / std, H and W multiples of "
                  f"{config.patch_size}",
-        "output": f"{OUTPUT_NAME}: float32 N x H x W",
+        "output": f"{OUTPUT_NAME}: float32 N x H x W" + (SKY_NOTE if config.sky_head else ""),
         "color_order": "RGB",
         "mean": json.dumps([round(float(v), 6) for v in sizing.IMAGENET_MEAN_RGB]),
         "std": json.dumps([round(float(v), 6) for v in sizing.IMAGENET_STD_RGB]),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from dav2_cli.errors import UsageError, UserError
-from dav2_cli.model.dpt import check_image_batch
+from dav2_cli.model.dpt import SkyFarForward, check_image_batch
 from dav2_cli.runtime import onnx_export, tuning_cache
 
 INSTALL_HINT = 'pip install "dav2-cli[onnx]"'
@@ -159,7 +159,7 @@ def session(path: Path, providers: list):
     return onnxruntime.InferenceSession(str(path), options, providers=providers)
 
 
-class OnnxRuntimeModel(torch.nn.Module):
+class OnnxRuntimeModel(SkyFarForward, torch.nn.Module):
     """A float32 dav2 model, exported once and run by onnxruntime with `providers`.
 
     The torch model is kept only until its export exists; the session is created on the first call. An empty
@@ -191,7 +191,8 @@ class OnnxRuntimeModel(torch.nn.Module):
     def active_providers(self) -> list[str]:
         return self.loaded_session().get_providers()
 
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+    def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        """The exported graph's output: the model's `signed_depth`, with its sky pixels (if any) negated."""
         check_image_batch(image_bchw, self.config.patch_size)
         array = np.ascontiguousarray(image_bchw.detach().cpu().numpy(), dtype=np.float32)
         depth = self.loaded_session().run([onnx_export.OUTPUT_NAME], {onnx_export.INPUT_NAME: array})[0]

@@ -18,7 +18,8 @@ later runs read it instead; compiling reuses OpenVINO's own cache (CACHE_DIR) in
 kept within a budget (openvino_cache.py).
 
 The call contract is the torch model's (what `loading.predict_prepared` relies on): float32 (B,3,H,W)
-ImageNet-normalised in, float32 (B,H,W) raw depth out, with `.config`, `.source`, `.precision`,
+ImageNet-normalised in, float32 (B,H,W) raw depth out (`signed_depth` the graph's own, with a sky-head model's sky
+pixels negated; `forward` with them set far: model/head.py), with `.config`, `.source`, `.precision`,
 `.attention_form` and `.linear_form`. `openvino` is imported only here, and only when a model is converted.
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from dav2_cli.errors import UsageError
-from dav2_cli.model.dpt import check_image_batch
+from dav2_cli.model.dpt import SkyFarForward, check_image_batch
 from dav2_cli.runtime import openvino_cache, tuning_cache
 from dav2_cli.runtime.interrupts import ctrl_c_held
 
@@ -39,7 +40,7 @@ INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
 PRECISIONS = tuple(PRECISION_HINTS)
-GRAPH_FORM = "any size, position embedding as input"  # in the saved graphs' hash: older forms are never read
+GRAPH_FORM = "any size, position embedding as input, sky negated"  # in the saved graphs' hash: older forms are never read
 # distinct input shapes one compiled model serves before it is compiled afresh from the saved graph (~0.5 s): OpenVINO
 # keeps ~4 MB of state for each shape it has run (vits, measured), which a folder of photos in many sizes would
 # otherwise grow without bound; dropping the compiled model frees it
@@ -60,7 +61,7 @@ def version() -> str:
     return tuning_cache.library_version("openvino")
 
 
-class OpenVINOModel(torch.nn.Module):
+class OpenVINOModel(SkyFarForward, torch.nn.Module):
     """A float32 dav2 model run by OpenVINO, computing in `precision` (float32 or bfloat16).
 
     One converted graph serves every input size and batch size: the position embedding, the one part resized per
@@ -89,7 +90,8 @@ class OpenVINOModel(torch.nn.Module):
         self._unsaved = None  # the converted graph, kept here when the cache folder would not take it
         self.eval()  # as load_model promises, whichever backend it returns
 
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+    def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        """The graph's output: the model's `signed_depth`, with its sky pixels (if any) negated."""
         check_image_batch(image_bchw, self.config.patch_size)
         patch = self.config.patch_size
         grid_hw = (image_bchw.shape[2] // patch, image_bchw.shape[3] // patch)
@@ -174,6 +176,17 @@ class OpenVINOModel(torch.nn.Module):
             warnings.simplefilter("ignore")  # TracerWarnings: the input checks' branches, fixed as intended
             example = (torch.zeros(1, 3, grid_hw[0] * patch, grid_hw[1] * patch),
                        self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32).clone())
-            traced = torch.jit.trace(self.float32_model, example, check_trace=False)
+            traced = torch.jit.trace(_SignedGraph(self.float32_model), example, check_trace=False)
             return openvino.convert_model(traced, example_input=example, input=[
                 openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
+
+
+class _SignedGraph(torch.nn.Module):
+    """The graph converted: the model's `signed_depth` (sky decided inside it), not its sky-far `forward`."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_bchw: torch.Tensor, position_1nc: torch.Tensor) -> torch.Tensor:
+        return self.model.signed_depth(image_bchw, position_1nc)
