@@ -221,3 +221,5 @@ def test_a_model_without_a_sky_head_is_unchanged_by_sky(vits_checkpoint, photo, 
         assert "sky" not in _description(out)
     assert outputs["far"] == outputs["keep"] == outputs["mask"]
     assert not list(tmp_path.glob("*.sky.png"))
+    code, log = dav2("image", photo, "-m", vits_checkpoint, "-o", tmp_path / "d.png", "--sky", "mask", *SMALL)
+    assert code == 0, log  # no mask to write, so no format to refuse

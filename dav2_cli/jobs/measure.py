@@ -24,7 +24,7 @@ from dav2_cli.outputs.atomic import STDIO
 from dav2_cli.media.images import read_input_bytes
 from dav2_cli.jobs.options import DepthOptions, note
 from dav2_cli.jobs.plan import points_per_input
-from dav2_cli.weights.catalog import METRIC_DEPTH, larger_is_farther, output_kind
+from dav2_cli.weights.catalog import METRIC_DEPTH, SKY_FAMILIES, larger_is_farther, output_kind
 
 
 @dataclass
@@ -232,7 +232,11 @@ def plan_measure(options: DepthOptions) -> Measure:
         raise UsageError("--near/--far and --align-to both make depth metric; give one of them")
     if space.near is not None and not space.near < space.far:
         raise UsageError(f"--near {space.near:g} --far {space.far:g}: near must be less than far")
-    formats.check_sky_mask(fmt, options.sky, options.stereo is not None)
+    if options.sky == "mask":  # a model without a sky head ignores --sky, mask or not (depth/sky.py)
+        from dav2_cli.weights.kinds import model_family
+
+        if model_family(options.model) in SKY_FAMILIES:
+            formats.check_sky_mask(fmt, options.sky, options.stereo is not None)
     if fmt not in formats.CLOUD_FORMATS and space.cloud_only():
         raise UsageError(f"{', '.join(space.cloud_only())}: only for point clouds; add --format ply (or glb)")
     metric = max_depth = kind = None

@@ -31,6 +31,7 @@ INVERSE_DEPTH = "inverse depth"  # larger = nearer, no unit, unknown scale and s
 RELATIVE_DEPTH = "relative depth"  # larger = farther, no unit, unknown scale
 METRIC_DEPTH = "metric depth"  # metres, larger = farther
 DEPTH_FAMILIES = (DA3_FAMILY,)  # families whose relative output is depth itself
+SKY_FAMILIES = (DA3_FAMILY,)  # families whose networks have a sky head: --sky applies to them alone
 DA3_CANONICAL_FOCAL = 300.0  # DA3 metric: metres = focal_px * output / 300, the focal at the network's input
 
 
