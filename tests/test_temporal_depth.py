@@ -171,7 +171,8 @@ def test_the_engines_preparation_keeps_the_values(tiny):
     frames = make_frames(33)
     prepared = torch_backend.prepare_model(copy.deepcopy(tiny), torch.device("cpu"), "float32")
     expected = run(tiny, frames)
-    np.testing.assert_allclose(run(prepared, frames), expected, rtol=0, atol=1e-5 * float(expected.max()))
+    # float32 channels-last convolutions sum in another order, by CPU: 3e-5 of the largest depth on AVX2 alone
+    np.testing.assert_allclose(run(prepared, frames), expected, rtol=0, atol=1e-4 * float(expected.max()))
 
 
 def test_scale_and_shift_fit():

@@ -109,6 +109,8 @@ def ctrl_c_held():
         return
     held = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    if previous is None:  # a handler set outside Python cannot be put back: Python's own stands in for it
+        previous = signal.default_int_handler
     try:
         yield
     finally:
