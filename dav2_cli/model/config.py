@@ -25,7 +25,7 @@ class ModelConfig:
     # Depth Anything 3's mono and metric networks are DA-V2-L's with these differences, each read off its
     # weights (sky head, fusion units) or its recognised layout (the rest), never taken from a flag:
     exp_output: bool = False  # exp of the last conv (depth, larger = farther) instead of ReLU or Sigmoid
-    sky_head: bool = False  # a second head scoring sky per pixel (model/head.py sets sky far)
+    sky_head: bool = False  # a second head scoring sky per pixel (model/head.py marks it; depth/sky.py applies --sky)
     out_norm_eps: float = 1e-6  # DA3's final LayerNorm uses 1e-5 (its blocks keep DINOv2's 1e-6)
     coarsest_lateral: bool = True  # DA-V2's refinenet4 holds a lateral unit it never uses; DA3's has none
     canonical_focal: float | None = None  # DA3 metric: metres = focal_px * output / canonical_focal

@@ -40,7 +40,8 @@ INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
 PRECISION_HINTS = {"float32": "f32", "bfloat16": "bf16"}  # dav2's precision -> OpenVINO's inference precision
 PRECISION_NAMES = {"f32": "float32", "bf16": "bfloat16"}
 PRECISIONS = tuple(PRECISION_HINTS)
-GRAPH_FORM = "any size, position embedding as input, sky negated"  # in the saved graphs' hash: older forms are never read
+# in the saved graphs' hash: older forms are never read
+GRAPH_FORM = "any size, position embedding as input, sky negated"
 # distinct input shapes one compiled model serves before it is compiled afresh from the saved graph (~0.5 s): OpenVINO
 # keeps ~4 MB of state for each shape it has run (vits, measured), which a folder of photos in many sizes would
 # otherwise grow without bound; dropping the compiled model frees it
