@@ -33,6 +33,7 @@ STARTED = time.perf_counter()  # before torch is imported: the child's start-up 
 
 import torch  # noqa: E402
 
+from benchmarks.busy import BusyCores  # noqa: E402
 from benchmarks.upstream import UPSTREAM_CONFIGS, upstream_dpt, upstream_model  # noqa: E402
 from dav2_cli.model.int8 import quantized_engine  # noqa: E402
 from dav2_cli.runtime import device as devices  # noqa: E402
@@ -121,21 +122,6 @@ def peer_variants(upstream: torch.nn.Module, input_bchw: torch.Tensor, folder: P
             "OpenVINO f32": run(ov_f32),
             f"onnxruntime {onnxruntime.__version__} fp32":
                 lambda _: torch.from_numpy(ort.run(None, {"image": array})[0])}
-
-
-class BusyCores:
-    """One busy process per core for the duration of a `with` block: the loaded half of the measurement."""
-
-    def __enter__(self):
-        self.processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                          for _ in range(os.cpu_count() or 1)]
-        time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc):
-        for process in self.processes:
-            process.kill()
-            process.wait()
 
 
 def child(name: str, checkpoint: Path) -> None:
