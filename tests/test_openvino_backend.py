@@ -270,6 +270,25 @@ def test_short_jobs_run_torch_untimed_until_their_sum_repays_the_conversion(monk
     assert [name for name, _ in forwards[60:]] == ["torch", "torch", "openvino"]
 
 
+def test_a_run_of_unknown_length_times_once_its_own_work_repays_it(monkeypatch, fresh_cache, vits_checkpoint,
+                                                                   make_photo):
+    """The API and Ray's actors announce no length: a bucket runs torch until the run's work repays timing it
+    (torch has run by then, so converting and OpenVINO's two calls: 6 forwards, repaid by 60)."""
+    converted = simulated_openvino(monkeypatch)
+    monkeypatch.setattr(auto_backend, "REFERENCE_SHAPE", (1, 3, 56, 84))
+    forwards = []
+    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    image = make_photo(56, 84, seed=3)
+    for _ in range(64):
+        dav2_cli.predict(model, image, 56)
+    names = [name for name, _ in forwards]
+    timed_at = names.index("openvino")
+    assert 60 <= timed_at <= 62 and set(names[:timed_at]) == {"torch"} and converted
+    assert names[timed_at + 1:] == ["openvino"] * (len(names) - timed_at - 1)  # OpenVINO won: it runs the rest
+    assert model.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
+
+
 def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, fresh_cache,
                                                                             vits_checkpoint, make_photo):
     pytest.importorskip("openvino")

@@ -12,27 +12,14 @@ from click.testing import CliRunner
 import dav2_cli
 from dav2_cli.ray import DepthPredictor
 from dav2_cli.cli import main
+from tests.folder_trees import SIZE, dav2, files, make_tree
 
-SIZE = "56"  # the smallest sensible model input: these tests are about files and bytes, not depth quality
 PHOTOS = {"a.png": (40, 64, 1), "b.jpg": (64, 48, 2), "sub/c.png": (50, 50, 3), "sub/d.png": (40, 64, 4)}
-
-
-def dav2(*args):
-    args = [str(a) for a in args] + ["--input-size", SIZE, "--device", "cpu", "--dtype", "float32"]
-    return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 @pytest.fixture
 def tree(tmp_path, make_photo):
-    source = tmp_path / "DIR"
-    for name, (height, width, seed) in PHOTOS.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(source / name), make_photo(height, width, seed))
-    return source
-
-
-def files(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return make_tree(tmp_path / "DIR", PHOTOS, make_photo)
 
 
 @pytest.mark.parametrize("fmt", ["npy", "gray16"])

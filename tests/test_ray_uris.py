@@ -6,33 +6,18 @@ import json
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from dav2_cli.cli import main
 from dav2_cli.jobs.paths import embedded_description
+from tests.folder_trees import SIZE, dav2, files, make_tree
 
 pytest.importorskip("pyarrow")
 
-SIZE = "56"
 PHOTOS = {"a.png": (40, 64, 1), "sub/b.png": (50, 50, 2), "sub/c.jpg": (64, 48, 3)}
-
-
-def dav2(*args):
-    args = [str(a) for a in args] + ["--input-size", SIZE, "--device", "cpu", "--dtype", "float32"]
-    return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 @pytest.fixture
 def tree(tmp_path, make_photo):
-    source = tmp_path / "DIR"
-    for name, (height, width, seed) in PHOTOS.items():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(source / name), make_photo(height, width, seed))
-    return source
-
-
-def files(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return make_tree(tmp_path / "DIR", PHOTOS, make_photo)
 
 
 def assert_same_outputs(got: dict, expected: dict, input_uri: str, input_path: str):

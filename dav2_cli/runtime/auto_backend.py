@@ -16,7 +16,8 @@ are spare ones. Timed at once, a first `dav2 folder` of photos in ten sizes cost
 against 28.3 s warm, vits, 2-core AVX2 EPYC). So a bucket is timed only where that costs at most SETUP_SHARE of the
 work it joins: the seconds of model work this model ran on this machine while a bucket waited (kept in the tuning
 cache, across runs) plus this job's (announced by `plan`, or run). Until then the bucket runs torch, which needs no
-making, for the rest of the run; nothing is stored for it. The timing says so on stderr, once, where stderr is a
+making, and nothing is stored for it: for the rest of a job that announced its length, or, in a run of unknown
+length, until its own work repays the timing. The timing says so on stderr, once, where stderr is a
 terminal or the job is verbose (`say_when_timing`), as progress is shown. Ties go to torch.
 """
 
@@ -111,6 +112,7 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
         self._built = {}
         self._warm = set()  # backends that have run in this process: their next forward is a fair sample
         self._waited = None  # seconds of work earlier runs did while a bucket waited (from the tuning cache)
+        self.waited_here = 0.0  # and this run, kept for later runs
         self._announced = False
         self.say_when_timing = sys.stderr.isatty()  # a job's --verbose sets it too
         self.eval()
@@ -175,9 +177,14 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
                                       precision=self.precision)
 
     def waited(self) -> float:
+        """Seconds of work earlier runs did while a bucket waited (this run's own are counted in `ran`)."""
         if self._waited is None:
             self._waited = tuning_cache.cached_number(self.waiting_key())
         return self._waited
+
+    def _keep_waiting_work(self, seconds: float) -> None:
+        self.waited_here += seconds
+        tuning_cache.remember(self.waiting_key(), self.waited() + self.waited_here)
 
     def timing_cost(self, shape_bchw: tuple) -> float:
         """Seconds that timing the candidates at this shape would add to the work, in torch's time: making each
@@ -193,18 +200,18 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
                 cost += forward
         return cost
 
-    def repays_timing(self, shape_bchw: tuple) -> bool:
-        """Whether the work at hand repays timing the candidates now (`timing_cost` within SETUP_SHARE of it)."""
+    def repays_timing(self, shape_bchw: tuple, *, earlier: bool = True) -> bool:
+        """Whether the work at hand repays timing the candidates now (`timing_cost` within SETUP_SHARE of it): this
+        job's, and where `earlier`, what earlier runs did while buckets waited."""
         job = max(self.planned * self.torch_rate * work_units(shape_bchw, self.config.patch_size, self.config.width),
                   self.ran)
-        return self.timing_cost(shape_bchw) <= SETUP_SHARE * (self.waited() + job)
+        return self.timing_cost(shape_bchw) <= SETUP_SHARE * ((self.waited() if earlier else 0.0) + job)
 
     def _run(self, name: str, image_bchw: torch.Tensor, bucket: str) -> torch.Tensor:
         depth_bhw, seconds = timed_depth(self.model(name), image_bchw)
         self.ran += seconds
         if bucket in self.waiting:
-            self._waited = self.waited() + seconds
-            tuning_cache.remember(self.waiting_key(), self._waited)
+            self._keep_waiting_work(seconds)
         return depth_bhw
 
     def _first_of_bucket(self, image_bchw: torch.Tensor, bucket: str) -> tuple[str, torch.Tensor]:
@@ -220,8 +227,7 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
         self._warm.add("torch")
         if not repays:
             self.waiting.add(bucket)
-            self._waited = self.waited() + seconds
-            tuning_cache.remember(self.waiting_key(), self._waited)
+            self._keep_waiting_work(seconds)
             return "torch", depth_bhw
         if self.say_when_timing and not self._announced:
             announce_timing()
@@ -236,6 +242,11 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
 
     def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
         bucket = size_bucket(tuple(image_bchw.shape[2:]), self.config.patch_size)
+        if bucket in self.waiting and not self.planned and self.repays_timing(tuple(image_bchw.shape), earlier=False):
+            # a run of unknown length (the API, a Ray actor) whose own work has grown to repay the timing; earlier
+            # runs' work was counted at the bucket's first image, so a bucket changes backend mid-run only here
+            self.waiting.discard(bucket)
+            del self.chosen[bucket]
         if bucket not in self.chosen:
             name = tuning_cache.cached_answer(self.timing_key(bucket), self.names)
             if name is None:
