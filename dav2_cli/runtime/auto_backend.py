@@ -10,15 +10,16 @@ if it has not run yet. The winner's depth is the image's, so every image's depth
 it is returned. The answer is kept in the tuning cache, keyed by the model's weights, head and code, the precision,
 the bucket, the libraries' versions and the machine (tuning_cache.py).
 
-Timing is not free: OpenVINO must first convert the model (4.7 s for vits on a 2-core AVX2 EPYC, ~3 of its
-forwards at input size 504) or read and compile the converted graph (~0.5 s), and each candidate's timed forwards
-are spare ones. Timed at once, a first `dav2 folder` of photos in ten sizes cost 1.6x the model's own time (44.9 s
-against 28.3 s warm, vits, 2-core AVX2 EPYC). So a bucket is timed only where that costs at most SETUP_SHARE of the
-work it joins: the seconds of model work this model ran on this machine while a bucket waited (kept in the tuning
-cache, across runs) plus this job's (announced by `plan`, or run). Until then the bucket runs torch, which needs no
-making, and nothing is stored for it: for the rest of a job that announced its length, or, in a run of unknown
-length, until its own work repays the timing. The timing says so on stderr, once, where stderr is a
-terminal or the job is verbose (`say_when_timing`), as progress is shown. Ties go to torch.
+Timing is not free: OpenVINO must first convert the model (4.7 s for vits on a 2-core AVX2 EPYC, ~3 of its forwards
+at input size 504) or read and compile the converted graph (~0.5 s), and each candidate's timed forwards are spare
+ones. Timed at once, a first `dav2 folder` of photos in ten sizes cost 2.21x the model's own forwards
+(benchmarks/cold_folder.py, vits, 2-core AVX2 EPYC; 1.05x from a warm cache, and now 1.11x from a cold one). So a
+bucket is timed only where that costs at most SETUP_SHARE of the work it joins: the seconds of model work this model
+ran on this machine while a bucket waited (kept in the tuning cache, across runs) plus this job's (announced by
+`plan`, or run). Until then the bucket runs torch, which needs no making, and nothing is stored for it: for the rest
+of a job that announced its length, or, in a run of unknown length, until its own work repays the timing. The timing
+says so on stderr, once, where stderr is a terminal or the job is verbose (`say_when_timing`), as progress is shown.
+Ties go to torch.
 """
 
 import copy
