@@ -449,3 +449,17 @@ def test_a_short_folder_job_from_a_cold_cache_converts_nothing(monkeypatch, fres
     waiting = [seconds for key, seconds in json.loads(tuning_cache.tuning_file().read_text()).items()
                if key.startswith("waiting work")]
     assert len(waiting) == 1 and waiting[0] > 0  # the work kept, to repay the timing in a later job
+
+
+def test_a_graph_saved_in_another_graph_form_is_never_read(monkeypatch, fresh_cache, vits_checkpoint):
+    """The graph's form (what its output means: since the sky head, depth with sky pixels negated) is part of the
+    saved graph's key: a graph an older version saved for the same weights is converted afresh, not read."""
+    float32 = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
+    current = openvino_backend.GRAPH_FORM
+    monkeypatch.setattr(openvino_backend, "GRAPH_FORM", "an older form")
+    older = openvino_backend.OpenVINOModel(float32, "float32")
+    (older._saved_folder() / "graph.xml").parent.mkdir(parents=True)
+    (older._saved_folder() / "graph.xml").write_text("<net/>")
+    assert older.setup_needed() == "compile"
+    monkeypatch.setattr(openvino_backend, "GRAPH_FORM", current)
+    assert openvino_backend.OpenVINOModel(float32, "float32").setup_needed() == "convert"
