@@ -289,6 +289,25 @@ def test_a_run_of_unknown_length_times_once_its_own_work_repays_it(monkeypatch, 
     assert model.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
 
 
+def test_a_waiting_bucket_takes_the_backend_another_run_has_timed_meanwhile(monkeypatch, fresh_cache,
+                                                                            vits_checkpoint, make_photo):
+    """A long-lived model (the API's, a Ray actor's) and a later command agree on every image's depth: once any run
+    has stored the bucket's answer, a model that was running it on torch untimed takes that answer too."""
+    converted = simulated_openvino(monkeypatch)
+    forwards = []
+    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
+    image = make_photo(56, 84, seed=4)
+    waiting = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    dav2_cli.predict(waiting, image, 56)  # a short run so far: torch, untimed
+    assert not converted and waiting.waiting == {auto_backend.size_bucket((56, 84), 14)}
+    timing = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
+    timing.plan(LONG_JOB)
+    timed = dav2_cli.predict(timing, image, 56)
+    assert converted and timing.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
+    np.testing.assert_array_equal(dav2_cli.predict(waiting, image, 56), timed)
+    assert waiting.chosen == timing.chosen and not waiting.waiting
+
+
 def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, fresh_cache,
                                                                             vits_checkpoint, make_photo):
     pytest.importorskip("openvino")

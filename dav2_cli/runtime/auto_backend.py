@@ -243,11 +243,14 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
 
     def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
         bucket = size_bucket(tuple(image_bchw.shape[2:]), self.config.patch_size)
-        if bucket in self.waiting and not self.planned and self.repays_timing(tuple(image_bchw.shape), earlier=False):
-            # a run of unknown length (the API, a Ray actor) whose own work has grown to repay the timing; earlier
-            # runs' work was counted at the bucket's first image, so a bucket changes backend mid-run only here
-            self.waiting.discard(bucket)
-            del self.chosen[bucket]
+        if bucket in self.waiting:
+            # a bucket changes backend mid-run only here: where another run has timed it meanwhile (so that every
+            # run agrees with the tuning cache), or in a run of unknown length (the API, a Ray actor) whose own
+            # work has grown to repay the timing (earlier runs' work was counted at the bucket's first image)
+            if tuning_cache.cached_answer(self.timing_key(bucket), self.names) is not None or (
+                    not self.planned and self.repays_timing(tuple(image_bchw.shape), earlier=False)):
+                self.waiting.discard(bucket)
+                del self.chosen[bucket]
         if bucket not in self.chosen:
             name = tuning_cache.cached_answer(self.timing_key(bucket), self.names)
             if name is None:
