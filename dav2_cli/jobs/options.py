@@ -62,8 +62,8 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True, images: int 
 
     `repeated`: the model will run more than once (a folder, a video), so the memory each run frees is kept for
     the next; a single image gains nothing from that and would hold ~25 MB more at its peak.
-    `images`: how many images or frames the job will run, where known: `--backend auto` makes a backend that
-    needs making (OpenVINO's conversion) only where the work repays it (runtime/auto_backend.py).
+    `images`: how many images or frames the job will run, where known: `--backend auto` times the backends (and
+    converts OpenVINO's graph) only where the work repays it (runtime/auto_backend.py).
     """
     import cv2
 
