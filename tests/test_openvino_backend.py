@@ -179,38 +179,25 @@ def test_backend_openvino_on_the_command_line_writes_upstreams_depth(vits_checkp
     assert range_error(np.load(tmp_path / "depth.npy"), exact)[1] < 1e-4
 
 
-def timed_as(seconds_per_unit: dict, forwards: list):
-    """A stand-in for `auto_backend.timed_depth`: each backend's real depth, in the simulated time
-    `seconds_per_unit[backend]` per unit of work, each timed forward listed in `forwards` as (backend, shape)."""
-    def timed_depth(model, image_bchw):
-        name = getattr(model, "backend", "torch")
-        forwards.append((name, tuple(image_bchw.shape[2:])))
-        config = model.config
-        work = auto_backend.work_units(tuple(image_bchw.shape), config.patch_size, config.width)
-        return model.signed_depth(image_bchw), seconds_per_unit[name] * work
-    return timed_depth
-
-
-LONG_JOB = 100_000  # images a job announces: enough to repay converting and timing at any size
-
-
 def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, fresh_cache, vits_checkpoint,
                                                                  make_photo, capsys):
     pytest.importorskip("openvino")
-    forwards = []
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
+    timed = []
+
+    def openvino_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape[2:]))
+        return {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}
+
+    monkeypatch.setattr(auto_backend, "time_backends", openvino_faster)
     if packed_form_available():  # torch's timing run packs its Linear weights: OpenVINO's win frees them
         monkeypatch.setattr(form_tuning, "time_linear_forms", lambda block, grid_hw: {"plain": 1.0, "packed": 0.5})
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    model.plan(LONG_JOB)
     model.say_when_timing = True  # as where stderr is a terminal, or with -v
     first = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
-    # torch's first call is the image's own; a second one is timed; OpenVINO's first call (the conversion) is not
-    assert forwards == [("torch", (56, 84))] * 2 + [("openvino", (56, 84))]
     again = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)  # same size: decided already
     dav2_cli.predict(model, make_photo(84, 56, seed=1), 56)  # another size in the same bucket: not timed
     bucket = auto_backend.size_bucket((56, 84), 14)
-    assert model.chosen == {bucket: "openvino"} and forwards[3:] == [("openvino", (56, 84)), ("openvino", (84, 56))]
+    assert model.backend == "auto" and model.chosen == {bucket: "openvino"} and timed == [(56, 84)]
     assert capsys.readouterr().err.count("timing the backends once") == 1
     float32_model = model.float32_model
     assert model.built("torch") is float32_model  # in float32, torch's model is OpenVINO's source: kept
@@ -218,94 +205,15 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, fre
     assert all(layer._packed is None for layer in float32_model.modules() if isinstance(layer, OneDNNLinear))
     np.testing.assert_array_equal(first, again)  # the timing run's answer is OpenVINO's too
 
-    del forwards[:]
-    dav2_cli.predict(model, make_photo(168, 224, seed=1), 168)  # a bucket of its own: both have run, no spare call
-    assert forwards == [("torch", (168, 224)), ("openvino", (168, 224))]
+    dav2_cli.predict(model, make_photo(168, 224, seed=1), 168)  # a bucket of its own is timed
+    assert timed == [(56, 84), (168, 224)]
 
-    del forwards[:]
+    monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: pytest.fail("timed again"))
     later = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")  # a later run reads the cache folder
     np.testing.assert_array_equal(dav2_cli.predict(later, make_photo(56, 84, seed=1), 56), first)
-    assert later.chosen == {bucket: "openvino"} and forwards == [("openvino", (56, 84))]
-    assert "timing" not in capsys.readouterr().err
+    assert later.chosen == {bucket: "openvino"} and "timing" not in capsys.readouterr().err
     keys = sorted(key for key in json.loads(tuning_cache.tuning_file().read_text()) if key.startswith("backend"))
     assert len(keys) == 2 and all(" precision=float32 " in key and " openvino=" in key for key in keys)
-
-
-def simulated_openvino(monkeypatch) -> list:
-    """OpenVINO present, its model the float32 torch model's depth, and its conversion counted (in the list
-    returned) rather than run: for tests of when auto makes and times it, on any machine."""
-    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
-    monkeypatch.setattr(tuning_cache, "library_version", lambda name: "2026.0-simulated")
-    converted = []
-    monkeypatch.setattr(openvino_backend.OpenVINOModel, "setup_needed",
-                        lambda self: "compile" if converted else "convert")
-    monkeypatch.setattr(openvino_backend.OpenVINOModel, "signed_depth", lambda self, image_bchw: converted.append(
-        1) or self.float32_model.signed_depth(image_bchw))
-    return converted
-
-
-def test_short_jobs_run_torch_untimed_until_their_sum_repays_the_conversion(monkeypatch, fresh_cache,
-                                                                            vits_checkpoint, make_photo):
-    """Timing from a cold cache costs converting (4 forwards at the reference size, here the image's own), a
-    spare forward of each backend and OpenVINO's first call: 7 forwards, repaid by 70 of the work's."""
-    converted = simulated_openvino(monkeypatch)
-    monkeypatch.setattr(auto_backend, "REFERENCE_SHAPE", (1, 3, 56, 84))
-    forwards = []
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
-    image = make_photo(56, 84, seed=2)
-    exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"), image, 56)
-    for job in (30, 30):  # 30, then 60 forwards of work: short of the 70 that repay the timing
-        model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-        model.plan(job)
-        for _ in range(job):
-            np.testing.assert_array_equal(dav2_cli.predict(model, image, 56), exact)
-        assert not converted and model.chosen == {auto_backend.size_bucket((56, 84), 14): "torch"}
-    assert {name for name, _ in forwards} == {"torch"} and len(forwards) == 60  # no spare forward
-    assert not any(key.startswith("backend") for key in json.loads(tuning_cache.tuning_file().read_text()))
-
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    model.plan(15)  # 75 with the earlier jobs' 60
-    dav2_cli.predict(model, image, 56)
-    assert converted and model.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
-    assert [name for name, _ in forwards[60:]] == ["torch", "torch", "openvino"]
-
-
-def test_a_run_of_unknown_length_times_once_its_own_work_repays_it(monkeypatch, fresh_cache, vits_checkpoint,
-                                                                   make_photo):
-    """The API and Ray's actors announce no length: a bucket runs torch until the run's work repays timing it
-    (torch has run by then, so converting and OpenVINO's two calls: 6 forwards, repaid by 60)."""
-    converted = simulated_openvino(monkeypatch)
-    monkeypatch.setattr(auto_backend, "REFERENCE_SHAPE", (1, 3, 56, 84))
-    forwards = []
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
-    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    image = make_photo(56, 84, seed=3)
-    for _ in range(64):
-        dav2_cli.predict(model, image, 56)
-    names = [name for name, _ in forwards]
-    timed_at = names.index("openvino")
-    assert 60 <= timed_at <= 62 and set(names[:timed_at]) == {"torch"} and converted
-    assert names[timed_at + 1:] == ["openvino"] * (len(names) - timed_at - 1)  # OpenVINO won: it runs the rest
-    assert model.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
-
-
-def test_a_waiting_bucket_takes_the_backend_another_run_has_timed_meanwhile(monkeypatch, fresh_cache,
-                                                                            vits_checkpoint, make_photo):
-    """A long-lived model (the API's, a Ray actor's) and a later command agree on every image's depth: once any run
-    has stored the bucket's answer, a model that was running it on torch untimed takes that answer too."""
-    converted = simulated_openvino(monkeypatch)
-    forwards = []
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, forwards))
-    image = make_photo(56, 84, seed=4)
-    waiting = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    dav2_cli.predict(waiting, image, 56)  # a short run so far: torch, untimed
-    assert not converted and waiting.waiting == {auto_backend.size_bucket((56, 84), 14)}
-    timing = dav2_cli.load_model(vits_checkpoint, "cpu", "float32")
-    timing.plan(LONG_JOB)
-    timed = dav2_cli.predict(timing, image, 56)
-    assert converted and timing.chosen == {auto_backend.size_bucket((56, 84), 14): "openvino"}
-    np.testing.assert_array_equal(dav2_cli.predict(waiting, image, 56), timed)
-    assert waiting.chosen == timing.chosen and not waiting.waiting
 
 
 def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, fresh_cache,
@@ -316,9 +224,9 @@ def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monk
     monkeypatch.setattr(torch_backend, "prepare_model",
                         lambda model, device, precision: built.append(precision) or prepare_model(model, device,
                                                                                                    precision))
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 1.0, "openvino": 0.5}, []))
+    monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: (
+        {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}))
     first = dav2_cli.load_model(vits_checkpoint, "cpu", "bfloat16")
-    first.plan(LONG_JOB)
     dav2_cli.predict(first, make_photo(56, 84, seed=1), 56)  # a new bucket: both backends are timed
     assert built == ["float32", "bfloat16"]
     assert first.attention_form == "openvino" and first.built("torch") is None  # OpenVINO won: torch's copy freed
@@ -332,21 +240,27 @@ def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monk
     assert depth.shape == (56, 84) and np.isfinite(depth).all()
 
 
-def test_auto_keeps_torch_where_it_is_faster_and_never_runs_openvino_again(monkeypatch, fresh_cache,
-                                                                           vits_checkpoint, make_photo):
-    converted = simulated_openvino(monkeypatch)
-    forwards = []
-    monkeypatch.setattr(auto_backend, "timed_depth", timed_as({"torch": 0.5, "openvino": 1.0}, forwards))
+def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatch, fresh_cache, vits_checkpoint,
+                                                                      make_photo):
+    """Runs without OpenVINO too: its presence is simulated, and torch winning means it is never called."""
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
+    monkeypatch.setattr(tuning_cache, "library_version", lambda name: "2026.0-simulated")
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self: pytest.fail("converted"))
+    timed = []
+
+    def torch_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape[2:]))
+        return {"torch": 0.5, "openvino": 1.0}, {"torch": models["torch"](image_bchw)}
+
+    monkeypatch.setattr(auto_backend, "time_backends", torch_faster)
     exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"),
                              make_photo(56, 84, seed=2), 56)
-    for run in range(2):  # the second load is a later run: from the cache, not timed
+    for _ in range(2):  # the second load is a later run: from the cache, not timed
         model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="auto")
-        model.plan(LONG_JOB)
         for _ in range(2):
             np.testing.assert_array_equal(dav2_cli.predict(model, make_photo(56, 84, seed=2), 56), exact)
         assert model.chosen == {auto_backend.size_bucket((56, 84), 14): "torch"} and model.precision == "float32"
-        assert len(converted) == 2  # OpenVINO's first call and its timed one, in the first run only
-    assert [name for name, _ in forwards] == ["torch", "torch", "openvino", "torch", "torch", "torch"]
+    assert timed == [(56, 84)]
 
 
 def test_photos_of_common_aspect_ratios_at_one_input_size_share_a_bucket_or_two():
@@ -445,40 +359,11 @@ def test_info_without_a_file_shows_the_caches_their_size_and_how_to_clear_them(f
     assert dav2("info", "--at", "1,2").exit_code == 2
 
 
-def test_a_short_folder_job_from_a_cold_cache_converts_nothing(monkeypatch, fresh_cache, vits_checkpoint,
-                                                               make_photo, tmp_path):
-    """The default path, as a user's first `dav2 folder` of a few photos runs it: OpenVINO's conversion would
-    cost more than the job's own work, so torch runs it all (presence simulated, conversion forbidden)."""
-    import cv2
-
-    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
-    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self: pytest.fail("converted"))
-    (tmp_path / "in").mkdir()
-    for seed, size in enumerate([(56, 84), (84, 56), (70, 70)]):
-        cv2.imwrite(str(tmp_path / "in" / f"{seed}.png"), make_photo(*size, seed=seed))
-    result = dav2("folder", tmp_path / "in", "-o", tmp_path / "out", "-m", vits_checkpoint, "--format", "npy",
-                  "--input-size", 56, "--dtype", "float32")
-    assert result.exit_code == 0, result.stderr
-    torch_model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
-    for seed in range(3):
-        image = cv2.imread(str(tmp_path / "in" / f"{seed}.png"))
-        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"{seed}.npy"),
-                                      dav2_cli.predict(torch_model, image, 56))
-    assert not (fresh_cache / "openvino").exists()
-    waiting = [seconds for key, seconds in json.loads(tuning_cache.tuning_file().read_text()).items()
-               if key.startswith("waiting work")]
-    assert len(waiting) == 1 and waiting[0] > 0  # the work kept, to repay the timing in a later job
-
-
 def test_a_graph_saved_in_another_graph_form_is_never_read(monkeypatch, fresh_cache, vits_checkpoint):
     """The graph's form (what its output means: since the sky head, depth with sky pixels negated) is part of the
-    saved graph's key: a graph an older version saved for the same weights is converted afresh, not read."""
+    saved graph's key: a graph an older version saved for the same weights lies in another folder, never read."""
     float32 = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch")
-    current = openvino_backend.GRAPH_FORM
+    current = openvino_backend.OpenVINOModel(float32, "float32")._saved_folder()
     monkeypatch.setattr(openvino_backend, "GRAPH_FORM", "an older form")
-    older = openvino_backend.OpenVINOModel(float32, "float32")
-    (older._saved_folder() / "graph.xml").parent.mkdir(parents=True)
-    (older._saved_folder() / "graph.xml").write_text("<net/>")
-    assert older.setup_needed() == "compile"
-    monkeypatch.setattr(openvino_backend, "GRAPH_FORM", current)
-    assert openvino_backend.OpenVINOModel(float32, "float32").setup_needed() == "convert"
+    older = openvino_backend.OpenVINOModel(float32, "float32")._saved_folder()
+    assert older != current and older.parent == current.parent

@@ -126,7 +126,7 @@ def depth_for_items(todo: list[Item], measure: Measure, job: JobOptions, tally: 
     options = measure.options
     if model is None:
         options = fitted_options(todo, options, job)
-        model = load_job_model(options, repeated=len(todo) > 1, images=len(todo))
+        model = load_job_model(options, repeated=len(todo) > 1)
     if is_video_model(model):  # a checkpoint file: its keys, not its name, said so
         raise UsageError(VIDEO_MODEL_FOR_IMAGES.format(model=options.model))
     measure.use_model(model.config)

@@ -57,13 +57,11 @@ class DepthOptions:
     sky: str = DEFAULT_SKY  # --sky: what becomes of a sky-head model's sky pixels (depth/sky.py)
 
 
-def load_job_model(options: DepthOptions, *, repeated: bool = True, images: int | None = None):
+def load_job_model(options: DepthOptions, *, repeated: bool = True):
     """The job's model; with --verbose, one line on stderr saying what was loaded, from where, and how it runs.
 
     `repeated`: the model will run more than once (a folder, a video), so the memory each run frees is kept for
     the next; a single image gains nothing from that and would hold ~25 MB more at its peak.
-    `images`: how many images or frames the job will run, where known: `--backend auto` times the backends (and
-    converts OpenVINO's graph) only where the work repays it (runtime/auto_backend.py).
     """
     import cv2
 
@@ -76,8 +74,6 @@ def load_job_model(options: DepthOptions, *, repeated: bool = True, images: int 
         keep_freed_memory()  # no page faults on every batch's memory: see allocator.py
     model = load_model(options.model, options.device, options.dtype, max_depth=options.max_depth,
                        backend=options.backend)
-    if hasattr(model, "plan"):
-        model.plan(images)
     if options.verbose:
         model.say_when_timing = True  # where auto times the backends (runtime/auto_backend.py)
         print(f"dav2: {loaded_model_line(model, model_device(model))}", file=sys.stderr, flush=True)

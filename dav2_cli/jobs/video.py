@@ -126,7 +126,7 @@ def run_video(source: str, output: str | None, options: DepthOptions, video: Vid
     options = replace(options, backend=fitting_backend(options.model, options.device, options.dtype, options.backend,
                                                        options.input_size, video.batch_size,
                                                        [(job.info.height, job.info.width)], verbose=options.verbose))
-    model = load_job_model(options, images=job.total)
+    model = load_job_model(options)
     with GracefulStop() as stop:
         return depth_video(model, job, options, video, stop)
 

@@ -107,15 +107,6 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
         outputs = compiled([array, np.ascontiguousarray(position_1nc.cpu().numpy())])
         return torch.from_numpy(np.array(outputs[0], dtype=np.float32, copy=True))  # OpenVINO reuses its buffers
 
-    def setup_needed(self) -> str:
-        """What the first call will do before running: convert the model, compile a converted graph, or
-        nothing (ready)."""
-        if self._compiled is not None:
-            return "ready"
-        if self._unsaved is not None or (self._saved_folder() / "graph.xml").is_file():
-            return "compile"
-        return "convert"
-
     def compiled(self):
         if self._compiled is None:
             # OpenVINO's converter calls back into Python, and its calls turn an interrupt into RuntimeError,

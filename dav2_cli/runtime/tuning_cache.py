@@ -33,8 +33,6 @@ KEY_PARTS = {
     "linear form": ("width", "mlp", "dtype", "rows"),
     # torch against OpenVINO: the whole model, its precision and the size bucket of the input
     "backend": ("model", "precision", "bucket"),
-    # seconds of work a model has run in a precision while size buckets waited for work to repay timing them
-    "waiting work": ("model", "precision"),
     # a converted OpenVINO graph (float32; the precision is chosen when it is compiled, by OpenVINO's own cache)
     "openvino graph": ("model", "form"),
     # an ONNX export run by onnxruntime: its precision, opset and shape policy, and the export's own code
@@ -42,7 +40,7 @@ KEY_PARTS = {
 }
 LIBRARY_PARTS = ("code", "torch", "openvino", "onnx", "onnxruntime")  # what a built file depends on
 MACHINE_PARTS = LIBRARY_PARTS + ("cpu", "threads")  # what a timing depends on, besides
-TIMED = ("attention form", "linear form", "backend", "waiting work")
+TIMED = ("attention form", "linear form", "backend")
 
 
 def cache_folder() -> Path:
@@ -137,12 +135,6 @@ def cached_answer(key: str, choices):
     """The answer cached under `key` if it is one of `choices`, else None."""
     answer = _read().get(key)
     return answer if answer in choices else None
-
-
-def cached_number(key: str) -> float:
-    """The non-negative number cached under `key`, else 0."""
-    answer = _read().get(key)
-    return float(answer) if isinstance(answer, (int, float)) and not isinstance(answer, bool) and answer > 0 else 0.0
 
 
 def remember(key: str, answer) -> None:
