@@ -35,9 +35,8 @@ from dav2_cli.jobs.options import DepthOptions
 from dav2_cli.jobs.video import VideoOptions, depth_video, plan_video
 from dav2_cli.media.video_read import iter_frames
 from dav2_cli.pipeline import DEFAULT_BATCH_SIZE, SizeBatcher
+from benchmarks.data import DEFAULT_VIDEO, SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-DEFAULT_VIDEO = SHARED_DATA / "davis_rollercoaster.mp4"
 FOLDER_BATCH_SIZE = 4  # `dav2 folder`'s default
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis_rollercoaster.mp4"
+from benchmarks.data import DEFAULT_VIDEO
 
 
 def probe_pyav(path):

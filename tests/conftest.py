@@ -1,5 +1,7 @@
 """Shared fixtures: seeded random checkpoints in upstream's layout, and upstream's own model as the reference."""
 
+import signal
+
 import cv2
 import numpy as np
 import pytest
@@ -21,6 +23,19 @@ def _session_cache_folder(tmp_path_factory):
         patch.delenv("DAV2_DTYPE", raising=False)
         patch.setenv("DAV2_HOME", str(tmp_path_factory.mktemp("dav2-home")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_put_back():
+    """A test that leaves its own Ctrl-C or SIGTERM handler installed would change how every later test, in any
+    order, is stopped: it fails here, and the handlers are put back for the rest."""
+    watched = (signal.SIGINT, signal.SIGTERM)
+    before = {number: signal.getsignal(number) for number in watched}
+    yield
+    left = [number for number in watched if signal.getsignal(number) != before[number]]
+    for number in left:
+        signal.signal(number, before[number])
+    assert not left, f"the test left its own handler for {', '.join(signal.Signals(n).name for n in left)}"
 
 
 @pytest.fixture

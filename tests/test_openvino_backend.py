@@ -216,6 +216,25 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, fre
     assert len(keys) == 2 and all(" precision=float32 " in key and " openvino=" in key for key in keys)
 
 
+def test_a_batch_is_timed_on_its_first_image_alone_and_all_of_it_gets_the_winners_depth(monkeypatch, fresh_cache,
+                                                                                         vits_checkpoint, make_photo):
+    """A folder batches photos of one size: timing the whole batch made every spare forward a batch's."""
+    pytest.importorskip("openvino")
+    timed = []
+
+    def openvino_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape))
+        return {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}
+
+    monkeypatch.setattr(auto_backend, "time_backends", openvino_faster)
+    photos = [make_photo(56, 84, seed=seed) for seed in range(3)]
+    depths = loading.predict_batch(dav2_cli.load_model(vits_checkpoint, "cpu", "float32"), photos, 56)
+    assert timed == [(1, 3, 56, 84)]
+    openvino = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    for depth, winners in zip(depths, loading.predict_batch(openvino, photos, 56), strict=True):
+        np.testing.assert_array_equal(depth, winners)
+
+
 def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monkeypatch, fresh_cache,
                                                                             vits_checkpoint, make_photo):
     pytest.importorskip("openvino")
@@ -263,10 +282,13 @@ def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatc
     assert timed == [(56, 84)]
 
 
-def test_photos_of_common_aspect_ratios_at_one_input_size_share_a_bucket_or_two():
-    sizes = [(504, 672), (504, 756), (504, 896), (672, 504), (756, 504), (504, 504), (504, 630), (504, 1120)]
-    assert len({auto_backend.size_bucket(size, 14) for size in sizes}) <= 2
-    assert auto_backend.size_bucket((504, 672), 14) != auto_backend.size_bucket((1008, 1344), 14)
+def test_photos_of_common_aspect_ratios_at_one_input_size_share_one_bucket():
+    """1:1 to 21:9, landscape and portrait, at --input-size 504: one timing serves them all."""
+    sizes = [(504, 672), (504, 756), (504, 896), (672, 504), (756, 504), (504, 504), (504, 630), (504, 1120),
+             (504, 1176), (1176, 504)]
+    assert len({auto_backend.size_bucket(size, 14) for size in sizes}) == 1
+    for other in ((252, 336), (1008, 1344), (1008, 1008)):  # half and twice the input size: timed apart
+        assert auto_backend.size_bucket((504, 672), 14) != auto_backend.size_bucket(other, 14)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float16"])
