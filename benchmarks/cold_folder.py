@@ -3,13 +3,13 @@ a warm one, and the model's own forwards on the same photos.
 
 `--backend auto` chooses by timing (runtime/auto_backend.py), and OpenVINO must first convert the model; a user's
 first folder pays whatever that costs. Each round runs, in fresh processes with the default options:
-- cold: `dav2 folder` over the ten photos with an empty cache folder (and with `--before DIR`, another
-  checkout's dav2 the same way, to compare with an earlier version);
+- cold: `dav2 folder` over the photos (ten shapes, `--copies` of each) with an empty cache folder (and with
+  `--before DIR`, another checkout's dav2 the same way, to compare with an earlier version);
 - warm: the same with a cache folder where an earlier, longer job has timed and converted everything;
 - start-up: the warm job over one small photo (imports, reading the weights, compiling a converted graph);
 - the model alone: one forward of each photo (after one at its size, untimed) on what the warm cache chose.
-It prints each job's time less the start-up as a ratio to the model's (issue 21 asks for <= 1.15 from a cold
-cache), and what the cold cache cost over the warm one. `--loaded` runs it all beside one busy process per core.
+It prints each job's time less the start-up as a ratio to the model's (the goal: <= 1.15 from a cold cache),
+and what the cold cache cost over the warm one. `--loaded` runs it all beside one busy process per core.
 
     python -m benchmarks.cold_folder [--rounds 3] [--input-size 504] [--copies 1] [--loaded] [--before DIR]
 """
