@@ -39,6 +39,16 @@ def _signal_handlers_put_back():
 
 
 @pytest.fixture
+def pythons_ctrl_c():
+    """SIGINT handled by Python's own handler (a KeyboardInterrupt), as in a shell's foreground job, for the tests
+    of what Ctrl-C does: a suite started in the background by a script inherits SIGINT ignored, and Python then
+    installs no handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache folder of this test's own, for tests of what is timed, cached and read back."""
     folder = tmp_path / "dav2-cache"

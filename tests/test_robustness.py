@@ -198,11 +198,13 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path, make_photo, w
     assert line.startswith("dav2: error: ") and line.endswith("file name too long")
 
 
-def test_ctrl_c_inside_a_held_block_is_raised_after_it():
-    from dav2_cli.runtime.interrupts import GracefulStop, ctrl_c_held
+def ctrl_c():
+    """What Python does when SIGINT arrives: run the handler installed for it."""
+    signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
 
-    def ctrl_c():  # what Python does when SIGINT arrives: run the handler installed for it
-        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+
+def test_ctrl_c_inside_a_held_block_is_raised_after_it(pythons_ctrl_c):
+    from dav2_cli.runtime.interrupts import GracefulStop, ctrl_c_held
 
     finished = False
     with pytest.raises(KeyboardInterrupt):
@@ -214,6 +216,19 @@ def test_ctrl_c_inside_a_held_block_is_raised_after_it():
         with ctrl_c_held():
             ctrl_c()
         assert stop.requested and stop.exit_code == 130
+
+
+def test_a_process_that_ignores_ctrl_c_still_ignores_it_after_a_held_block():
+    """`nohup` or a script's background job: SIGINT ignored before the block stays ignored, and is not raised."""
+    from dav2_cli.runtime.interrupts import ctrl_c_held
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with ctrl_c_held():
+            ctrl_c()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- shards ------------------------------------------------------------------------------------------------------
