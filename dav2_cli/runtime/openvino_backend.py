@@ -133,7 +133,10 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
                 self._unsaved = network  # so compiling afresh (SHAPES_PER_COMPILE) never converts again
         precision = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
         try:
-            compiled = core.compile_model(network, "CPU", {**precision, "CACHE_DIR": str(entry / "compiled")})
+            # a folder per precision: with one for both, on an AMX Xeon (OpenVINO 2026.4) a process that had
+            # compiled float32 twice (writing, then reading its blob) got bf16 depth 27% of the range off
+            compiled = core.compile_model(network, "CPU", {**precision,
+                                                           "CACHE_DIR": str(entry / "compiled" / self.precision)})
         except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
             compiled = core.compile_model(network, "CPU", precision)
         openvino_cache.mark_used(entry)  # most recently used: the last to be evicted
