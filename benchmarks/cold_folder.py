@@ -5,6 +5,7 @@ a warm one, and the model's own forwards on the same photos.
 first folder pays whatever that costs. Each round runs, in fresh processes with the default options:
 - cold: `dav2 folder` over the photos (ten shapes, `--copies` of each) with an empty cache folder (and with
   `--before DIR`, another checkout's dav2 the same way, to compare with an earlier version);
+- prepared: the same with an empty cache folder readied by `dav2 models prepare` first (its time shown apart);
 - warm: the same with a cache folder where an earlier, longer job has timed and converted everything;
 - start-up: the warm job over one small photo (imports, reading the weights, compiling a converted graph);
 - the model alone: one forward of each photo (after one at its size, untimed) on what the warm cache chose.
@@ -54,16 +55,22 @@ def make_photos(folder: Path, copies: int = 1) -> list[Path]:
     return made
 
 
-def job_seconds(tree: Path, source: Path, out: Path, checkpoint: Path, home: Path, input_size: int) -> float:
-    """Wall seconds of `dav2 folder` as a user runs it, but for the cache folder and the model file."""
+def dav2_seconds(tree: Path, home: Path, *args) -> float:
+    """Wall seconds of a dav2 command as a user runs it, but for the cache folder."""
     environment = {**os.environ, "DAV2_HOME": str(home), "PYTHONPATH": str(tree)}
     environment.pop("DAV2_BACKEND", None)
     began = time.perf_counter()
     # run from `tree`: `python -m` puts the working folder before PYTHONPATH
-    subprocess.run([sys.executable, "-m", "dav2_cli", "folder", str(source), "-o", str(out), "-m", str(checkpoint),
-                    "--input-size", str(input_size), "-q"], env=environment, check=True, capture_output=True, cwd=tree)
-    shutil.rmtree(out)
+    subprocess.run([sys.executable, "-m", "dav2_cli", *map(str, args)], env=environment, check=True,
+                   capture_output=True, cwd=tree)
     return time.perf_counter() - began
+
+
+def job_seconds(tree: Path, source: Path, out: Path, checkpoint: Path, home: Path, input_size: int) -> float:
+    """Wall seconds of `dav2 folder` over `source` with the model file."""
+    seconds = dav2_seconds(tree, home, "folder", source, "-o", out, "-m", checkpoint, "--input-size", input_size, "-q")
+    shutil.rmtree(out)
+    return seconds
 
 
 MODEL_ONLY = """
@@ -118,8 +125,8 @@ def main(argv=None) -> int:
         warm_home = folder / "warm-home"
         job_seconds(HERE, folder / "long", folder / "out", checkpoint, warm_home, args.input_size)  # warms it
         count = len(photos)
-        ratios = {"cold": [], "warm": [], "cold before": []}
-        model, taxes = [], []
+        ratios = {"cold": [], "prepared": [], "warm": [], "cold before": []}
+        model, taxes, preparing = [], [], []
         with BusyCores() if args.loaded else contextlib.nullcontext():
             for round_number in range(1, args.rounds + 1):
                 seconds = {}
@@ -127,6 +134,11 @@ def main(argv=None) -> int:
                     if tree is not None:
                         seconds[name] = job_seconds(tree, folder / "ten", folder / "out", checkpoint,
                                                     folder / f"{name}-home-{round_number}", args.input_size)
+                prepared_home = folder / f"prepared-home-{round_number}"
+                preparing.append(dav2_seconds(HERE, prepared_home, "models", "prepare", checkpoint,
+                                              "--input-size", args.input_size))
+                seconds["prepared"] = job_seconds(HERE, folder / "ten", folder / "out", checkpoint, prepared_home,
+                                                  args.input_size)
                 seconds["warm"] = job_seconds(HERE, folder / "ten", folder / "out", checkpoint, warm_home,
                                               args.input_size)
                 start_up = job_seconds(HERE, folder / "one", folder / "out", checkpoint, warm_home,
@@ -138,13 +150,15 @@ def main(argv=None) -> int:
                 taxes.append(seconds["cold"] - seconds["warm"])
                 print(f"round {round_number}: " + ", ".join(f"{name} {wall:.1f} s ({ratios[name][-1]:.2f}x)"
                                                             for name, wall in seconds.items())
-                      + f"; start-up {start_up:.1f} s, model alone {alone['seconds']:.1f} s on "
-                      f"{'+'.join(alone['backends'])}; load average {os.getloadavg()[0]:.1f}", flush=True)
+                      + f"; preparing {preparing[-1]:.1f} s; start-up {start_up:.1f} s, "
+                      f"model alone {alone['seconds']:.1f} s on {'+'.join(alone['backends'])}; "
+                      f"load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"{'loaded' if args.loaded else 'quiet'}, {count} photos at --input-size {args.input_size}, median of "
           f"{args.rounds}: model {1000 * statistics.median(model):.0f} ms/image; "
           + ", ".join(f"{name} {statistics.median(values):.2f}x the model" for name, values in ratios.items()
                       if values)
-          + f" (goal for cold: <= 1.15); cold minus warm {statistics.median(taxes):+.1f} s")
+          + f" (goal for cold: <= 1.15); cold minus warm {statistics.median(taxes):+.1f} s; "
+          f"`dav2 models prepare` {statistics.median(preparing):.1f} s")
     return 0
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import signal
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -403,3 +404,76 @@ def test_a_graph_saved_in_another_graph_form_is_never_read(monkeypatch, fresh_ca
     monkeypatch.setattr(openvino_backend, "GRAPH_FORM", "an older form")
     older = openvino_backend.OpenVINOModel(float32, "float32")._saved_folder()
     assert older != current and older.parent == current.parent
+
+
+def torch_timed_faster(monkeypatch, timed: list):
+    """OpenVINO present as far as auto can tell (installed or not here), and torch timed the faster."""
+    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
+    monkeypatch.setattr(tuning_cache, "library_version", lambda name: "2026.0-simulated")
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self: pytest.fail("converted"))
+
+    def torch_faster(models, image_bchw):
+        timed.append(tuple(image_bchw.shape[2:]))
+        return {"torch": 0.5, "openvino": 1.0}, {"torch": models["torch"](image_bchw)}
+
+    monkeypatch.setattr(auto_backend, "time_backends", torch_faster)
+
+
+def test_a_prepared_model_times_nothing_in_its_first_job(monkeypatch, fresh_cache, vits_checkpoint, make_photo,
+                                                         tmp_path):
+    """`dav2 models prepare` pays the timing a first short job would, under the keys the job reads."""
+    timed = []
+    torch_timed_faster(monkeypatch, timed)
+    first = dav2("models", "prepare", vits_checkpoint, "--input-size", 56, "--input-size", 112, "--dtype", "float32")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == ["--input-size 56: torch in float32 (timed now)",
+                                         "--input-size 112: torch in float32 (timed now)"]
+    assert len(timed) == 2
+    again = dav2("models", "prepare", vits_checkpoint, "--input-size", 70, "--dtype", "float32")  # 56's bucket
+    assert again.exit_code == 0 and again.stdout == "--input-size 70: torch in float32 (timed before)\n"
+    assert len(timed) == 2
+
+    monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: pytest.fail("timed in the job"))
+    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(60, 90, seed=3))
+    depths = {}
+    for backend in ("auto", "torch"):
+        out = tmp_path / f"{backend}.npy"
+        result = dav2("image", tmp_path / "photo.png", "-o", out, "--format", "npy", "--input-size", 56,
+                      "-m", vits_checkpoint, "--dtype", "float32", "--backend", backend)
+        assert result.exit_code == 0, result.output
+        depths[backend] = np.load(out)
+    np.testing.assert_array_equal(depths["auto"], depths["torch"])
+
+
+def test_prepare_leaves_openvinos_graph_converted_for_the_first_job(monkeypatch, fresh_cache, vits_checkpoint,
+                                                                   make_photo, tmp_path):
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: (
+        {"torch": 1.0, "openvino": 0.5}, {name: model(image_bchw) for name, model in models.items()}))
+    prepared = dav2("models", "prepare", vits_checkpoint, "--input-size", 56, "--dtype", "float32")
+    assert prepared.stdout == "--input-size 56: openvino in float32 (timed now)\n", prepared.output
+
+    monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: pytest.fail("timed in the job"))
+    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_trace_and_convert",
+                        lambda self: pytest.fail("converted in the job"))
+    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(60, 90, seed=4))
+    depths = {}
+    for backend in ("auto", "openvino"):
+        out = tmp_path / f"{backend}.npy"
+        result = dav2("image", tmp_path / "photo.png", "-o", out, "--format", "npy", "--input-size", 56,
+                      "-m", vits_checkpoint, "--dtype", "float32", "--backend", backend)
+        assert result.exit_code == 0, result.output
+        depths[backend] = np.load(out)
+    np.testing.assert_array_equal(depths["auto"], depths["openvino"])
+
+
+def test_prepare_where_torch_is_the_only_backend_says_so(without_openvino, fresh_cache, vits_checkpoint):
+    result = dav2("models", "prepare", vits_checkpoint, "--input-size", 56, "--dtype", "float32")
+    assert result.exit_code == 0 and result.stdout == "--input-size 56: torch in float32 (the only backend here)\n"
+
+
+@pytest.mark.parametrize("args", [["no_such_model"], ["vits", "--input-size", "10"], []])
+def test_prepare_refuses_a_bad_argument_in_one_line_before_loading(monkeypatch, args):
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    result = CliRunner().invoke(main, ["models", "prepare", *args])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
