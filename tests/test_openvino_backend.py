@@ -419,6 +419,19 @@ def torch_timed_faster(monkeypatch, timed: list):
     monkeypatch.setattr(auto_backend, "time_backends", torch_faster)
 
 
+def job_depths(folder, photo, checkpoint, backends_named) -> list[np.ndarray]:
+    """`dav2 image` run on `photo` at input size 56 in float32 with each backend named, as raw depth."""
+    cv2.imwrite(str(folder / "photo.png"), photo)
+    depths = []
+    for backend in backends_named:
+        out = folder / f"{backend}.npy"
+        result = dav2("image", folder / "photo.png", "-o", out, "--format", "npy", "--input-size", 56,
+                      "-m", checkpoint, "--dtype", "float32", "--backend", backend)
+        assert result.exit_code == 0, result.output
+        depths.append(np.load(out))
+    return depths
+
+
 def test_a_prepared_model_times_nothing_in_its_first_job(monkeypatch, fresh_cache, vits_checkpoint, make_photo,
                                                          tmp_path):
     """`dav2 models prepare` pays the timing a first short job would, under the keys the job reads."""
@@ -434,15 +447,8 @@ def test_a_prepared_model_times_nothing_in_its_first_job(monkeypatch, fresh_cach
     assert len(timed) == 2
 
     monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: pytest.fail("timed in the job"))
-    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(60, 90, seed=3))
-    depths = {}
-    for backend in ("auto", "torch"):
-        out = tmp_path / f"{backend}.npy"
-        result = dav2("image", tmp_path / "photo.png", "-o", out, "--format", "npy", "--input-size", 56,
-                      "-m", vits_checkpoint, "--dtype", "float32", "--backend", backend)
-        assert result.exit_code == 0, result.output
-        depths[backend] = np.load(out)
-    np.testing.assert_array_equal(depths["auto"], depths["torch"])
+    auto, winner = job_depths(tmp_path, make_photo(60, 90, seed=3), vits_checkpoint, ("auto", "torch"))
+    np.testing.assert_array_equal(auto, winner)
 
 
 def test_prepare_leaves_openvinos_graph_converted_for_the_first_job(monkeypatch, fresh_cache, vits_checkpoint,
@@ -456,15 +462,8 @@ def test_prepare_leaves_openvinos_graph_converted_for_the_first_job(monkeypatch,
     monkeypatch.setattr(auto_backend, "time_backends", lambda models, image_bchw: pytest.fail("timed in the job"))
     monkeypatch.setattr(openvino_backend.OpenVINOModel, "_trace_and_convert",
                         lambda self: pytest.fail("converted in the job"))
-    cv2.imwrite(str(tmp_path / "photo.png"), make_photo(60, 90, seed=4))
-    depths = {}
-    for backend in ("auto", "openvino"):
-        out = tmp_path / f"{backend}.npy"
-        result = dav2("image", tmp_path / "photo.png", "-o", out, "--format", "npy", "--input-size", 56,
-                      "-m", vits_checkpoint, "--dtype", "float32", "--backend", backend)
-        assert result.exit_code == 0, result.output
-        depths[backend] = np.load(out)
-    np.testing.assert_array_equal(depths["auto"], depths["openvino"])
+    auto, winner = job_depths(tmp_path, make_photo(60, 90, seed=4), vits_checkpoint, ("auto", "openvino"))
+    np.testing.assert_array_equal(auto, winner)
 
 
 def test_prepare_where_torch_is_the_only_backend_says_so(without_openvino, fresh_cache, vits_checkpoint):
