@@ -22,7 +22,8 @@ from dav2_cli.model.dpt import SkyFarForward
 from dav2_cli.model.onednn_linear import release_packed_weights
 from dav2_cli.runtime import backends, torch_backend, tuning_cache
 
-TIMING_NOTE = "dav2: timing the backends once for this model and input size range (kept for later runs)…"
+TIMING_NOTE = ("dav2: timing the backends once for this model and input size range (kept for later runs; "
+               "`dav2 models prepare` does it ahead)…")
 
 
 def size_bucket(size_hw: tuple[int, int], patch: int) -> str:
