@@ -1,14 +1,16 @@
 """`--backend auto`: whichever installed backend is timed fastest for this model, precision and machine.
 
 Which backend is faster differs by CPU, as the attention form does: on a 2-core Zen 4 (AVX512-BF16, no AMX)
-OpenVINO's bf16 ran 7.67x upstream against torch bf16's 2.57x, while on an AMX Xeon torch bf16 (423 ms) beat it
-(452 ms). So auto times the candidates, but once per model, precision and machine for each SIZE BUCKET (inputs whose
-patch grids' shorter sides are within a factor of ~2: `size_bucket`), not at each input size: a folder of photos
-in ten sizes at one --input-size falls in one bucket, where timing at every size paid ten timing runs (1.47x the
-model's own time per image from a cold cache). The answer is kept in the tuning cache, keyed by the model's
-weights, head and code, the precision, the bucket, the libraries' versions and the machine (tuning_cache.py). The
-first timing says so on stderr, once, where stderr is a terminal or the job is verbose (`say_when_timing`), as
-progress is shown: a script reading stderr gets no line it did not ask for. Ties go to torch, which starts at once.
+OpenVINO's bf16 ran 7.67x upstream against torch bf16's 2.57x, while on an AMX Xeon torch bf16 (423 ms) beat it (452
+ms) in one session and lost (359 against 280 ms) in a later one. So auto times the candidates, but once per model,
+precision and machine for each SIZE BUCKET (inputs whose patch grids' shorter sides are within a factor of ~2:
+`size_bucket`), not at each input size: a folder of photos in ten sizes at one --input-size falls in one bucket,
+where timing at every size paid ten timing runs (1.47x the model's own time per image from a cold cache); `dav2
+models prepare` (jobs/prepare.py) pays the timing ahead of a first short job. The answer is kept in the tuning
+cache, keyed by the model's weights, head and code, the precision, the bucket, the libraries' versions and the
+machine (tuning_cache.py). The first timing says so on stderr, once, where stderr is a terminal or the job is
+verbose (`say_when_timing`), as progress is shown: a script reading stderr gets no line it did not ask for. Ties go
+to torch, which starts at once.
 """
 
 import copy

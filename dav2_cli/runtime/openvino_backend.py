@@ -1,9 +1,10 @@
 """Depth-Anything V2 run by OpenVINO on the CPU: an optional backend (`pip install "dav2-cli[openvino]"`).
 
 Why it exists: on some CPUs OpenVINO's kernels beat torch's on this model by a wide margin (a 2-core Zen 4 with
-AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 2.57x), while on others torch
-wins (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms). So it is one more row of the backend table
-(backends.py) that `--backend auto` picks by measuring (auto_backend.py), and `--backend openvino` forces it.
+AVX512-BF16 and no AMX: 7.67x upstream at its default bf16 against torch bf16's 2.57x), while on others the two are
+close (an AMX Xeon: torch bf16 423 ms against OpenVINO's 452 ms in one session, 359 against 280 ms in a later one).
+So it is one more row of the backend table (backends.py) that `--backend auto` picks by measuring (auto_backend.py),
+and `--backend openvino` forces it.
 
 How: dav2's own float32 model is traced once with `torch.jit.trace` and converted with `openvino.convert_model` into
 one graph for every input size and batch size: the grid sizes stay traced values, and the position embedding
