@@ -276,19 +276,24 @@ def test_a_run_that_only_uses_openvino_builds_no_second_copy_of_the_weights(monk
     assert depth.shape == (56, 84) and np.isfinite(depth).all()
 
 
-def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatch, fresh_cache, vits_checkpoint,
-                                                                      make_photo):
-    """Runs without OpenVINO too: its presence is simulated, and torch winning means it is never called."""
+def torch_timed_faster(monkeypatch, timed: list):
+    """OpenVINO present as far as auto can tell (installed or not here), and torch timed the faster."""
     monkeypatch.setattr(openvino_backend, "installed", lambda: True)
     monkeypatch.setattr(tuning_cache, "library_version", lambda name: "2026.0-simulated")
     monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self: pytest.fail("converted"))
-    timed = []
 
     def torch_faster(models, image_bchw):
         timed.append(tuple(image_bchw.shape[2:]))
         return {"torch": 0.5, "openvino": 1.0}, {"torch": models["torch"](image_bchw)}
 
     monkeypatch.setattr(auto_backend, "time_backends", torch_faster)
+
+
+def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatch, fresh_cache, vits_checkpoint,
+                                                                      make_photo):
+    """Runs without OpenVINO too: its presence is simulated, and torch winning means it is never called."""
+    timed = []
+    torch_timed_faster(monkeypatch, timed)
     exact = dav2_cli.predict(dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="torch"),
                              make_photo(56, 84, seed=2), 56)
     for _ in range(2):  # the second load is a later run: from the cache, not timed
@@ -405,19 +410,6 @@ def test_a_graph_saved_in_another_graph_form_is_never_read(monkeypatch, fresh_ca
     monkeypatch.setattr(openvino_backend, "GRAPH_FORM", "an older form")
     older = openvino_backend.OpenVINOModel(float32, "float32")._saved_folder()
     assert older != current and older.parent == current.parent
-
-
-def torch_timed_faster(monkeypatch, timed: list):
-    """OpenVINO present as far as auto can tell (installed or not here), and torch timed the faster."""
-    monkeypatch.setattr(openvino_backend, "installed", lambda: True)
-    monkeypatch.setattr(tuning_cache, "library_version", lambda name: "2026.0-simulated")
-    monkeypatch.setattr(openvino_backend.OpenVINOModel, "_convert", lambda self: pytest.fail("converted"))
-
-    def torch_faster(models, image_bchw):
-        timed.append(tuple(image_bchw.shape[2:]))
-        return {"torch": 0.5, "openvino": 1.0}, {"torch": models["torch"](image_bchw)}
-
-    monkeypatch.setattr(auto_backend, "time_backends", torch_faster)
 
 
 def job_depths(folder, photo, checkpoint, backends_named) -> list[np.ndarray]:

@@ -31,7 +31,7 @@ class FiniteFloat(click.FloatRange):
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?", re.IGNORECASE)
 
 
-def model_option(ctx, param, value):
+def model_argument(ctx, param, value):
     """A model name or an existing file or folder, checked before anything loads (see lookup.spec_for)."""
     if value is None:
         return value
@@ -41,6 +41,13 @@ def model_option(ctx, param, value):
         check_model_argument(value)
     except UsageError as exc:
         raise click.BadParameter(str(exc).removeprefix(f"{value}: ")) from None
+    return value
+
+
+def model_option(ctx, param, value):
+    """`model_argument`, and for a command of still images, not a video model's name."""
+    if model_argument(ctx, param, value) is None:
+        return value
     if ctx.command.name != "video":
         from dav2_cli.weights.catalog import VIDEO_FAMILY
         from dav2_cli.weights.lookup import spec_for

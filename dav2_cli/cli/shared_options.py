@@ -26,6 +26,42 @@ def _apply(command, options):
     return command
 
 
+# which model runs, and how: shared by the depth commands and `dav2 models prepare`, which readies the model
+# for the same settings
+RUNNING_OPTIONS = [
+    click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
+                 callback=device_option, help="Where to run the model."),
+    click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")),
+                 default="auto", show_default=True, envvar="DAV2_DTYPE", show_envvar=True,
+                 help="Compute precision; output is always float32. auto: bfloat16 on GPUs and CPUs with "
+                      "native bf16 (AVX512-BF16/AMX), float16 on older GPUs, exact float32 on other CPUs. "
+                      "int8 (x86 CPUs): encoder Linear layers in int8: somewhat faster, not exact "
+                      "(~0.5-1% of the depth range off float32). The DAV2_DTYPE environment variable sets "
+                      "it for every command; --dtype overrides it. "
+                      "`dav2 bench` shows what each gives on this machine."),
+    click.option("--backend", type=click.Choice(("auto", "torch", "openvino", "onnxruntime")), default="auto",
+                 show_default=True, envvar="DAV2_BACKEND", show_envvar=True,
+                 help="What runs the model. openvino (CPU; float32 or bfloat16): needs "
+                      "`pip install \"dav2-cli[openvino]\"`. onnxruntime (CPU, or its CUDA/TensorRT/CoreML "
+                      "providers by --device; float32, float16 on GPUs): runs dav2's own ONNX export, made "
+                      "once per model and cached; needs `pip install \"dav2-cli[onnx]\"`. "
+                      "auto: on the CPU with OpenVINO installed, "
+                      "whichever of the two is faster on this machine, timed once per input size and "
+                      "remembered in the cache folder (the first run of a model converts it for OpenVINO, "
+                      "a few seconds, once); "
+                      "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
+                      "--backend overrides it."),
+    click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
+                 help=f"Metric checkpoints: override max depth in meters (default from the name: "
+                      f"{METRIC_DATASET_HINT})."),
+]
+
+
+def running_options(command):
+    """--device, --dtype, --backend and --max-depth."""
+    return _apply(command, RUNNING_OPTIONS)
+
+
 def depth_options(command):
     """The model and rendering options every command shares."""
     return _apply(command, [
@@ -36,31 +72,7 @@ def depth_options(command):
         click.option("--input-size", type=INPUT_SIZE_RANGE, default=DEFAULT_INPUT_SIZE, show_default=True,
                      help=f"Shorter side the model sees; sides are rounded to multiples of {SIZE_MULTIPLE} "
                           f"(upstream's default 518 becomes 532; {DEFAULT_INPUT_SIZE} is the nearest below)."),
-        click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
-                     callback=device_option, help="Where to run the model."),
-        click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")),
-                     default="auto", show_default=True, envvar="DAV2_DTYPE", show_envvar=True,
-                     help="Compute precision; output is always float32. auto: bfloat16 on GPUs and CPUs with "
-                          "native bf16 (AVX512-BF16/AMX), float16 on older GPUs, exact float32 on other CPUs. "
-                          "int8 (x86 CPUs): encoder Linear layers in int8: somewhat faster, not exact "
-                          "(~0.5-1% of the depth range off float32). The DAV2_DTYPE environment variable sets "
-                          "it for every command; --dtype overrides it. "
-                          "`dav2 bench` shows what each gives on this machine."),
-        click.option("--backend", type=click.Choice(("auto", "torch", "openvino", "onnxruntime")), default="auto",
-                     show_default=True, envvar="DAV2_BACKEND", show_envvar=True,
-                     help="What runs the model. openvino (CPU; float32 or bfloat16): needs "
-                          "`pip install \"dav2-cli[openvino]\"`. onnxruntime (CPU, or its CUDA/TensorRT/CoreML "
-                          "providers by --device; float32, float16 on GPUs): runs dav2's own ONNX export, made "
-                          "once per model and cached; needs `pip install \"dav2-cli[onnx]\"`. "
-                          "auto: on the CPU with OpenVINO installed, "
-                          "whichever of the two is faster on this machine, timed once per input size and "
-                          "remembered in the cache folder (the first run of a model converts it for OpenVINO, "
-                          "a few seconds, once); "
-                          "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "
-                          "--backend overrides it."),
-        click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
-                     help=f"Metric checkpoints: override max depth in meters (default from the name: "
-                          f"{METRIC_DATASET_HINT})."),
+        *RUNNING_OPTIONS,
         click.option("--sky", type=click.Choice(SKY_MODES), default=DEFAULT_SKY, show_default=True,
                      help="Sky pixels of a model with a sky head (Depth Anything 3): keep (the network's raw "
                           "depth), far (each image's farthest non-sky depth), mask (far, and the mask written "

@@ -4,8 +4,8 @@
 import click
 
 from dav2_cli.cli.app import EXIT_CODES, run_job
-from dav2_cli.cli.params import FiniteFloat, device_option, image_size_option, pixel_option
-from dav2_cli.cli.shared_options import INPUT_SIZE_RANGE
+from dav2_cli.cli.params import image_size_option, model_argument, pixel_option
+from dav2_cli.cli.shared_options import INPUT_SIZE_RANGE, running_options
 from dav2_cli.depth.input_size import DEFAULT_INPUT_SIZE
 from dav2_cli.errors import EXIT_OK
 
@@ -70,17 +70,10 @@ on a synthetic photo, and keeps it in the cache folder for every later job: thei
 depth is what it would have been. Run it again after upgrading dav2 or its libraries.
 Prints, for each input size, what jobs at that size run here.
 """ + "\n" + EXIT_CODES)
-@click.argument("model", metavar="NAME|PATH", callback=lambda ctx, param, value: _model_argument(value))
+@click.argument("model", metavar="NAME|PATH", callback=model_argument)
 @click.option("--input-size", "input_sizes", type=INPUT_SIZE_RANGE, multiple=True, default=[DEFAULT_INPUT_SIZE],
               show_default=True, help="An input size the jobs will use; repeat it for several.")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]|mps",
-              callback=device_option, help="Where the jobs will run the model.")
-@click.option("--dtype", type=click.Choice(("auto", "float32", "bfloat16", "float16", "int8")), default="auto",
-              show_default=True, envvar="DAV2_DTYPE", show_envvar=True, help="The jobs' compute precision.")
-@click.option("--backend", type=click.Choice(("auto", "torch", "openvino", "onnxruntime")), default="auto",
-              show_default=True, envvar="DAV2_BACKEND", show_envvar=True, help="The jobs' backend.")
-@click.option("--max-depth", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="Metric checkpoints: the --max-depth the jobs will give (a model of its own for the cache).")
+@running_options
 @click.option("-v", "--verbose", is_flag=True, help="Say what was loaded and what memory it needs on stderr.")
 def models_prepare(model, input_sizes, device, dtype, backend, max_depth, verbose):
     """Time and convert model NAME|PATH for this machine now, so the first job runs at full speed."""
@@ -90,18 +83,6 @@ def models_prepare(model, input_sizes, device, dtype, backend, max_depth, verbos
     options = DepthOptions(model=model, device=device, dtype=dtype, backend=backend, max_depth=max_depth,
                            verbose=verbose)
     run_job(lambda: run_prepare(options, list(input_sizes), echo=click.echo))
-
-
-def _model_argument(value: str) -> str:
-    """A model name or an existing file or folder, checked before anything loads."""
-    from dav2_cli.errors import UsageError
-    from dav2_cli.weights.lookup import check_model_argument
-
-    try:
-        check_model_argument(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"{value}: ")) from None
-    return value
 
 
 @models.command("path")
