@@ -10,13 +10,16 @@ first folder pays whatever that costs. Each round runs, in fresh processes with 
 - start-up: the warm job over one small photo (imports, reading the weights, compiling a converted graph);
 - the model alone: one forward of each photo (after one at its size, untimed) on what the warm cache chose.
 It prints each job's time less the start-up as a ratio to the model's (the goal: <= 1.15 from a cold cache),
-and what the cold cache cost over the warm one. `--loaded` runs it all beside one busy process per core.
+and what the cold cache cost over the warm one. `--loaded` runs it all beside one busy process per core;
+`--backend torch` measures what a base install (torch alone) runs.
 
     python -m benchmarks.cold_folder [--rounds 3] [--input-size 504] [--copies 1] [--loaded] [--before DIR]
+                                     [--backend NAME]
 """
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -66,9 +69,11 @@ def dav2_seconds(tree: Path, home: Path, *args) -> float:
     return time.perf_counter() - began
 
 
-def job_seconds(tree: Path, source: Path, out: Path, checkpoint: Path, home: Path, input_size: int) -> float:
-    """Wall seconds of `dav2 folder` over `source` with the model file."""
-    seconds = dav2_seconds(tree, home, "folder", source, "-o", out, "-m", checkpoint, "--input-size", input_size, "-q")
+def job_seconds(tree: Path, source: Path, out: Path, checkpoint: Path, home: Path, input_size: int,
+                backend: str | None = None) -> float:
+    """Wall seconds of `dav2 folder` over `source` with the model file (and `--backend` where one is named)."""
+    seconds = dav2_seconds(tree, home, "folder", source, "-o", out, "-m", checkpoint, "--input-size", input_size, "-q",
+                           *(("--backend", backend) if backend else ()))
     shutil.rmtree(out)
     return seconds
 
@@ -77,10 +82,10 @@ MODEL_ONLY = """
 import json, sys, time, cv2, torch
 from dav2_cli.depth import sizing as prep
 from dav2_cli.runtime.loading import load_model
-model = load_model(sys.argv[1])
+model = load_model(sys.argv[1], backend=sys.argv[3] or None)
 total, chosen = 0.0, set()
 with torch.inference_mode():
-    for path in sys.argv[3:]:
+    for path in sys.argv[4:]:
         image = cv2.imread(path)
         x = torch.from_numpy(prep.to_model_input(image, prep.model_size(image.shape[:2], int(sys.argv[2])))[None])
         model(x)
@@ -91,11 +96,11 @@ print(json.dumps({"seconds": total, "backends": sorted(set(getattr(model, "chose
 """
 
 
-def model_seconds(photos: list[Path], checkpoint: Path, home: Path, input_size: int) -> dict:
+def model_seconds(photos: list[Path], checkpoint: Path, home: Path, input_size: int, backend: str | None) -> dict:
     """The model's forwards alone over `photos`, on what the warm cache chose, in a fresh process."""
     environment = {**os.environ, "DAV2_HOME": str(home), "PYTHONPATH": str(HERE)}
     environment.pop("DAV2_BACKEND", None)
-    result = subprocess.run([sys.executable, "-c", MODEL_ONLY, str(checkpoint), str(input_size),
+    result = subprocess.run([sys.executable, "-c", MODEL_ONLY, str(checkpoint), str(input_size), backend or "",
                              *map(str, photos)], env=environment, check=True, capture_output=True, text=True, cwd=HERE)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -107,6 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--copies", type=int, default=1, help="photos of each aspect ratio in the folder")
     parser.add_argument("--loaded", action="store_true", help="beside one busy process per core")
     parser.add_argument("--before", type=Path, help="another checkout whose dav2 runs a cold job too")
+    parser.add_argument("--backend", help="passed to every job (default: none, as users run it)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -123,7 +129,8 @@ def main(argv=None) -> int:
         (folder / "one").mkdir()
         cv2.imwrite(str(folder / "one" / "small.jpg"), cv2.imread(str(photos[0]))[:48, :64])
         warm_home = folder / "warm-home"
-        job_seconds(HERE, folder / "long", folder / "out", checkpoint, warm_home, args.input_size)  # warms it
+        job = functools.partial(job_seconds, checkpoint=checkpoint, input_size=args.input_size, backend=args.backend)
+        job(HERE, folder / "long", folder / "out", home=warm_home)  # warms it
         count = len(photos)
         ratios = {"cold": [], "prepared": [], "warm": [], "cold before": []}
         model, taxes, preparing = [], [], []
@@ -132,18 +139,16 @@ def main(argv=None) -> int:
                 seconds = {}
                 for name, tree in (("cold before", args.before), ("cold", HERE)):
                     if tree is not None:
-                        seconds[name] = job_seconds(tree, folder / "ten", folder / "out", checkpoint,
-                                                    folder / f"{name}-home-{round_number}", args.input_size)
+                        seconds[name] = job(tree, folder / "ten", folder / "out",
+                                            home=folder / f"{name}-home-{round_number}")
                 prepared_home = folder / f"prepared-home-{round_number}"
                 preparing.append(dav2_seconds(HERE, prepared_home, "models", "prepare", checkpoint,
-                                              "--input-size", args.input_size))
-                seconds["prepared"] = job_seconds(HERE, folder / "ten", folder / "out", checkpoint, prepared_home,
-                                                  args.input_size)
-                seconds["warm"] = job_seconds(HERE, folder / "ten", folder / "out", checkpoint, warm_home,
-                                              args.input_size)
-                start_up = job_seconds(HERE, folder / "one", folder / "out", checkpoint, warm_home,
-                                       args.input_size)
-                alone = model_seconds(photos, checkpoint, warm_home, args.input_size)
+                                              "--input-size", args.input_size,
+                                              *(("--backend", args.backend) if args.backend else ())))
+                seconds["prepared"] = job(HERE, folder / "ten", folder / "out", home=prepared_home)
+                seconds["warm"] = job(HERE, folder / "ten", folder / "out", home=warm_home)
+                start_up = job(HERE, folder / "one", folder / "out", home=warm_home)
+                alone = model_seconds(photos, checkpoint, warm_home, args.input_size, args.backend)
                 model.append(alone["seconds"] / count)
                 for name, wall in seconds.items():
                     ratios[name].append((wall - start_up) / alone["seconds"])
@@ -153,7 +158,8 @@ def main(argv=None) -> int:
                       + f"; preparing {preparing[-1]:.1f} s; start-up {start_up:.1f} s, "
                       f"model alone {alone['seconds']:.1f} s on {'+'.join(alone['backends'])}; "
                       f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"{'loaded' if args.loaded else 'quiet'}, {count} photos at --input-size {args.input_size}, median of "
+    print(f"{'loaded' if args.loaded else 'quiet'}, {count} photos at --input-size {args.input_size}"
+          f"{', --backend ' + args.backend if args.backend else ''}, median of "
           f"{args.rounds}: model {1000 * statistics.median(model):.0f} ms/image; "
           + ", ".join(f"{name} {statistics.median(values):.2f}x the model" for name, values in ratios.items()
                       if values)

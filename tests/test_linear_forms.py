@@ -182,14 +182,14 @@ def test_the_form_timed_faster_runs_and_is_cached(monkeypatch, fresh_cache, vits
     assert again.linear_form == winner
     keys = list(json.loads(tuning_cache.tuning_file().read_text()))
     assert len(keys) == 1 and keys[0].startswith("linear form: ") and " dtype=float32 " in keys[0]
-    assert " rows=25 " in keys[0] and " width=384" in keys[0]
+    assert " bucket=short side ~4 patches " in keys[0] and " width=384" in keys[0]
 
 
-def test_one_timing_serves_every_grid_beyond_the_timed_rows():
+def test_one_timing_serves_every_grid_of_a_size_bucket():
     block = bench.random_model().image_encoder.blocks[0]
     key = form_tuning.linear_key
-    assert key(block, (36, 54)) == key(block, (40, 40)) == key(block, (23, 23))  # 1945, 1601, 530 tokens
-    assert key(block, (4, 6)) != key(block, (4, 7)) != key(block, (36, 54))
+    assert key(block, (36, 54)) == key(block, (40, 40)) == key(block, (54, 36)) == key(block, (36, 84))
+    assert key(block, (4, 6)) == key(block, (4, 7)) != key(block, (36, 54)) != key(block, (72, 96))
     assert key(block, (36, 54)) != key(block.to(torch.bfloat16), (36, 54))
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import dav2_cli
 from dav2_cli.runtime import (auto_backend, backends, form_tuning, loading, openvino_backend, openvino_cache,
-                              torch_backend, tuning_cache)
+                              size_buckets, torch_backend, tuning_cache)
 from dav2_cli.cli import main
 from dav2_cli.model.onednn_linear import OneDNNLinear, packed_form_available
 
@@ -212,7 +212,7 @@ def test_auto_runs_openvino_where_timed_faster_and_remembers_it(monkeypatch, fre
     first = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
     again = dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)  # same size: decided already
     dav2_cli.predict(model, make_photo(84, 56, seed=1), 56)  # another size in the same bucket: not timed
-    bucket = auto_backend.size_bucket((56, 84), 14)
+    bucket = size_buckets.of_image((56, 84), 14)
     assert model.backend == "auto" and model.chosen == {bucket: "openvino"} and timed == [(56, 84)]
     said = capsys.readouterr().err
     assert said.count("timing the backends once") == 1 and "dav2 models prepare" in said  # and how to do it ahead
@@ -300,17 +300,8 @@ def test_auto_keeps_torch_where_it_is_faster_and_never_converts_again(monkeypatc
         model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="auto")
         for _ in range(2):
             np.testing.assert_array_equal(dav2_cli.predict(model, make_photo(56, 84, seed=2), 56), exact)
-        assert model.chosen == {auto_backend.size_bucket((56, 84), 14): "torch"} and model.precision == "float32"
+        assert model.chosen == {size_buckets.of_image((56, 84), 14): "torch"} and model.precision == "float32"
     assert timed == [(56, 84)]
-
-
-def test_photos_of_common_aspect_ratios_at_one_input_size_share_one_bucket():
-    """1:1 to 21:9, landscape and portrait, at --input-size 504: one timing serves them all."""
-    sizes = [(504, 672), (504, 756), (504, 896), (672, 504), (756, 504), (504, 504), (504, 630), (504, 1120),
-             (504, 1176), (1176, 504)]
-    assert len({auto_backend.size_bucket(size, 14) for size in sizes}) == 1
-    for other in ((252, 336), (1008, 1344), (1008, 1008)):  # half and twice the input size: timed apart
-        assert auto_backend.size_bucket((504, 672), 14) != auto_backend.size_bucket(other, 14)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "float16"])

@@ -187,14 +187,17 @@ def test_auto_on_a_native_bf16_cpu_runs_the_form_timed_fastest_and_caches_it(mon
     dav2_cli.predict(model, make_photo(56, 84, seed=1), 56)
     dav2_cli.predict(model, make_photo(56, 84, seed=2), 56)  # same grid: decided already
     assert model.precision == "bfloat16" and model.attention_form == "matmul" and timed == [(4, 6)]
-    dav2_cli.predict(model, make_photo(84, 56, seed=3), 56)  # a new grid is timed on its own
-    assert timed == [(4, 6), (6, 4)]
+    dav2_cli.predict(model, make_photo(84, 56, seed=3), 56)  # a new grid in the same size bucket: decided
+    dav2_cli.predict(model, make_photo(56, 112, seed=3), 56)
+    assert timed == [(4, 6)]
+    dav2_cli.predict(model, make_photo(112, 168, seed=4), 112)  # a bucket of its own is timed on its own
+    assert timed == [(4, 6), (8, 12)]
 
     monkeypatch.setattr(form_tuning, "time_attention_forms", lambda block, grid_hw: pytest.fail("timed again"))
     again = dav2_cli.load_model(vits_checkpoint, "cpu", "auto", backend="torch")  # a later run: from the cache
     dav2_cli.predict(again, make_photo(56, 84, seed=1), 56)
     assert again.attention_form == "matmul"
-    assert any(" grid=4x6 " in key for key in json.loads(tuning_cache.tuning_file().read_text()))
+    assert any(" bucket=short side ~4 patches " in key for key in json.loads(tuning_cache.tuning_file().read_text()))
 
 
 def test_timing_the_attention_forms_leaves_the_block_as_it_was():

@@ -35,11 +35,12 @@ def photo_at(input_size: int, seed: int = 0) -> np.ndarray:
 
 def what_runs(model, size_hw: tuple[int, int]) -> tuple[str, str | None]:
     """The backend a job at this model size runs, and the timing's cache key (None where nothing is timed)."""
-    from dav2_cli.runtime.auto_backend import FastestBackend, size_bucket
+    from dav2_cli.runtime import size_buckets
+    from dav2_cli.runtime.auto_backend import FastestBackend
 
     if not isinstance(model, FastestBackend):
         return getattr(model, "backend", "torch"), None
-    bucket = size_bucket(size_hw, model.config.patch_size)
+    bucket = size_buckets.of_image(size_hw, model.config.patch_size)
     return model.chosen.get(bucket, "?"), model.timing_key(bucket)
 
 

@@ -3,18 +3,16 @@
 Which backend is faster differs by CPU, as the attention form does: on a 2-core Zen 4 (AVX512-BF16, no AMX)
 OpenVINO's bf16 ran 7.67x upstream against torch bf16's 2.57x, while on an AMX Xeon torch bf16 (423 ms) beat it (452
 ms) in one session and lost (359 against 280 ms) in a later one. So auto times the candidates, but once per model,
-precision and machine for each SIZE BUCKET (inputs whose patch grids' shorter sides are within a factor of ~2:
-`size_bucket`), not at each input size: a folder of photos in ten sizes at one --input-size falls in one bucket,
-where timing at every size paid ten timing runs (1.47x the model's own time per image from a cold cache); `dav2
-models prepare` (jobs/prepare.py) pays the timing ahead of a first short job. The answer is kept in the tuning
-cache, keyed by the model's weights, head and code, the precision, the bucket, the libraries' versions and the
-machine (tuning_cache.py). The first timing says so on stderr, once, where stderr is a terminal or the job is
-verbose (`say_when_timing`), as progress is shown: a script reading stderr gets no line it did not ask for. Ties go
-to torch, which starts at once.
+precision and machine for each size bucket (size_buckets.py), not at each input size: a folder of photos in ten
+sizes at one --input-size falls in one bucket, where timing at every size paid ten timing runs (1.47x the model's
+own time per image from a cold cache); `dav2 models prepare` (jobs/prepare.py) pays the timing ahead of a first
+short job. The answer is kept in the tuning cache, keyed by the model's weights, head and code, the precision,
+the bucket, the libraries' versions and the machine (tuning_cache.py). The first timing says so on stderr, once,
+where stderr is a terminal or the job is verbose (`say_when_timing`), as progress is shown: a script reading
+stderr gets no line it did not ask for. Ties go to torch, which starts at once.
 """
 
 import copy
-import math
 import sys
 import time
 
@@ -22,22 +20,10 @@ import torch
 
 from dav2_cli.model.dpt import SkyFarForward
 from dav2_cli.model.onednn_linear import release_packed_weights
-from dav2_cli.runtime import backends, torch_backend, tuning_cache
+from dav2_cli.runtime import backends, size_buckets, torch_backend, tuning_cache
 
 TIMING_NOTE = ("dav2: timing the backends once for this model and input size range (kept for later runs; "
                "`dav2 models prepare` does it ahead)…")
-
-
-def size_bucket(size_hw: tuple[int, int], patch: int) -> str:
-    """The bucket of an input size: the shorter side of its patch grid to the nearest power of 2, so one
-    --input-size is one bucket whatever the photos' aspect ratios (at 504: a 36-patch short side, 1296 tokens at
-    1:1 up to 3024 at 21:9), and sizes a factor of 2 apart are timed apart. Timing costs three spare forwards and,
-    the first time, OpenVINO's conversion; bucketing by token count instead (1:1, 16:9 and 21:9 in three buckets
-    at 504) made a first folder of phone and camera photos pay that three times for a choice that stayed the same:
-    on the AVX2 EPYC OpenVINO f32 took 0.92x torch's time at 504x672 and 0.89x at 504x1176, a gap that moved more
-    between input sizes (0.65x to 1.08x from 252 to 504, 0.82x at 1008) than between aspect ratios."""
-    short = max(1, min(size_hw[0] // patch, size_hw[1] // patch))
-    return f"short side ~{2 ** round(math.log2(short))} patches"
 
 
 @torch.inference_mode()
@@ -156,7 +142,7 @@ class FastestBackend(SkyFarForward, torch.nn.Module):
         return name, depths[name] if image_bchw.shape[0] == 1 else None
 
     def signed_depth(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        bucket = size_bucket(tuple(image_bchw.shape[2:]), self.config.patch_size)
+        bucket = size_buckets.of_image(tuple(image_bchw.shape[2:]), self.config.patch_size)
         if bucket not in self.chosen:
             name, depth_bhw = self._choose(image_bchw, bucket)
             self.chosen[bucket] = name

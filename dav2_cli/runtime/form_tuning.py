@@ -4,17 +4,19 @@ Attention form (model/image_encoder.py) for bf16 on a CPU with native bf16: the 
 generations that share the same flags: torch's fused kernel won on AMX (5.02x upstream against 3.18x for blocked
 multiplies) and on an AVX512-BF16 Zen 4, while plain matmul + softmax beat it on a Zen 5 (0.52 vs 0.63 s). So,
 like cuDNN's benchmark mode, `tuned_attention_form` times the fused and matmul forms on one encoder block's
-attention at the grid being run (~0.1-0.3 s), once per machine, torch version, thread count, block and grid, and
-keeps the answer in the tuning cache. The fused form is kept unless the other is clearly faster, because it holds
+attention at the first grid of each size bucket the model runs (size_buckets.py; ~0.2-0.7 s for vits at 504,
+~3 s at 1008, on an AMX Xeon), once per machine, torch version, thread count, block and bucket, and keeps the
+answer in the tuning cache. The fused form is kept unless the other is clearly faster, because it holds
 up best when other processes share the cores. The blocked form is never a candidate: its many small kernels
 collapsed under load (AMX: 5336 ms against float32's 4270 with a busy process per core; Zen 4: slower than float32
 even quiet), and a one-off timing on a quiet machine could not see that. Every other precision keeps the fused
 kernel: in float32 it beat both other forms on AVX2 (1.31 vs 1.49 s).
 
-Linear form (model/onednn_linear.py) for float32, and for bf16 on CPUs with native bf16: measured the same way.
-oneDNN with weights packed once and GELU fused into fc1 ran a vits block's Linear layers ~1.35x faster in float32
-and ~1.15x in bf16 on a Zen 4, but which matmul library wins differs by CPU, so `tuned_linear_form` times one
-block's Linear layers both ways on up to LINEAR_TIMING_TOKENS tokens (~0.05-0.15 s for vits) and keeps the faster.
+Linear form (model/onednn_linear.py) for float32, and for bf16 on CPUs with native bf16: measured the same way,
+once per bucket. oneDNN with weights packed once and GELU fused into fc1 ran a vits block's Linear layers ~1.35x
+faster in float32 and ~1.15x in bf16 on a Zen 4, but which matmul library wins differs by CPU, so
+`tuned_linear_form` times one block's Linear layers both ways on up to LINEAR_TIMING_TOKENS tokens (~0.05-0.15 s for
+vits) and keeps the faster.
 Both forms give float32's depth to ~1e-6 of the range.
 """
 
@@ -25,8 +27,7 @@ import torch
 from dav2_cli.model.config import HEAD_DIM
 from dav2_cli.model.onednn_linear import LINEAR_FORMS, OneDNNLinear, packed_form_available
 from dav2_cli.runtime import device as devices
-from dav2_cli.runtime import memory
-from dav2_cli.runtime import tuning_cache
+from dav2_cli.runtime import memory, size_buckets, tuning_cache
 
 # attention forms timed for bf16 on native-bf16 CPUs, the first being the one kept unless another is clearly faster
 TUNED_FORMS = ("fused", "matmul")
@@ -61,7 +62,7 @@ def _dtype_name(block: torch.nn.Module) -> str:
 
 def attention_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
     return tuning_cache.cache_key("attention form", width=block.attn.qkv.in_features, heads=block.attn.heads,
-                                  dtype=_dtype_name(block), grid=f"{grid_hw[0]}x{grid_hw[1]}")
+                                  dtype=_dtype_name(block), bucket=size_buckets.of_grid(grid_hw))
 
 
 def linear_timing_rows(grid_hw: tuple[int, int]) -> int:
@@ -70,7 +71,7 @@ def linear_timing_rows(grid_hw: tuple[int, int]) -> int:
 
 def linear_key(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
     return tuning_cache.cache_key("linear form", width=block.attn.qkv.in_features, mlp=type(block.mlp).__name__,
-                                  dtype=_dtype_name(block), rows=linear_timing_rows(grid_hw))
+                                  dtype=_dtype_name(block), bucket=size_buckets.of_grid(grid_hw))
 
 
 def time_interleaved(run, forms, runs: int) -> dict:
@@ -122,8 +123,9 @@ def pick_attention_form(seconds: dict) -> str:
 
 
 def tuned_attention_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
-    """The fastest attention form for `block` at `grid_hw` on this machine: from the cache, else timed now; the
-    fused form, untimed, where the matmul form's scores would not fit easily in memory (memory.py)."""
+    """The fastest attention form for `block` at `grid_hw`'s size bucket on this machine: from the cache, else
+    timed now at `grid_hw`; the fused form, untimed, where the matmul form's scores would not fit easily in memory
+    at `grid_hw` (memory.py)."""
     if not memory.matmul_attention_fits(block.attn.qkv.in_features // HEAD_DIM, grid_hw[0] * grid_hw[1]):
         return "fused"
     return tuning_cache.cached_choice(attention_key(block, grid_hw), TUNED_FORMS,
@@ -158,6 +160,7 @@ def pick_linear_form(seconds: dict) -> str:
 
 
 def tuned_linear_form(block: torch.nn.Module, grid_hw: tuple[int, int]) -> str:
-    """The faster Linear form for `block` at `grid_hw` on this machine: from the cache, else timed now."""
+    """The faster Linear form for `block` at `grid_hw`'s size bucket on this machine: from the cache, else timed
+    now at `grid_hw`."""
     return tuning_cache.cached_choice(linear_key(block, grid_hw), LINEAR_FORMS,
                                       lambda: pick_linear_form(time_linear_forms(block, grid_hw)))

@@ -28,9 +28,10 @@ MODEL_CODE = Path(__file__).resolve().parent.parent / "model"  # the nn code eve
 
 # what each cached answer depends on, beyond MACHINE_PARTS (timings) or LIBRARY_PARTS (built files)
 KEY_PARTS = {
-    # timings of one encoder block's parts: the block's shape and dtype and the tokens it was timed on
-    "attention form": ("width", "heads", "dtype", "grid"),
-    "linear form": ("width", "mlp", "dtype", "rows"),
+    # timings of one encoder block's parts: the block's shape and dtype and the size bucket (size_buckets.py) of the
+    # grids they answer for
+    "attention form": ("width", "heads", "dtype", "bucket"),
+    "linear form": ("width", "mlp", "dtype", "bucket"),
     # torch against OpenVINO: the whole model, its precision and the size bucket of the input
     "backend": ("model", "precision", "bucket"),
     # a converted OpenVINO graph (float32; the precision is chosen when it is compiled, by OpenVINO's own cache)
