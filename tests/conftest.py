@@ -1,5 +1,7 @@
 """Shared fixtures: seeded random checkpoints in upstream's layout, and upstream's own model as the reference."""
 
+import faulthandler
+import os
 import signal
 
 import cv2
@@ -11,6 +13,31 @@ from benchmarks.upstream import upstream_model
 from dav2_cli.runtime import tuning_cache
 
 torch.set_num_threads(2)
+
+CRASH_REPORT_FD = None  # where a crash's Python traceback goes: the terminal's stderr, whatever a test captures
+
+
+def pytest_configure(config):
+    global CRASH_REPORT_FD
+    CRASH_REPORT_FD = os.dup(2)
+
+
+def pytest_sessionstart(session):
+    """The random order's seed, on the terminal even with -q: a crash or a failure that only one order shows can
+    then be run again in that order (`--randomly-seed N`)."""
+    seed = getattr(session.config.option, "randomly_seed", None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if seed is not None and reporter is not None and session.config.pluginmanager.has_plugin("randomly"):
+        reporter.write_line(f"tests in random order: --randomly-seed {seed}")
+
+
+def report_crashes_on_the_terminal():
+    """Ray's core worker replaces the SIGSEGV handler pytest's faulthandler had installed with its own, which logs
+    into Ray's session folder while Ray runs and nowhere once it has shut down: a crash in any later test left CI
+    with "Segmentation fault" alone. faulthandler is put back in front, writing to the terminal."""
+    if CRASH_REPORT_FD is not None:
+        faulthandler.disable()  # enable() alone keeps whatever handler replaced its own
+        faulthandler.enable(file=CRASH_REPORT_FD, all_threads=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,12 +144,12 @@ def make_photo():
 def local_ray():
     """One local Ray for the whole session, shared by every Ray test file: starting and stopping it costs seconds
     on a small machine. Two CPUs and a small object store, as the smallest cluster a user might have."""
-    import os
 
     ray = pytest.importorskip("ray")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 1024 * 1024, logging_level="ERROR",
              log_to_driver=False)
+    report_crashes_on_the_terminal()
     yield ray
     ray.shutdown()
 
