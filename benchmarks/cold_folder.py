@@ -70,10 +70,10 @@ def dav2_seconds(tree: Path, home: Path, *args) -> float:
 
 
 def job_seconds(tree: Path, source: Path, out: Path, checkpoint: Path, home: Path, input_size: int,
-                backend: str | None = None) -> float:
-    """Wall seconds of `dav2 folder` over `source` with the model file (and `--backend` where one is named)."""
+                options: tuple = ()) -> float:
+    """Wall seconds of `dav2 folder` over `source` with the model file and `options`."""
     seconds = dav2_seconds(tree, home, "folder", source, "-o", out, "-m", checkpoint, "--input-size", input_size, "-q",
-                           *(("--backend", backend) if backend else ()))
+                           *options)
     shutil.rmtree(out)
     return seconds
 
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
         (folder / "one").mkdir()
         cv2.imwrite(str(folder / "one" / "small.jpg"), cv2.imread(str(photos[0]))[:48, :64])
         warm_home = folder / "warm-home"
-        job = functools.partial(job_seconds, checkpoint=checkpoint, input_size=args.input_size, backend=args.backend)
+        backend = ("--backend", args.backend) if args.backend else ()
+        job = functools.partial(job_seconds, checkpoint=checkpoint, input_size=args.input_size, options=backend)
         job(HERE, folder / "long", folder / "out", home=warm_home)  # warms it
         count = len(photos)
         ratios = {"cold": [], "prepared": [], "warm": [], "cold before": []}
@@ -143,8 +144,7 @@ def main(argv=None) -> int:
                                             home=folder / f"{name}-home-{round_number}")
                 prepared_home = folder / f"prepared-home-{round_number}"
                 preparing.append(dav2_seconds(HERE, prepared_home, "models", "prepare", checkpoint,
-                                              "--input-size", args.input_size,
-                                              *(("--backend", args.backend) if args.backend else ())))
+                                              "--input-size", args.input_size, *backend))
                 seconds["prepared"] = job(HERE, folder / "ten", folder / "out", home=prepared_home)
                 seconds["warm"] = job(HERE, folder / "ten", folder / "out", home=warm_home)
                 start_up = job(HERE, folder / "one", folder / "out", home=warm_home)

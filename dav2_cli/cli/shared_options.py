@@ -46,7 +46,7 @@ RUNNING_OPTIONS = [
                       "providers by --device; float32, float16 on GPUs): runs dav2's own ONNX export, made "
                       "once per model and cached; needs `pip install \"dav2-cli[onnx]\"`. "
                       "auto: on the CPU with OpenVINO installed, "
-                      "whichever of the two is faster on this machine, timed once per input size and "
+                      "whichever of the two is faster on this machine, timed once per model and input size range and "
                       "remembered in the cache folder (the first run of a model converts it for OpenVINO, "
                       "a few seconds, once); "
                       "otherwise torch. The DAV2_BACKEND environment variable sets it for every command; "

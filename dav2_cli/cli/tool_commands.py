@@ -63,7 +63,7 @@ Examples:
   dav2 models prepare ./my_metric.pth --max-depth 20
 
 \b
-A model's first run at a new input size times torch against OpenVINO (--backend auto)
+A model's first run in a new input size range times torch against OpenVINO (--backend auto)
 and converts the model for OpenVINO, a few seconds once per model, precision and
 machine; a long job hides it, a first job of a few photos does not. This pays it now,
 on a synthetic photo, and keeps it in the cache folder for every later job: their

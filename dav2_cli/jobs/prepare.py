@@ -1,12 +1,13 @@
 """`dav2 models prepare`: pay a model's one-time costs on this machine before the first real job does.
 
-With `--backend auto` a model's first run at a new input size times torch against OpenVINO, and its first run
-with OpenVINO converts the model (~4 s for vits on 2 cores); torch's own attention and Linear forms are timed once
-too. All of it is kept in the cache folder, so later runs start at full speed, but a short first job pays it: a
-first folder of ten photos took ~1.5x the model's own time on an AVX2 EPYC and ~2.8x on an AMX Xeon
-(docs/performance.md), where a longer job hides it. Preparing runs the model once at each input size, through the
-same loading and pipeline as `dav2 folder`, on a synthetic photo: every answer a job would time or convert is then
-already in the cache, under the same keys (tuning_cache.py), and the job's depth is what it would have been.
+With `--backend auto` a model's first run in a new input size range (runtime/size_buckets.py) times torch against
+OpenVINO, and its first run with OpenVINO converts the model (~4 s for vits on 2 cores); torch's own attention and
+Linear forms are timed once per range too. All of it is kept in the cache folder, so later runs start at full
+speed, but a short first job pays it: a first folder of ten photos took ~1.5x the model's own time on an AVX2 EPYC
+and ~2.8x on an AMX Xeon (docs/performance.md), where a longer job hides it. Preparing runs the model once at each
+input size, through the same loading and pipeline as `dav2 folder`, on a synthetic photo: every answer a job would
+time or convert is then already in the cache, under the same keys (tuning_cache.py), and the job's depth is what it
+would have been.
 """
 
 from dataclasses import replace
