@@ -92,9 +92,11 @@ def test_ray_only_flags_without_ray_are_usage_errors(videos, args, message):
 
 
 def test_one_video_with_ray_is_a_usage_error_before_ray_starts(videos, tmp_path, monkeypatch):
-    import dav2_cli.jobs.ray_cluster as cluster
+    import dav2_cli.jobs.ray_videos as ray_videos
 
-    monkeypatch.setattr(cluster, "join_cluster", lambda address: pytest.fail("Ray started"))
+    # where the job looks it up: patched in ray_cluster instead, it was bound for good into ray_videos when this
+    # test was the first to import it, and never seen when another test had imported it before
+    monkeypatch.setattr(ray_videos, "join_cluster", lambda address: pytest.fail("Ray started"))
     result = dav2(videos / "a.avi", "-o", tmp_path / "OUT", "--ray")
     assert result.exit_code == 2 and "--ray takes a folder of videos or a .txt list" in result.stderr
 
