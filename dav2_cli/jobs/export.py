@@ -18,6 +18,7 @@ import numpy as np
 
 from dav2_cli.errors import EXIT_OK, UsageError, UserError
 from dav2_cli.outputs import atomic
+from dav2_cli.runtime import signal_stacks
 
 FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR"}
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2}  # largest |export - torch float32| / torch's depth range
@@ -116,7 +117,8 @@ def run_onnx(path: Path):
 def run_ir(xml_path: Path):
     import openvino
 
-    compiled = openvino.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    with signal_stacks.kept():  # the plugin's swap of the thread's signal stack: runtime/signal_stacks.py
+        compiled = openvino.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda array: np.array(compiled([array])[0], dtype=np.float32), "OpenVINO (CPU, f32)"
 
 

@@ -34,7 +34,7 @@ import torch
 
 from dav2_cli.errors import UsageError
 from dav2_cli.model.dpt import SkyFarForward, check_image_batch
-from dav2_cli.runtime import openvino_cache, tuning_cache
+from dav2_cli.runtime import openvino_cache, signal_stacks, tuning_cache
 from dav2_cli.runtime.interrupts import ctrl_c_held
 
 INSTALL_HINT = 'pip install "dav2-cli[openvino]"'
@@ -133,13 +133,14 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
             if not self._save(network, saved):
                 self._unsaved = network  # so compiling afresh (SHAPES_PER_COMPILE) never converts again
         precision = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
-        try:
-            # a folder per precision: with one for both, on an AMX Xeon (OpenVINO 2026.4) a process that had
-            # compiled float32 twice (writing, then reading its blob) got bf16 depth 27% of the range off
-            compiled = core.compile_model(network, "CPU", {**precision,
-                                                           "CACHE_DIR": str(entry / "compiled" / self.precision)})
-        except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
-            compiled = core.compile_model(network, "CPU", precision)
+        with signal_stacks.kept():  # the plugin's swap of the thread's signal stack: signal_stacks.py
+            try:
+                # a folder per precision: with one for both, on an AMX Xeon (OpenVINO 2026.4) a process that had
+                # compiled float32 twice (writing, then reading its blob) got bf16 depth 27% of the range off
+                compiled = core.compile_model(network, "CPU", {
+                    **precision, "CACHE_DIR": str(entry / "compiled" / self.precision)})
+            except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
+                compiled = core.compile_model(network, "CPU", precision)
         openvino_cache.mark_used(entry)  # most recently used: the last to be evicted
         openvino_cache.keep_within_budget(keep=entry)
         # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
