@@ -460,3 +460,17 @@ def test_prepare_refuses_a_bad_argument_in_one_line_before_loading(monkeypatch, 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("loaded"))
     result = CliRunner().invoke(main, ["models", "prepare", *args])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_converting_a_model_sends_no_usage_data(fresh_cache, vits_checkpoint, make_photo, monkeypatch):
+    pytest.importorskip("openvino")
+    telemetry = pytest.importorskip("openvino_telemetry")
+    sent = []
+    for method in ("start_session", "send_event", "end_session"):
+        monkeypatch.setattr(telemetry.Telemetry, method,
+                            lambda self, *args, method=method, **kwargs: sent.append((method, args)))
+    model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
+    with torch.inference_mode():
+        model(model_input(make_photo, 28, 28, seed=1))
+    assert list(openvino_cache.folder().iterdir()), "the model was converted"
+    assert sent == []

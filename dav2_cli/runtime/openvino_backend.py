@@ -24,6 +24,7 @@ pixels negated; `forward` with them set far: model/head.py), with `.config`, `.s
 `.attention_form` and `.linear_form`. `openvino` is imported only here, and only when a model is converted.
 """
 
+import contextlib
 import importlib.util
 import os
 import warnings
@@ -183,8 +184,32 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
             example = (torch.zeros(1, 3, grid_hw[0] * patch, grid_hw[1] * patch),
                        self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32).clone())
             traced = torch.jit.trace(_SignedGraph(self.float32_model), example, check_trace=False)
-            return openvino.convert_model(traced, example_input=example, input=[
-                openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
+            with converter_telemetry_off():
+                return openvino.convert_model(traced, example_input=example, input=[
+                    openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
+
+
+@contextlib.contextmanager
+def converter_telemetry_off():
+    """OpenVINO's converter, where the openvino-telemetry package is installed (openvino depends on it), reports
+    each conversion to Google Analytics from a process it forks in a background thread. dav2 sends nothing
+    anywhere, and that fork, taken while another thread holds the C library's resolver lock, left a child waiting
+    forever, which the process then waited for at exit (seen once, at the end of a test session). The converter's
+    own stand-in, used where the package is absent, takes its place for the conversion."""
+    try:
+        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
+    except ImportError:  # another OpenVINO layout: nothing known to turn off
+        yield
+        return
+    modules = [module for module in (convert_impl, telemetry_utils) if hasattr(module, "tm")]
+    before = [module.tm for module in modules]
+    for module in modules:
+        module.tm = telemetry_stub
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, before):
+            module.tm = original
 
 
 class _SignedGraph(torch.nn.Module):
