@@ -155,6 +155,17 @@ def local_ray():
 
 
 @pytest.fixture
+def telemetry_sent(monkeypatch):
+    """What OpenVINO's converter hands openvino-telemetry to report during the test: dav2 lets it report nothing."""
+    telemetry = pytest.importorskip("openvino_telemetry")
+    sent = []
+    for method in ("start_session", "send_event", "end_session"):
+        monkeypatch.setattr(telemetry.Telemetry, method,
+                            lambda self, *args, method=method, **kwargs: sent.append((method, args)))
+    return sent
+
+
+@pytest.fixture
 def one_thread():
     """torch on one thread here, as in an actor Ray gives one CPU: sums split over more threads round apart in the
     last bit, so only runs on equal threads can be compared byte for byte."""

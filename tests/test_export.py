@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 from dav2_cli.jobs import export as export_job  # noqa: E402  (after the skip: it needs the extra)
-from dav2_cli.runtime import onnx_export  # noqa: E402
+from dav2_cli.runtime import onnx_export, openvino_backend  # noqa: E402
 
 # (batch, H, W): grids 4x6 and 6x5 (an odd side, batch 2), and upstream's native 37x37 grid, where it skips the
 # position-embedding resize
@@ -140,6 +140,13 @@ def test_openvino_ir_equals_upstream_and_keeps_the_metadata(metric_onnx, upstrea
             reference = upstream_vits_metric(torch.from_numpy(array)).numpy()
         ours = np.asarray(compiled([array])[0])
         assert ours.shape == (batch, height, width) and range_error(ours, reference) < 1e-4
+
+
+@pytest.mark.skipif(not openvino_backend.installed(), reason="OpenVINO is not installed")
+def test_converting_onnx_to_ir_sends_no_usage_data(metric_onnx, tmp_path, telemetry_sent):
+    onnx_export.onnx_to_ir(metric_onnx[0], tmp_path / "metric.xml", metric_onnx[1])
+    assert (tmp_path / "metric.xml").is_file()
+    assert telemetry_sent == []
 
 
 def dav2(*args):

@@ -7,6 +7,8 @@ The rest simulate its presence or absence. Which backend is faster is simulated 
 import importlib.util
 import json
 import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -462,15 +464,29 @@ def test_prepare_refuses_a_bad_argument_in_one_line_before_loading(monkeypatch, 
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
 
 
-def test_converting_a_model_sends_no_usage_data(fresh_cache, vits_checkpoint, make_photo, monkeypatch):
+def test_converting_a_model_sends_no_usage_data(fresh_cache, vits_checkpoint, make_photo, telemetry_sent):
     pytest.importorskip("openvino")
-    telemetry = pytest.importorskip("openvino_telemetry")
-    sent = []
-    for method in ("start_session", "send_event", "end_session"):
-        monkeypatch.setattr(telemetry.Telemetry, method,
-                            lambda self, *args, method=method, **kwargs: sent.append((method, args)))
     model = dav2_cli.load_model(vits_checkpoint, "cpu", "float32", backend="openvino")
     with torch.inference_mode():
         model(model_input(make_photo, 28, 28, seed=1))
     assert list(openvino_cache.folder().iterdir()), "the model was converted"
-    assert sent == []
+    assert telemetry_sent == []
+
+
+IMPORT_UNDER_A_SPY = """
+import openvino_telemetry
+sent = []
+for method in ("start_session", "send_event", "end_session"):
+    setattr(openvino_telemetry.Telemetry, method, lambda self, *args, method=method, **kwargs: sent.append(method))
+from dav2_cli.runtime import openvino_backend
+openvino_backend.import_openvino()
+print(sent)
+"""
+
+
+def test_importing_openvino_sends_no_usage_data():
+    """openvino reports its own import, once per process: a process of its own, where it is imported first."""
+    pytest.importorskip("openvino_telemetry")
+    result = subprocess.run([sys.executable, "-c", IMPORT_UNDER_A_SPY], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -115,7 +115,9 @@ def run_onnx(path: Path):
 
 
 def run_ir(xml_path: Path):
-    import openvino
+    from dav2_cli.runtime import openvino_backend
+
+    openvino = openvino_backend.import_openvino()
 
     with signal_stacks.kept():  # the plugin's swap of the thread's signal stack: runtime/signal_stacks.py
         compiled = openvino.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

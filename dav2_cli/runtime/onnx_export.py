@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dav2_cli.runtime import openvino_backend
+
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "depth"
 FLOAT16_OPS = ("MatMul", "Conv", "Gemm")  # what float16 computes; everything else stays float32
@@ -160,16 +162,17 @@ def read_onnx_metadata(path: Path) -> dict:
 
 def onnx_to_ir(onnx_path: Path, xml_path: Path, metadata: dict) -> None:
     """OpenVINO IR of the ONNX graph, float32 weights (no fp16 compression), the metadata in rt_info["dav2"]."""
-    import openvino
+    openvino = openvino_backend.import_openvino()
 
-    network = openvino.convert_model(str(onnx_path))
+    with openvino_backend.telemetry_off():
+        network = openvino.convert_model(str(onnx_path))
     for key, value in metadata.items():
         network.set_rt_info(value, ["dav2", key])
     openvino.save_model(network, str(xml_path), compress_to_fp16=False)
 
 
 def read_ir_metadata(xml_path: Path) -> dict:
-    import openvino
+    openvino = openvino_backend.import_openvino()
 
     network = openvino.Core().read_model(str(xml_path))
     if not network.has_rt_info(["dav2"]):

@@ -118,7 +118,7 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
         return self._compiled
 
     def _convert(self):
-        import openvino
+        openvino = import_openvino()
 
         core = openvino.Core()
         entry = self._saved_folder()
@@ -160,7 +160,7 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
     @staticmethod
     def _save(network, saved: Path) -> bool:
         """Best effort: False when the graph could not be saved (the budget is kept once it is compiled)."""
-        import openvino
+        openvino = import_openvino()
 
         partial = saved.with_name(f"part-{os.getpid()}-{saved.name}")
         try:
@@ -174,7 +174,7 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
         return True
 
     def _trace_and_convert(self):
-        import openvino
+        openvino = import_openvino()
 
         patch, grid_hw = self.config.patch_size, (4, 6)  # a small even grid: the traced graph holds for every size
         # traced outside inference mode (tracing records autograd-free ops, but refuses inference tensors as
@@ -184,32 +184,48 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
             example = (torch.zeros(1, 3, grid_hw[0] * patch, grid_hw[1] * patch),
                        self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32).clone())
             traced = torch.jit.trace(_SignedGraph(self.float32_model), example, check_trace=False)
-            with converter_telemetry_off():
+            with telemetry_off():
                 return openvino.convert_model(traced, example_input=example, input=[
                     openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
 
 
 @contextlib.contextmanager
-def converter_telemetry_off():
-    """OpenVINO's converter, where the openvino-telemetry package is installed (openvino depends on it), reports
-    each conversion to Google Analytics from a process it forks in a background thread. dav2 sends nothing
-    anywhere, and that fork, taken while another thread holds the C library's resolver lock, left a child waiting
-    forever, which the process then waited for at exit (seen once, at the end of a test session). The converter's
-    own stand-in, used where the package is absent, takes its place for the conversion."""
+def telemetry_off():
+    """OpenVINO, where the openvino-telemetry package is installed (openvino depends on it), reports its import
+    and each conversion to Google Analytics from a process it forks in a background thread. dav2
+    reports nothing about its use, and that fork, taken while another thread holds the C library's resolver lock,
+    left a child waiting forever, which the process then waited for at exit (seen once, at the end of a test
+    session). The package's Telemetry class, which the converter looks up at each use, is an inert one meanwhile."""
     try:
-        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
-    except ImportError:  # another OpenVINO layout: nothing known to turn off
+        import openvino_telemetry
+    except ImportError:  # nothing to turn off
         yield
         return
-    modules = [module for module in (convert_impl, telemetry_utils) if hasattr(module, "tm")]
-    before = [module.tm for module in modules]
-    for module in modules:
-        module.tm = telemetry_stub
+    reporting = openvino_telemetry.Telemetry
+    openvino_telemetry.Telemetry = _NoTelemetry
     try:
         yield
     finally:
-        for module, original in zip(modules, before):
-            module.tm = original
+        openvino_telemetry.Telemetry = reporting
+
+
+def import_openvino():
+    """The openvino module, imported with its telemetry off: importing it reports itself (telemetry_off)."""
+    with telemetry_off():
+        import openvino
+    return openvino
+
+
+class _NoTelemetry:
+    """openvino_telemetry.Telemetry's methods, doing nothing (what the converter's own stand-in offers)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def _nothing(self, *args, **kwargs):
+        return None
+
+    init = send_event = send_error = send_stack_trace = start_session = end_session = force_shutdown = _nothing
 
 
 class _SignedGraph(torch.nn.Module):
