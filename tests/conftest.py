@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.upstream import upstream_model
-from dav2_cli.runtime import tuning_cache
+from dav2_cli.runtime import openvino_backend, tuning_cache
 
 torch.set_num_threads(2)
 
@@ -20,6 +20,10 @@ CRASH_REPORT_FD = None  # where a crash's Python traceback goes: the terminal's 
 def pytest_configure(config):
     global CRASH_REPORT_FD
     CRASH_REPORT_FD = os.dup(2)
+    if openvino_backend.installed():
+        # a process's first import of openvino reports itself (openvino_backend.telemetry_off): made here, the
+        # tests' own imports of it are then quiet too
+        openvino_backend.import_openvino()
 
 
 def pytest_sessionstart(session):
