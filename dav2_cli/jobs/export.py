@@ -18,7 +18,6 @@ import numpy as np
 
 from dav2_cli.errors import EXIT_OK, UsageError, UserError
 from dav2_cli.outputs import atomic
-from dav2_cli.runtime import signal_stacks
 
 FORMATS = {".onnx": "ONNX", ".xml": "OpenVINO IR"}
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2}  # largest |export - torch float32| / torch's depth range
@@ -117,10 +116,8 @@ def run_onnx(path: Path):
 def run_ir(xml_path: Path):
     from dav2_cli.runtime import openvino_backend
 
-    openvino = openvino_backend.import_openvino()
-
-    with signal_stacks.kept():  # the plugin's swap of the thread's signal stack: runtime/signal_stacks.py
-        compiled = openvino.Core().compile_model(str(xml_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = openvino_backend.compile_for_cpu(openvino_backend.import_openvino().Core(), str(xml_path),
+                                                {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda array: np.array(compiled([array])[0], dtype=np.float32), "OpenVINO (CPU, f32)"
 
 

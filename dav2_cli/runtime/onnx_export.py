@@ -164,8 +164,7 @@ def onnx_to_ir(onnx_path: Path, xml_path: Path, metadata: dict) -> None:
     """OpenVINO IR of the ONNX graph, float32 weights (no fp16 compression), the metadata in rt_info["dav2"]."""
     openvino = openvino_backend.import_openvino()
 
-    with openvino_backend.telemetry_off():
-        network = openvino.convert_model(str(onnx_path))
+    network = openvino_backend.convert(str(onnx_path))
     for key, value in metadata.items():
         network.set_rt_info(value, ["dav2", key])
     openvino.save_model(network, str(xml_path), compress_to_fp16=False)

@@ -21,7 +21,8 @@ kept within a budget (openvino_cache.py).
 The call contract is the torch model's (what `loading.predict_prepared` relies on): float32 (B,3,H,W)
 ImageNet-normalised in, float32 (B,H,W) raw depth out (`signed_depth` the graph's own, with a sky-head model's sky
 pixels negated; `forward` with them set far: model/head.py), with `.config`, `.source`, `.precision`,
-`.attention_form` and `.linear_form`. `openvino` is imported only here, and only when a model is converted.
+`.attention_form` and `.linear_form`. `openvino` is imported only through `import_openvino`, and only when a model is
+converted, exported or read.
 """
 
 import contextlib
@@ -134,14 +135,13 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
             if not self._save(network, saved):
                 self._unsaved = network  # so compiling afresh (SHAPES_PER_COMPILE) never converts again
         precision = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.precision]}
-        with signal_stacks.kept():  # the plugin's swap of the thread's signal stack: signal_stacks.py
-            try:
-                # a folder per precision: with one for both, on an AMX Xeon (OpenVINO 2026.4) a process that had
-                # compiled float32 twice (writing, then reading its blob) got bf16 depth 27% of the range off
-                compiled = core.compile_model(network, "CPU", {
-                    **precision, "CACHE_DIR": str(entry / "compiled" / self.precision)})
-            except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
-                compiled = core.compile_model(network, "CPU", precision)
+        try:
+            # a folder per precision: with one for both, on an AMX Xeon (OpenVINO 2026.4) a process that had
+            # compiled float32 twice (writing, then reading its blob) got bf16 depth 27% of the range off
+            compiled = compile_for_cpu(core, network, {**precision,
+                                                       "CACHE_DIR": str(entry / "compiled" / self.precision)})
+        except RuntimeError:  # OpenVINO refuses a cache folder it cannot make or write: compile without one
+            compiled = compile_for_cpu(core, network, precision)
         openvino_cache.mark_used(entry)  # most recently used: the last to be evicted
         openvino_cache.keep_within_budget(keep=entry)
         # a CPU without bf16 kernels runs f32 whatever was asked: report what really runs
@@ -184,9 +184,8 @@ class OpenVINOModel(SkyFarForward, torch.nn.Module):
             example = (torch.zeros(1, 3, grid_hw[0] * patch, grid_hw[1] * patch),
                        self.float32_model.image_encoder.position_embedding(grid_hw, torch.float32).clone())
             traced = torch.jit.trace(_SignedGraph(self.float32_model), example, check_trace=False)
-            with telemetry_off():
-                return openvino.convert_model(traced, example_input=example, input=[
-                    openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
+            return convert(traced, example_input=example, input=[
+                openvino.PartialShape([-1, 3, -1, -1]), openvino.PartialShape([1, -1, self.config.width])])
 
 
 @contextlib.contextmanager
@@ -214,6 +213,19 @@ def import_openvino():
     with telemetry_off():
         import openvino
     return openvino
+
+
+def convert(source, **options):
+    """openvino.convert_model, reporting nothing (telemetry_off): every conversion dav2 makes goes through here."""
+    with telemetry_off():
+        return import_openvino().convert_model(source, **options)
+
+
+def compile_for_cpu(core, network, config: dict):
+    """core.compile_model on the CPU, the thread's signal stack kept as it was (signal_stacks.py): every compile
+    dav2 makes goes through here."""
+    with signal_stacks.kept():
+        return core.compile_model(network, "CPU", config)
 
 
 class _NoTelemetry:

@@ -12,6 +12,7 @@ call changes nothing and this does nothing.
 
 import contextlib
 import ctypes
+import functools
 import sys
 
 
@@ -22,6 +23,7 @@ class _StackT(ctypes.Structure):
 SS_DISABLE = 2  # Linux's value on every architecture
 
 
+@functools.cache
 def _libc():
     if not sys.platform.startswith("linux"):
         return None
